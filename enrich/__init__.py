@@ -1,0 +1,1 @@
+"""Enrichment pipelines: scan -> decode -> embed/tag -> write; the CLI root."""

@@ -1,0 +1,316 @@
+"""The ``assetlens`` command line: the root group, enrichment commands, and search's commands.
+
+Exit codes: 0 success (files that failed are counted, not fatal), 2 usage error, 1 anything
+else, 130 interrupted (finished batches are kept). Errors go to stderr in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from enrich.errors import EnrichError
+from enrich.pipeline import Ingester, IngestOptions, IngestReport, reembed_library
+from enrich.tagging import Tagger, retag_library
+from models.errors import ModelError
+from models.registry import CLIP_MODELS, describe, known_architectures, resolve_model
+from models.settings import ModelSettings
+from models.vocab import Vocabulary, load_vocabulary
+from search.cli import COMMANDS, echo_fields, emit, json_option, library
+from search.errors import SearchError
+from search.library import Library
+from search.settings import SearchSettings
+from search.store import Asset
+
+SAVED_VOCABULARY = "vocabulary.txt"
+
+
+class _Root(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ModelError, SearchError, EnrichError, FileNotFoundError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+class _QuietOpenClip(logging.Filter):
+    # open_clip logs "initialized randomly" on the root logger; our own warning says it better.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open_clip" not in record.pathname
+
+
+@click.group(cls=_Root)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="ASSETLENS_DATA_DIR",
+    default="assetlens-data",
+    show_default=True,
+    help="Library folder (SQLite store, index, model cache). Env: ASSETLENS_DATA_DIR.",
+)
+@click.version_option(package_name="assetlens")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path) -> None:
+    """AssetLens: AI enrichment and semantic search for digital asset libraries."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_QuietOpenClip())
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings())
+    ctx.obj = lib
+    ctx.call_on_close(lib.close)
+
+
+def _vocabulary(lib: Library, vocab: Path | None, save: bool) -> Vocabulary:
+    """The vocabulary to tag with: a given file (saved for later runs when asked), else the saved one."""
+    saved = lib.settings.data_dir / SAVED_VOCABULARY
+    if vocab is not None:
+        vocabulary = load_vocabulary(vocab)
+        if save:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_bytes(vocab.read_bytes())
+        return vocabulary
+    return load_vocabulary(saved if saved.exists() else None)
+
+
+def _tagger(lib: Library, vocab: Path | None, save: bool) -> Tagger:
+    return Tagger(lib.encoder, _vocabulary(lib, vocab, save), lib.settings.data_dir / "cache")
+
+
+def _show_progress(as_json: bool) -> bool:
+    return not as_json and sys.stderr.isatty()
+
+
+def _print_report(report: IngestReport, lib: Library) -> None:
+    d = report.as_dict()
+    click.echo(
+        ", ".join(
+            f"{k} {d[k]}"
+            for k in (
+                "added",
+                "updated",
+                "skipped",
+                "renamed",
+                "duplicates",
+                "failed",
+                "pruned",
+                "unsupported",
+            )
+        )
+        + f" (job {report.job_id})"
+    )
+    for f in lib.store.failures(report.job_id, limit=20):
+        click.echo(f"  failed [{f['stage']}] {f['uri']}: {f['reason']}")
+
+
+vocab_option = click.option(
+    "--vocab",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Vocabulary file adding tags, synonyms and parents to the default (kept for later runs).",
+)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
+@click.option("--exclude", multiple=True, help="Skip files/folders matching this glob (repeatable).")
+@click.option("--hidden", is_flag=True, help="Also ingest hidden files and folders.")
+@click.option("--prune", is_flag=True, help="Remove assets under PATHS whose files are gone.")
+@click.option("--force", is_flag=True, help="Re-decode and re-embed even unchanged files.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--workers", type=click.IntRange(1, 64), help="Decode threads (default: cores, max 4).")
+@vocab_option
+@json_option
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    hidden: bool,
+    prune: bool,
+    force: bool,
+    batch_size: int,
+    workers: int | None,
+    vocab: Path | None,
+    as_json: bool,
+) -> None:
+    """Scan PATHS, then embed, tag and store every new or changed image."""
+    lib = library(ctx)
+    options = IngestOptions(
+        include=include,
+        exclude=exclude,
+        include_hidden=hidden,
+        prune=prune,
+        force=force,
+        batch_size=batch_size,
+        progress=_show_progress(as_json),
+        **({"workers": workers} if workers else {}),
+    )
+    ingester = Ingester(lib.store, lib.encoder, _tagger(lib, vocab, save=True), lib.index)
+    _run_ingest(ctx, lib, lambda: ingester.ingest(list(paths), options))
+
+
+def _run_ingest(ctx: click.Context, lib: Library, run: Any) -> None:
+    try:
+        report = run()
+    except KeyboardInterrupt:
+        job = lib.store.last_job() or {}
+        click.echo(
+            f"interrupted: finished batches are saved (job {job.get('id')}); "
+            f"run the same command again to resume",
+            err=True,
+        )
+        ctx.exit(130)
+    emit(ctx, report.as_dict(), lambda: _print_report(report, lib))
+
+
+@cli.command()
+@vocab_option
+@json_option
+@click.pass_context
+def tag(ctx: click.Context, vocab: Path | None, as_json: bool) -> None:
+    """Re-tag every asset from its stored vectors (no file is read)."""
+    lib = library(ctx)
+    count = retag_library(lib.store, _tagger(lib, vocab, save=True), _show_progress(as_json))
+    emit(ctx, {"retagged": count}, lambda: click.echo(f"re-tagged {count} assets"))
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def reembed(ctx: click.Context, as_json: bool) -> None:
+    """Switch the library to the configured model (ASSETLENS_CLIP_MODEL): re-encode every asset.
+
+    Interrupted, it resumes where it stopped when run again.
+    """
+    lib = library(ctx)
+    ingester = Ingester(lib.store, lib.encoder, _tagger(lib, None, save=False), lib.index)
+    _run_ingest(ctx, lib, lambda: reembed_library(ingester, IngestOptions(progress=_show_progress(as_json))))
+
+
+def _find_asset(lib: Library, ref: str) -> Asset:
+    if ref.isdigit():
+        return lib.store.asset(int(ref))
+    found = lib.store.asset_by_uri(os.path.abspath(ref))
+    if found is None:
+        raise SearchError(f"no asset for {ref!r}: give an asset id or the path of an ingested file")
+    return found
+
+
+@cli.command()
+@click.argument("ref", metavar="ID|PATH")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show one asset: fields, tags, and the metadata read from the file."""
+    lib = library(ctx)
+    asset = _find_asset(lib, ref)
+    doc = {
+        **asset.__dict__,
+        "tags": [
+            {"tag": t.tag, "score": round(t.score, 4), "source": t.source, "t": t.t}
+            for t in lib.store.tags_of([asset.id])[asset.id]
+        ],
+    }
+
+    def human() -> None:
+        for key in (
+            "id",
+            "uri",
+            "kind",
+            "mime",
+            "size",
+            "width",
+            "height",
+            "created",
+            "status",
+            "error",
+            "duplicate_of",
+            "content_hash",
+        ):
+            if doc[key] is not None:
+                click.echo(f"{key}: {doc[key]}")
+        for key, value in {**asset.embedded, **asset.meta}.items():
+            if value not in (None, [], ""):
+                click.echo(f"{key}: {value}")
+        click.echo("tags: " + ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in doc["tags"]))
+
+    emit(ctx, doc, human)
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Library counts: assets by kind, failures, vectors, tags, index state."""
+    lib = library(ctx)
+    store = lib.store
+    lib.index.sync(save=False)
+    doc = {
+        "data_dir": str(lib.settings.data_dir),
+        "model": store.model_id,
+        "schema_version": store.schema_version,
+        "assets": store.count_assets(),
+        "vectors": store.count_vectors(),
+        "failures": len(store.failures(limit=10**9)),
+        "top_tags": dict(store.tag_counts(20)),
+        "index": lib.index.status(),
+        "last_job": store.last_job(),
+    }
+
+    emit(ctx, doc, lambda: echo_fields(doc))
+
+
+@cli.group()
+def models() -> None:
+    """CLIP models: list them, fetch weights for offline use."""
+
+
+@models.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also list every open_clip architecture.")
+@json_option
+@click.pass_context
+def models_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List the registered CLIP models (and whether they are semantic)."""
+    rows = [describe(spec) for spec in CLIP_MODELS.values()]
+    doc: dict[str, Any] = {"models": rows}
+    if show_all:
+        doc["architectures"] = known_architectures()
+
+    def human() -> None:
+        for row in rows:
+            flag = "" if row["semantic"] else "  [NOT SEMANTIC]"
+            click.echo(f"{row['name']:<16} {row['model_id']:<36} {row['description']}{flag}")
+        if show_all:
+            click.echo("architectures (use ARCH@TAG or ARCH@random): " + ", ".join(doc["architectures"]))
+
+    emit(ctx, doc, human)
+
+
+@models.command("fetch")
+@click.argument("name")
+@json_option
+@click.pass_context
+def models_fetch(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Download NAME's weights into DATA_DIR/models (on a networked machine)."""
+    from models.clip import resolve_weights
+
+    lib = library(ctx)
+    path = resolve_weights(resolve_model(name), lib.model_settings)
+    emit(ctx, {"name": name, "weights": str(path)}, lambda: click.echo(f"weights: {path}"))
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="assetlens")

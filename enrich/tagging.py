@@ -1,0 +1,174 @@
+"""Zero-shot tags from image embeddings and a vocabulary.
+
+Each tag is embedded as the mean of its prompt ensemble (category templates applied to the tag
+and its synonyms), and those label embeddings are cached per model and vocabulary in the data
+dir. An image's score for a tag is the raw cosine similarity between the two.
+
+Threshold rule (multi-label). CLIP cosines are not calibrated: a good match may score 0.30 on
+one image and 0.22 on another. So a tag is kept when it stands out from the image's own
+distribution over the whole vocabulary: its z-score ``(s - mean) / std`` over all tag scores of
+that image must be at least ``min_z`` (default 2.5), and at most ``max_tags`` (default 10) of the
+best such tags are kept. Parents of a kept tag are kept too, scored with the best of their own
+score and their child's. For a video, each keyframe is tagged this way and the asset keeps, per
+tag, the best score and the time where it peaks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from models.clip import ClipEncoder
+from models.vocab import VocabTerm, Vocabulary
+from search.errors import ModelMismatchError
+from search.store import Store, Tag
+
+GENERIC_TEMPLATES = (
+    "a photo of {}.",
+    "a picture of {}.",
+    "an image showing {}.",
+    "a close-up photo of {}.",
+)
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "colours": ("a photo of something {}.", "a {} coloured object.", "the colour {}."),
+    "styles": ("a {} image.", "a photo in {} style.", "an image with a {} look."),
+    "asset_types": ("a {}.", "an image that is a {}.", "this image is a {}."),
+    "settings": ("a {} photo.", "a photo taken {}.", "a picture in a {} setting."),
+    "scenes": ("a photo of a {}.", "a picture of a {}.", "a view of a {}."),
+    "activities": ("a photo of someone {}.", "a photo of people {}.", "an image of {}."),
+}
+DEFAULT_MIN_Z = 2.5
+DEFAULT_MAX_TAGS = 10
+
+
+def prompts_for(term: VocabTerm) -> list[str]:
+    """The prompt ensemble of one vocabulary term (templates x tag and synonyms)."""
+    templates = TEMPLATES.get(term.category, GENERIC_TEMPLATES)
+    return [template.format(name) for name in (term.tag, *term.synonyms) for template in templates]
+
+
+class Tagger:
+    """Scores images against a vocabulary and picks their tags.
+
+    Args:
+        encoder: The CLIP encoder whose vectors are being tagged.
+        vocabulary: Tags to choose from.
+        cache_dir: Where label embeddings are cached (one file per model and vocabulary).
+        min_z: Minimum z-score of a kept tag (see the module docstring).
+        max_tags: Most tags kept per image, before parents are added.
+    """
+
+    def __init__(
+        self,
+        encoder: ClipEncoder,
+        vocabulary: Vocabulary,
+        cache_dir: Path | None = None,
+        *,
+        min_z: float = DEFAULT_MIN_Z,
+        max_tags: int = DEFAULT_MAX_TAGS,
+    ) -> None:
+        self.encoder, self.vocabulary = encoder, vocabulary
+        self.cache_dir, self.min_z, self.max_tags = cache_dir, min_z, max_tags
+        self.tags = vocabulary.tags()
+        self._labels: np.ndarray | None = None
+        self._ancestors = {tag: vocabulary.ancestors(tag) for tag in self.tags}
+        self._position = {tag: i for i, tag in enumerate(self.tags)}
+
+    @property
+    def cache_key(self) -> str:
+        """Digest of everything the label embeddings depend on."""
+        text = repr((self.encoder.model_id, self.vocabulary.digest, GENERIC_TEMPLATES, TEMPLATES))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def label_embeddings(self) -> np.ndarray:
+        """``(T, dim)`` unit vectors, one per tag (computed once per model and vocabulary)."""
+        if self._labels is not None:
+            return self._labels
+        path = self.cache_dir / f"labels-{self.cache_key}.npy" if self.cache_dir else None
+        if path is not None and path.exists():
+            labels = np.load(path)
+            if labels.shape == (len(self.tags), self.encoder.dim):
+                self._labels = labels
+                return labels
+        prompts = [prompts_for(term) for term in self.vocabulary.terms]
+        flat = [p for group in prompts for p in group]
+        encoded = np.concatenate(
+            [self.encoder.encode_texts(flat[i : i + 256], remember=False) for i in range(0, len(flat), 256)]
+        )
+        ends = np.cumsum([len(group) for group in prompts])
+        means = np.stack(
+            [
+                encoded[end - n : end].mean(axis=0)
+                for end, n in zip(ends, (len(g) for g in prompts), strict=True)
+            ]
+        )
+        norms = np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        self._labels = (means / norms).astype(np.float32)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+            np.save(tmp, self._labels)
+            os.replace(tmp, path)
+        return self._labels
+
+    def tag_vectors(self, vectors: np.ndarray) -> list[dict[str, float]]:
+        """Kept tags with cosine scores, for each vector."""
+        sims = vectors @ self.label_embeddings().T
+        out = []
+        for row in sims:
+            z = (row - row.mean()) / max(float(row.std()), 1e-6)
+            order = np.argsort(-row)
+            kept: dict[str, float] = {}
+            for i in order[: self.max_tags]:
+                if z[i] < self.min_z:
+                    break
+                kept[self.tags[i]] = float(row[i])
+            for tag, score in list(kept.items()):
+                for parent in self._ancestors[tag]:
+                    own = float(row[self._position[parent]])
+                    kept[parent] = max(kept.get(parent, own), own, score)
+            out.append(kept)
+        return out
+
+    def tag_asset(self, vectors: np.ndarray, times: Sequence[float | None]) -> list[Tag]:
+        """Tags of one asset from all its vectors: best score per tag and the time it peaks."""
+        best: dict[str, tuple[float, float | None]] = {}
+        for kept, t in zip(self.tag_vectors(vectors), times, strict=True):
+            for tag, score in kept.items():
+                if tag not in best or score > best[tag][0]:
+                    best[tag] = (score, t)
+        return sorted(
+            (Tag(tag, score, "clip", self.encoder.model_id, t) for tag, (score, t) in best.items()),
+            key=lambda tag: -tag.score,
+        )
+
+
+def retag_library(store: Store, tagger: Tagger, progress: bool = False, batch: int = 512) -> int:
+    """Re-tag every embedded asset from its stored vectors; no media file is read.
+
+    Returns:
+        The number of assets re-tagged.
+
+    Raises:
+        ModelMismatchError: The tagger's model is not the one the store's vectors come from.
+    """
+    if store.model_id is not None and store.model_id != tagger.encoder.model_id:
+        raise ModelMismatchError(
+            f"the library's vectors come from {store.model_id}, the tagger runs "
+            f"{tagger.encoder.model_id}: tag with the library's model"
+        )
+    ids = store.embedded_asset_ids()
+    with tqdm(total=len(ids), unit="asset", disable=not progress) as bar:
+        for start in range(0, len(ids), batch):
+            chunk = store.vectors_by_asset(ids[start : start + batch])
+            tags = {aid: tagger.tag_asset(vectors, times) for aid, (vectors, times) in chunk.items()}
+            with store.transaction():
+                for aid, asset_tags in tags.items():
+                    store.replace_tags(aid, "clip", asset_tags)
+            bar.update(len(chunk))
+    return len(ids)

@@ -1,0 +1,25 @@
+"""Errors raised by the model layer. Each names what is at fault and how to fix it."""
+
+
+class ModelError(Exception):
+    """Base class for model-layer errors."""
+
+
+class UnknownModelError(ModelError):
+    """A model name that the registry does not know."""
+
+
+class WeightsMissingError(ModelError):
+    """Pretrained weights are neither cached nor reachable."""
+
+
+class CheckpointError(ModelError):
+    """A local checkpoint file is missing, unreadable or does not fit the architecture."""
+
+
+class PrecisionError(ModelError):
+    """The requested precision is not supported on this device."""
+
+
+class VocabularyError(ModelError):
+    """A tag vocabulary file is malformed."""

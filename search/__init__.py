@@ -1,0 +1,1 @@
+"""Search side: the SQLite store, the FAISS index, queries, and their commands."""

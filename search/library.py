@@ -1,0 +1,76 @@
+"""One library (a data dir) and the objects that work on it, opened lazily.
+
+The CLI and the HTTP API both start here, so they resolve models, stores and indexes the
+same way.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from models.clip import ClipEncoder
+from models.errors import UnknownModelError
+from models.registry import ModelSpec, resolve_model
+from models.settings import ModelSettings
+from search.index import VectorIndex
+from search.query import SearchEngine
+from search.settings import SearchSettings
+from search.store import Store
+
+DEFAULT_MODEL = "ViT-B-32"
+
+
+class Library:
+    """A data dir with its store, index and CLIP encoder.
+
+    Args:
+        settings: Where the library lives.
+        model_settings: Which model to run; with no model named, the library's own model is used.
+    """
+
+    def __init__(self, settings: SearchSettings, model_settings: ModelSettings) -> None:
+        self.settings = settings
+        self.model_settings = model_settings.model_copy(
+            update={"model_cache_dir": model_settings.model_cache_dir or settings.model_cache_dir}
+        )
+
+    @cached_property
+    def store(self) -> Store:
+        """The SQLite store (created on first use)."""
+        return Store(self.settings.db_path)
+
+    @cached_property
+    def index(self) -> VectorIndex:
+        """The FAISS index (not yet synced)."""
+        return VectorIndex(self.store, self.settings.data_dir)
+
+    @cached_property
+    def spec(self) -> ModelSpec:
+        """The model to run: the one named in settings, else the library's, else the default."""
+        name = self.model_settings.clip_model
+        if name is None:
+            stored = self.store.model_id if self.settings.db_path.exists() else None
+            name = stored if stored and "@file:" not in stored else DEFAULT_MODEL
+            if stored and "@file:" in stored and self.model_settings.clip_checkpoint is None:
+                raise UnknownModelError(
+                    f"this library was embedded with a local checkpoint ({stored}): set "
+                    f"ASSETLENS_CLIP_MODEL to its architecture and ASSETLENS_CLIP_CHECKPOINT to the file"
+                )
+            if stored and "@file:" in stored:
+                name = stored.split("@", 1)[0]
+        return resolve_model(name, self.model_settings.clip_checkpoint)
+
+    @cached_property
+    def encoder(self) -> ClipEncoder:
+        """The CLIP encoder (weights load on first use)."""
+        return ClipEncoder(self.spec, self.model_settings)
+
+    @cached_property
+    def engine(self) -> SearchEngine:
+        """The query engine."""
+        return SearchEngine(self.store, self.index, self.encoder)
+
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        if "store" in self.__dict__:
+            self.store.close()

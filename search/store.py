@@ -1,0 +1,526 @@
+"""The SQLite store: schema, migrations and every SQL statement of AssetLens.
+
+SQLite is the source of truth (the FAISS index is derived from it). The database runs in WAL
+mode so searches read while an ingest writes; writers group their work with
+:meth:`Store.transaction`, one transaction per batch, so a crash loses at most the batch in
+flight and never leaves half an asset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.errors import AssetNotFoundError, ModelMismatchError, StoreError
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE assets (
+        id INTEGER PRIMARY KEY,
+        uri TEXT NOT NULL UNIQUE,
+        content_hash TEXT,
+        kind TEXT CHECK (kind IN ('image', 'video', 'audio')),
+        mime TEXT,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        duration REAL,
+        created TEXT,
+        ingested_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+        error TEXT,
+        duplicate_of INTEGER REFERENCES assets(id) ON DELETE SET NULL,
+        meta TEXT NOT NULL DEFAULT '{}',
+        embedded TEXT NOT NULL DEFAULT '{}',
+        exif TEXT NOT NULL DEFAULT '{}',
+        xmp TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX assets_hash ON assets(content_hash);
+    CREATE INDEX assets_kind ON assets(kind, status);
+    -- AUTOINCREMENT: vector ids are FAISS ids and must never be reused after a delete.
+    CREATE TABLE vectors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        t REAL,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE INDEX vectors_asset ON vectors(asset_id);
+    CREATE TABLE tags (
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        score REAL NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('clip', 'user', 'import')),
+        model TEXT,
+        t REAL,
+        PRIMARY KEY (asset_id, source, tag)
+    );
+    CREATE INDEX tags_tag ON tags(tag, score);
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        args TEXT NOT NULL DEFAULT '{}',
+        counts TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE failures (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER REFERENCES jobs(id) ON DELETE CASCADE,
+        uri TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX failures_job ON failures(job_id);
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO state VALUES ('vector_epoch', '0');
+    -- Any vector delete invalidates a FAISS index built before it: the epoch tells.
+    CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vector_epoch';
+    END;
+    """,
+)
+
+ASSET_COLUMNS = (
+    "id, uri, content_hash, kind, mime, size, mtime, width, height, duration, created, "
+    "ingested_at, status, error, duplicate_of, meta, embedded, exif, xmp"
+)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One row of ``assets``, with its JSON columns decoded."""
+
+    id: int
+    uri: str
+    content_hash: str | None
+    kind: str | None
+    mime: str | None
+    size: int
+    mtime: float
+    width: int | None
+    height: int | None
+    duration: float | None
+    created: str | None
+    ingested_at: str
+    status: str
+    error: str | None
+    duplicate_of: int | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    embedded: dict[str, Any] = field(default_factory=dict)
+    exif: dict[str, Any] = field(default_factory=dict)
+    xmp: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Asset:
+        values = dict(row)
+        for key in ("meta", "embedded", "exif", "xmp"):
+            values[key] = json.loads(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One tag of an asset."""
+
+    tag: str
+    score: float
+    source: str
+    model: str | None = None
+    t: float | None = None
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO 8601 (seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Store:
+    """A connection to one library's SQLite file.
+
+    Args:
+        path: The database file; created (with its folder) if missing.
+        readonly: Open without write access (for searches).
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly and not self.path.exists():
+            raise StoreError(f"no library at {self.path}: run `assetlens ingest PATH` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable across application crashes in WAL mode; only an OS crash
+                # can lose the last commits, never corrupt the file.
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the library database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this AssetLens "
+                f"({len(MIGRATIONS)}): upgrade AssetLens"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in _split_sql(script):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        """Schema version of the open file."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write: everything inside commits together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- state -----------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    @property
+    def vector_epoch(self) -> int:
+        """Grows with every vector delete; an index built at another epoch is stale."""
+        return int(self.get_state("vector_epoch") or 0)
+
+    @property
+    def model_id(self) -> str | None:
+        """The model whose vectors this store holds (None while it holds none)."""
+        return self.get_state("model")
+
+    def ensure_model(self, model_id: str) -> None:
+        """Refuse a model other than the store's; adopt it when the store has no vectors yet.
+
+        Raises:
+            ModelMismatchError: The store holds vectors of another model.
+        """
+        current = self.model_id
+        if current == model_id:
+            return
+        if current is not None and self.count_vectors() > 0:
+            raise ModelMismatchError(
+                f"this library holds vectors of model {current}, not {model_id}: vectors of two "
+                f"models cannot be mixed. Use the library's model (ASSETLENS_CLIP_MODEL), or "
+                f"switch the whole library with `assetlens reembed` (re-encodes every asset)"
+            )
+        self.set_state("model", model_id)
+
+    # --- assets ----------------------------------------------------------------------------
+
+    def asset(self, asset_id: int) -> Asset:
+        """The asset with this id.
+
+        Raises:
+            AssetNotFoundError: No such asset.
+        """
+        row = self.db.execute(f"SELECT {ASSET_COLUMNS} FROM assets WHERE id = ?", (asset_id,)).fetchone()
+        if row is None:
+            raise AssetNotFoundError(f"no asset with id {asset_id}")
+        return Asset.from_row(row)
+
+    def asset_by_uri(self, uri: str) -> Asset | None:
+        row = self.db.execute(f"SELECT {ASSET_COLUMNS} FROM assets WHERE uri = ?", (uri,)).fetchone()
+        return None if row is None else Asset.from_row(row)
+
+    def assets_by_hash(self, content_hash: str) -> list[Asset]:
+        """Embedded assets (ok, with vectors) holding this content, oldest first."""
+        rows = self.db.execute(
+            f"SELECT {ASSET_COLUMNS} FROM assets WHERE content_hash = ? AND status = 'ok' "
+            "AND EXISTS (SELECT 1 FROM vectors WHERE asset_id = assets.id) ORDER BY id",
+            (content_hash,),
+        ).fetchall()
+        return [Asset.from_row(r) for r in rows]
+
+    def embedded_hashes(self) -> set[str]:
+        """Content hashes of every embedded asset (to reuse vectors for renames and duplicates)."""
+        return {
+            r[0]
+            for r in self.db.execute(
+                "SELECT DISTINCT content_hash FROM assets WHERE status = 'ok' "
+                "AND content_hash IS NOT NULL AND id IN (SELECT asset_id FROM vectors)"
+            )
+        }
+
+    def has_vectors(self, asset_id: int) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM vectors WHERE asset_id = ? LIMIT 1", (asset_id,)).fetchone()
+            is not None
+        )
+
+    def assets(self, ids: Sequence[int]) -> dict[int, Asset]:
+        """Assets by id (missing ids are absent from the result)."""
+        out: dict[int, Asset] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT {ASSET_COLUMNS} FROM assets WHERE id IN ({marks})", chunk):
+                out[row["id"]] = Asset.from_row(row)
+        return out
+
+    def uris(self) -> list[tuple[int, str]]:
+        """Every (id, uri), for pruning."""
+        return [(r[0], r[1]) for r in self.db.execute("SELECT id, uri FROM assets ORDER BY id")]
+
+    def upsert_asset(self, values: dict[str, Any]) -> int:
+        """Insert an asset or replace the row with the same uri; returns its id.
+
+        JSON columns may be given as dicts. On replace the id (and so the user's ``meta``) is kept.
+        """
+        values = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in values.items()}
+        values.setdefault("ingested_at", now_iso())
+        existing = self.db.execute("SELECT id FROM assets WHERE uri = ?", (values["uri"],)).fetchone()
+        if existing is None:
+            cols = ", ".join(values)
+            marks = ", ".join("?" * len(values))
+            cur = self.db.execute(f"INSERT INTO assets ({cols}) VALUES ({marks})", list(values.values()))
+            return int(cur.lastrowid or 0)
+        self.update_asset(int(existing[0]), values)
+        return int(existing[0])
+
+    def update_asset(self, asset_id: int, values: dict[str, Any]) -> None:
+        """Set some columns of an asset (column names come from our code, never from users)."""
+        values = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in values.items()}
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE assets SET {assignments} WHERE id = ?", [*values.values(), asset_id])
+
+    def delete_asset(self, asset_id: int) -> None:
+        """Delete an asset with its vectors and tags."""
+        self.db.execute("DELETE FROM assets WHERE id = ?", (asset_id,))
+
+    def count_assets(self) -> dict[str, int]:
+        """Asset counts by kind (ok assets) plus ``failed``."""
+        counts = {
+            str(kind): int(n)
+            for kind, n in self.db.execute(
+                "SELECT kind, count(*) FROM assets WHERE status = 'ok' GROUP BY kind"
+            )
+        }
+        counts["failed"] = int(
+            self.db.execute("SELECT count(*) FROM assets WHERE status = 'failed'").fetchone()[0]
+        )
+        return counts
+
+    # --- vectors ---------------------------------------------------------------------------
+
+    def replace_vectors(
+        self, asset_id: int, model_id: str, vectors: np.ndarray, times: Sequence[float | None]
+    ) -> list[int]:
+        """Replace an asset's vectors; returns the new vector ids (FAISS ids)."""
+        self.ensure_model(model_id)
+        self.db.execute("DELETE FROM vectors WHERE asset_id = ?", (asset_id,))
+        ids = []
+        for vector, t in zip(vectors, times, strict=True):
+            cur = self.db.execute(
+                "INSERT INTO vectors (asset_id, t, model, vector) VALUES (?, ?, ?, ?)",
+                (asset_id, t, model_id, np.asarray(vector, dtype=np.float32).tobytes()),
+            )
+            ids.append(int(cur.lastrowid or 0))
+        return ids
+
+    def copy_vectors_and_tags(self, source_id: int, target_id: int) -> None:
+        """Give ``target_id`` the vectors and model tags of ``source_id`` (exact duplicates)."""
+        self.db.execute("DELETE FROM vectors WHERE asset_id = ?", (target_id,))
+        self.db.execute(
+            "INSERT INTO vectors (asset_id, t, model, vector) "
+            "SELECT ?, t, model, vector FROM vectors WHERE asset_id = ? ORDER BY id",
+            (target_id, source_id),
+        )
+        self.db.execute("DELETE FROM tags WHERE asset_id = ? AND source = 'clip'", (target_id,))
+        self.db.execute(
+            "INSERT INTO tags (asset_id, tag, score, source, model, t) "
+            "SELECT ?, tag, score, source, model, t FROM tags WHERE asset_id = ? AND source = 'clip'",
+            (target_id, source_id),
+        )
+
+    def count_vectors(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
+    def max_vector_id(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM vectors").fetchone()[0])
+
+    def iter_vectors(
+        self, after_id: int = 0, batch: int = 8192, upto_id: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream ``(ids, vectors)`` in id order, for building or catching up the index."""
+        last = after_id
+        limit = upto_id if upto_id is not None else self.max_vector_id()
+        while True:
+            rows = self.db.execute(
+                "SELECT id, vector FROM vectors WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (last, limit, batch),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            yield ids, vectors
+            last = int(ids[-1])
+
+    def vectors_of(self, asset_id: int) -> tuple[np.ndarray, list[float | None]]:
+        """An asset's vectors and their times."""
+        found = self.vectors_by_asset([asset_id]).get(asset_id)
+        if found is None:
+            raise AssetNotFoundError(f"asset {asset_id} has no vectors (it failed or is not stored)")
+        return found
+
+    def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, tuple[int, float | None]]:
+        """Map vector ids to (asset id, t); ids no longer in the store are absent."""
+        out: dict[int, tuple[int, float | None]] = {}
+        for chunk in _chunks([int(i) for i in vector_ids], 500):
+            marks = ",".join("?" * len(chunk))
+            for vid, aid, t in self.db.execute(
+                f"SELECT id, asset_id, t FROM vectors WHERE id IN ({marks})", chunk
+            ):
+                out[int(vid)] = (int(aid), t)
+        return out
+
+    def embedded_asset_ids(self) -> list[int]:
+        """Ids of every asset that has vectors."""
+        return [int(r[0]) for r in self.db.execute("SELECT DISTINCT asset_id FROM vectors ORDER BY 1")]
+
+    def vectors_by_asset(self, asset_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, list[float | None]]]:
+        """Vectors and times of several assets (assets without vectors are absent)."""
+        grouped: dict[int, tuple[list[np.ndarray], list[float | None]]] = {}
+        for chunk in _chunks(list(asset_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for aid, blob, t in self.db.execute(
+                f"SELECT asset_id, vector, t FROM vectors WHERE asset_id IN ({marks}) ORDER BY id",
+                chunk,
+            ):
+                vectors, times = grouped.setdefault(int(aid), ([], []))
+                vectors.append(np.frombuffer(blob, dtype=np.float32))
+                times.append(t)
+        return {aid: (np.stack(v), t) for aid, (v, t) in grouped.items()}
+
+    def reset_model(self, model_id: str) -> None:
+        """Drop every vector and model tag and adopt ``model_id`` (the start of a re-embed)."""
+        self.db.execute("DELETE FROM vectors")
+        self.db.execute("DELETE FROM tags WHERE source = 'clip'")
+        self.set_state("model", model_id)
+
+    # --- tags ------------------------------------------------------------------------------
+
+    def replace_tags(self, asset_id: int, source: str, tags: Sequence[Tag]) -> None:
+        """Replace the tags of one source (``clip``, ``user``, ``import``) on an asset."""
+        self.db.execute("DELETE FROM tags WHERE asset_id = ? AND source = ?", (asset_id, source))
+        self.db.executemany(
+            "INSERT INTO tags (asset_id, tag, score, source, model, t) VALUES (?, ?, ?, ?, ?, ?)",
+            [(asset_id, t.tag, t.score, source, t.model, t.t) for t in tags],
+        )
+
+    def tags_of(self, asset_ids: Sequence[int]) -> dict[int, list[Tag]]:
+        """Tags per asset, best first."""
+        out: dict[int, list[Tag]] = {int(a): [] for a in asset_ids}
+        for chunk in _chunks(list(out), 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                f"SELECT asset_id, tag, score, source, model, t FROM tags "
+                f"WHERE asset_id IN ({marks}) ORDER BY score DESC, tag",
+                chunk,
+            ):
+                out[row[0]].append(Tag(row[1], row[2], row[3], row[4], row[5]))
+        return out
+
+    def tag_counts(self, limit: int = 20) -> list[tuple[str, int]]:
+        """The most frequent tags with their asset counts."""
+        rows = self.db.execute(
+            "SELECT tag, count(DISTINCT asset_id) AS n FROM tags GROUP BY tag ORDER BY n DESC, tag LIMIT ?",
+            (limit,),
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
+    # --- jobs and failures -----------------------------------------------------------------
+
+    def start_job(self, kind: str, args: dict[str, Any]) -> int:
+        cur = self.db.execute(
+            "INSERT INTO jobs (kind, status, started_at, args) VALUES (?, 'running', ?, ?)",
+            (kind, now_iso(), json.dumps(args)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_job(self, job_id: int, status: str, counts: dict[str, int]) -> None:
+        self.db.execute(
+            "UPDATE jobs SET status = ?, finished_at = ?, counts = ? WHERE id = ?",
+            (status, now_iso(), json.dumps(counts), job_id),
+        )
+
+    def record_failure(self, job_id: int, uri: str, stage: str, reason: str) -> None:
+        self.db.execute(
+            "INSERT INTO failures (job_id, uri, stage, reason, at) VALUES (?, ?, ?, ?, ?)",
+            (job_id, uri, stage, reason, now_iso()),
+        )
+
+    def failures(self, job_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Recorded failures, newest first (of one job, or of all)."""
+        where, params = ("WHERE job_id = ?", [job_id]) if job_id is not None else ("", [])
+        rows = self.db.execute(
+            f"SELECT job_id, uri, stage, reason, at FROM failures {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [dict(r) for r in rows]
+
+    def last_job(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else dict(row)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (triggers contain ';' inside BEGIN ... END)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    return [s for s in statements if s]
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
