@@ -158,24 +158,25 @@ class Ingester:
         todo: list[Candidate] = []
         with self.store.transaction():
             for item in items:
-                if isinstance(item, ScanFailure):
-                    self._write_failure(item.path, "scan", item.reason, report, None)
-                    bar.update()
-                elif item.kind not in SUPPORTED_KINDS:
+                if isinstance(item, Candidate) and item.kind not in SUPPORTED_KINDS:
                     report.unsupported += 1
-                    bar.update()
                 elif self._unchanged(item, options):
                     report.skipped += 1
-                    bar.update()
+                elif isinstance(item, ScanFailure):
+                    self._write_failure(item.path, "scan", item.reason, report, None)
                 else:
                     todo.append(item)
+                    continue
+                bar.update()
         return todo
 
-    def _unchanged(self, item: Candidate, options: IngestOptions) -> bool:
+    def _unchanged(self, item: Candidate | ScanFailure, options: IngestOptions) -> bool:
+        """Same size and mtime as stored, and already embedded or already failed."""
         existing = self.store.asset_by_uri(str(item.path))
         if options.force or existing is None:
             return False
-        same_file = existing.size == item.size and existing.mtime == item.mtime
+        size, mtime = _size_mtime(item.path) if isinstance(item, ScanFailure) else (item.size, item.mtime)
+        same_file = existing.size == size and existing.mtime == mtime
         return same_file and (existing.status == "failed" or self.store.has_vectors(existing.id))
 
     def _run(self, todo: list[Candidate], options: IngestOptions, report: IngestReport, bar: tqdm) -> None:
@@ -326,11 +327,7 @@ class Ingester:
         self, path: Path, stage: str, reason: str, report: IngestReport, candidate: Candidate | None
     ) -> None:
         uri = str(path)
-        try:
-            st = path.lstat()
-            size, mtime = st.st_size, st.st_mtime
-        except OSError:
-            size, mtime = 0, 0.0
+        size, mtime = _size_mtime(path)
         asset_id = self.store.upsert_asset(
             {
                 "uri": uri,
@@ -377,6 +374,15 @@ def _worker(size: int, max_pixels: int, known: set[str]) -> Callable[[Candidate]
         return _Prepared(c, digest, prepare_image(decoded.image, size), decoded.metadata)
 
     return work
+
+
+def _size_mtime(path: Path) -> tuple[int, float]:
+    """Size and mtime of a file that failed (of the link itself when it is broken)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return 0, 0.0
+    return st.st_size, st.st_mtime
 
 
 def _root(asset: Asset) -> int:

@@ -141,30 +141,52 @@ class ClipEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if not remember:
             return self._encode_tokens(list(texts))
+        # Take the vectors out while locked: another thread may evict them while we encode.
         with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+            found = {t: self._text_cache[t] for t in dict.fromkeys(texts) if t in self._text_cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
-            vectors = self._encode_tokens(missing)
-            with self._lock:
-                self._text_cache.update(zip(missing, vectors, strict=True))
+            found.update(zip(missing, self._encode_tokens(missing), strict=True))
         with self._lock:
-            out = []
             for text in texts:
+                self._text_cache[text] = found[text]
                 self._text_cache.move_to_end(text)
-                out.append(self._text_cache[text])
             while len(self._text_cache) > self.settings.text_cache_size:
                 self._text_cache.popitem(last=False)
-        return np.stack(out)
+        return np.stack([found[t] for t in texts])
 
     def _encode_tokens(self, texts: list[str]) -> np.ndarray:
         self.load()
         tokens = self._tokenizer(texts).to(self.device)
         with torch.inference_mode(), self._autocast():
-            return _normalise(self._model.encode_text(tokens))
+            return _normalise(encode_text_trimmed(self._model, tokens))
 
     def _autocast(self) -> Any:
         enabled = self.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` without the padding: the same result, several times faster.
+
+    CLIP's text tower is causal and pools at the end-of-text token (the highest token id), so
+    positions after the longest prompt's end can never influence the result; dropping them
+    turns 77-token work into ~10-token work for typical queries and tag prompts. Models of
+    another shape fall back to the full computation.
+    """
+    mask = getattr(model, "attn_mask", None)
+    if not isinstance(model, open_clip.model.CLIP) or model.text_pool_type != "argmax" or mask is None:
+        return model.encode_text(tokens)
+    n = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :n]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=mask[:n, :n]))
+    x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
 def _normalise(features: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,39 @@
+"""Shared fixtures: real photos, real SQLite libraries in tmp_path, the real tiny CLIP model."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import open_library
+
+from search.library import Library
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tests never reach a model hub, and never read a developer's own hub cache.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    for name in ("ASSETLENS_CLIP_MODEL", "ASSETLENS_CLIP_CHECKPOINT", "ASSETLENS_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A private copy of the sample photos (tests may rename, delete or corrupt them)."""
+    target = tmp_path / "library"
+    shutil.copytree(PHOTOS, target, ignore=shutil.ignore_patterns("*.txt"))
+    return target
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Iterator[Library]:
+    library = open_library(tmp_path / "data")
+    yield library
+    library.close()

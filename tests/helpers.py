@@ -1,0 +1,28 @@
+"""Helpers shared by tests: the same wiring the CLI uses, on the tiny model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from enrich.pipeline import Ingester
+from enrich.tagging import Tagger
+from models.settings import ModelSettings
+from models.vocab import load_vocabulary
+from search.library import Library
+from search.settings import SearchSettings
+
+
+# Label embeddings depend only on model and vocabulary: one cache serves every test.
+LABEL_CACHE = Path(tempfile.gettempdir()) / "assetlens-test-label-cache"
+
+
+def open_library(data_dir: Path, **model: object) -> Library:
+    """A library on the tiny model unless told otherwise."""
+    return Library(SearchSettings(data_dir=data_dir), ModelSettings(**{"clip_model": "tiny", **model}))
+
+
+def ingester_for(lib: Library) -> Ingester:
+    """The same wiring as ``assetlens ingest``."""
+    tagger = Tagger(lib.encoder, load_vocabulary(), LABEL_CACHE)
+    return Ingester(lib.store, lib.encoder, tagger, lib.index)
