@@ -16,6 +16,7 @@ import click
 
 from enrich.errors import EnrichError
 from enrich.pipeline import Ingester, IngestOptions, IngestReport, reembed_library
+from enrich.settings import EnrichSettings
 from enrich.tagging import Tagger, retag_library
 from models.errors import ModelError
 from models.registry import CLIP_MODELS, describe, known_architectures, resolve_model
@@ -123,7 +124,7 @@ vocab_option = click.option(
 @click.option("--hidden", is_flag=True, help="Also ingest hidden files and folders.")
 @click.option("--prune", is_flag=True, help="Remove assets under PATHS whose files are gone.")
 @click.option("--force", is_flag=True, help="Re-decode and re-embed even unchanged files.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--batch-size", type=click.IntRange(1, 4096), help="Images per batch (default 32).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Decode threads (default: cores, max 4).")
 @vocab_option
 @json_option
@@ -136,25 +137,35 @@ def ingest(
     hidden: bool,
     prune: bool,
     force: bool,
-    batch_size: int,
+    batch_size: int | None,
     workers: int | None,
     vocab: Path | None,
     as_json: bool,
 ) -> None:
     """Scan PATHS, then embed, tag and store every new or changed image."""
     lib = library(ctx)
-    options = IngestOptions(
+    options = _options(
+        as_json,
         include=include,
         exclude=exclude,
         include_hidden=hidden,
         prune=prune,
         force=force,
         batch_size=batch_size,
-        progress=_show_progress(as_json),
-        **({"workers": workers} if workers else {}),
+        workers=workers,
     )
     ingester = Ingester(lib.store, lib.encoder, _tagger(lib, vocab, save=True), lib.index)
     _run_ingest(ctx, lib, lambda: ingester.ingest(list(paths), options))
+
+
+def _options(as_json: bool, **flags: Any) -> IngestOptions:
+    """Ingest options: command-line flags over ASSETLENS_* settings over defaults."""
+    settings = EnrichSettings()
+    defaults: dict[str, Any] = {"max_pixels": settings.max_pixels, "batch_size": settings.batch_size}
+    if settings.workers:
+        defaults["workers"] = settings.workers
+    given = {k: v for k, v in flags.items() if v is not None}
+    return IngestOptions(progress=_show_progress(as_json), **{**defaults, **given})
 
 
 def _run_ingest(ctx: click.Context, lib: Library, run: Any) -> None:
@@ -192,7 +203,7 @@ def reembed(ctx: click.Context, as_json: bool) -> None:
     """
     lib = library(ctx)
     ingester = Ingester(lib.store, lib.encoder, _tagger(lib, None, save=False), lib.index)
-    _run_ingest(ctx, lib, lambda: reembed_library(ingester, IngestOptions(progress=_show_progress(as_json))))
+    _run_ingest(ctx, lib, lambda: reembed_library(ingester, _options(as_json)))
 
 
 def _find_asset(lib: Library, ref: str) -> Asset:

@@ -1,0 +1,22 @@
+"""Settings of the enrichment pipelines (environment prefix ``ASSETLENS_``)."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from enrich.decode import DEFAULT_MAX_PIXELS
+
+
+class EnrichSettings(BaseSettings):
+    """Defaults of ``assetlens ingest``; command-line flags override them.
+
+    Attributes:
+        max_pixels: Largest image (width x height) decoded; larger files fail (decompression bombs).
+        batch_size: Images per CLIP batch and per store transaction.
+        workers: Decode threads (0: as many as cores, at most 4).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
+
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    workers: int = Field(default=0, ge=0, le=64)
