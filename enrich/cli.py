@@ -7,7 +7,6 @@ else, 130 interrupted (finished batches are kept). Errors go to stderr in one li
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,17 @@ from enrich.errors import EnrichError
 from enrich.pipeline import Ingester, IngestOptions, IngestReport, reembed_library
 from enrich.settings import EnrichSettings
 from enrich.tagging import Tagger, retag_library
+from enrich.transcribe import needs_transcript, transcribe_assets
+from enrich.video import KeyframeOptions
 from models.errors import ModelError
 from models.registry import CLIP_MODELS, describe, known_architectures, resolve_model
-from models.settings import ModelSettings
+from models.settings import ModelSettings, WhisperSettings
 from models.vocab import Vocabulary, load_vocabulary
-from search.cli import COMMANDS, echo_fields, emit, json_option, library
+from models.whisper import Transcriber
+from search.cli import COMMANDS, echo_fields, emit, find_asset, json_option, library
 from search.errors import SearchError
 from search.library import Library
 from search.settings import SearchSettings
-from search.store import Asset
 
 SAVED_VOCABULARY = "vocabulary.txt"
 
@@ -101,7 +102,8 @@ def _print_report(report: IngestReport, lib: Library) -> None:
                 "duplicates",
                 "failed",
                 "pruned",
-                "unsupported",
+                "excluded",
+                "transcribed",
             )
         )
         + f" (job {report.job_id})"
@@ -126,6 +128,16 @@ vocab_option = click.option(
 @click.option("--force", is_flag=True, help="Re-decode and re-embed even unchanged files.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), help="Images per batch (default 32).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Decode threads (default: cores, max 4).")
+@click.option("--no-video", is_flag=True, help="Skip video files.")
+@click.option("--no-audio", is_flag=True, help="Skip audio files.")
+@click.option(
+    "--no-transcribe", is_flag=True, help="Do not transcribe speech (later: `assetlens transcribe`)."
+)
+@click.option(
+    "--keyframes-max", type=click.IntRange(1, 10_000), help="Most keyframes per video (default 64)."
+)
+@click.option("--keyframes-min-gap", type=click.FloatRange(0.0), help="Seconds between keyframes, at least.")
+@click.option("--keyframes-max-gap", type=click.FloatRange(0.1), help="Seconds between keyframes, at most.")
 @vocab_option
 @json_option
 @click.pass_context
@@ -139,22 +151,28 @@ def ingest(
     force: bool,
     batch_size: int | None,
     workers: int | None,
+    no_video: bool,
+    no_audio: bool,
+    no_transcribe: bool,
+    keyframes_max: int | None,
+    keyframes_min_gap: float | None,
+    keyframes_max_gap: float | None,
     vocab: Path | None,
     as_json: bool,
 ) -> None:
-    """Scan PATHS, then embed, tag and store every new or changed image."""
+    """Scan PATHS, then embed, tag, transcribe and store every new or changed image, video and audio file."""
     lib = library(ctx)
+    gaps: dict[str, Any] = {
+        "max_keyframes": keyframes_max, "min_gap": keyframes_min_gap, "max_gap": keyframes_max_gap
+    }  # fmt: skip
     options = _options(
-        as_json,
-        include=include,
-        exclude=exclude,
-        include_hidden=hidden,
-        prune=prune,
-        force=force,
-        batch_size=batch_size,
-        workers=workers,
-    )
-    ingester = Ingester(lib.store, lib.encoder, _tagger(lib, vocab, save=True), lib.index)
+        as_json, include=include, exclude=exclude, include_hidden=hidden, prune=prune, force=force,
+        batch_size=batch_size, workers=workers, video=not no_video, audio=not no_audio,
+        transcribe=not no_transcribe,
+        keyframes=KeyframeOptions(**{k: v for k, v in gaps.items() if v is not None}),
+    )  # fmt: skip
+    transcriber = None if no_transcribe else Transcriber(WhisperSettings())
+    ingester = Ingester(lib.store, lib.encoder, _tagger(lib, vocab, save=True), lib.index, transcriber)
     _run_ingest(ctx, lib, lambda: ingester.ingest(list(paths), options))
 
 
@@ -203,79 +221,39 @@ def reembed(ctx: click.Context, as_json: bool) -> None:
     """
     lib = library(ctx)
     ingester = Ingester(lib.store, lib.encoder, _tagger(lib, None, save=False), lib.index)
-    _run_ingest(ctx, lib, lambda: reembed_library(ingester, _options(as_json)))
-
-
-def _find_asset(lib: Library, ref: str) -> Asset:
-    if ref.isdigit():
-        return lib.store.asset(int(ref))
-    found = lib.store.asset_by_uri(os.path.abspath(ref))
-    if found is None:
-        raise SearchError(f"no asset for {ref!r}: give an asset id or the path of an ingested file")
-    return found
+    _run_ingest(ctx, lib, lambda: reembed_library(ingester, _options(as_json, transcribe=False)))
 
 
 @cli.command()
-@click.argument("ref", metavar="ID|PATH")
+@click.argument("refs", nargs=-1, metavar="[ID|PATH]...")
+@click.option("--all", "every", is_flag=True, help="Every audio and video asset.")
+@click.option("--missing", is_flag=True, help="Every audio and video asset without a transcript.")
+@click.option(
+    "--model", help="Whisper model: a CTranslate2 model dir or hub name (default: bundled tiny.en)."
+)
 @json_option
 @click.pass_context
-def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show one asset: fields, tags, and the metadata read from the file."""
+def transcribe(
+    ctx: click.Context, refs: tuple[str, ...], every: bool, missing: bool, model: str | None, as_json: bool
+) -> None:
+    """(Re-)transcribe the speech of selected assets, e.g. with another model; vectors and tags stay."""
+    if bool(refs) + every + missing != 1:
+        raise click.UsageError("give asset ids/paths, or --all, or --missing")
     lib = library(ctx)
-    asset = _find_asset(lib, ref)
-    doc = {
-        **asset.__dict__,
-        "tags": [
-            {"tag": t.tag, "score": round(t.score, 4), "source": t.source, "t": t.t}
-            for t in lib.store.tags_of([asset.id])[asset.id]
-        ],
-    }
-
-    def human() -> None:
-        for key in (
-            "id",
-            "uri",
-            "kind",
-            "mime",
-            "size",
-            "width",
-            "height",
-            "created",
-            "status",
-            "error",
-            "duplicate_of",
-            "content_hash",
-        ):
-            if doc[key] is not None:
-                click.echo(f"{key}: {doc[key]}")
-        for key, value in {**asset.embedded, **asset.meta}.items():
-            if value not in (None, [], ""):
-                click.echo(f"{key}: {value}")
-        click.echo("tags: " + ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in doc["tags"]))
-
-    emit(ctx, doc, human)
-
-
-@cli.command()
-@json_option
-@click.pass_context
-def stats(ctx: click.Context, as_json: bool) -> None:
-    """Library counts: assets by kind, failures, vectors, tags, index state."""
-    lib = library(ctx)
-    store = lib.store
-    lib.index.sync(save=False)
-    doc = {
-        "data_dir": str(lib.settings.data_dir),
-        "model": store.model_id,
-        "schema_version": store.schema_version,
-        "assets": store.count_assets(),
-        "vectors": store.count_vectors(),
-        "failures": len(store.failures(limit=10**9)),
-        "top_tags": dict(store.tag_counts(20)),
-        "index": lib.index.status(),
-        "last_job": store.last_job(),
-    }
-
+    if refs:
+        assets = [find_asset(lib, ref) for ref in refs]
+    else:
+        assets = [a for a in lib.store.assets_with_sound() if every or needs_transcript(a)]
+    settings = WhisperSettings() if model is None else WhisperSettings(whisper_model=model)
+    job = lib.store.start_job("transcribe", {"assets": [a.id for a in assets], "model": model})
+    try:
+        report = transcribe_assets(lib.store, Transcriber(settings), assets, job, _show_progress(as_json))
+    except KeyboardInterrupt:
+        lib.store.finish_job(job, "interrupted", {})
+        click.echo("interrupted: transcripts finished so far are saved", err=True)
+        ctx.exit(130)
+    lib.store.finish_job(job, "done", report.__dict__)
+    doc = {**report.__dict__, "job_id": job}
     emit(ctx, doc, lambda: echo_fields(doc))
 
 

@@ -1,11 +1,11 @@
-"""The ingest pipeline: scan -> hash -> decode -> embed -> tag -> write, incremental and resumable.
+"""The ingest pipeline: scan -> hash -> decode -> embed -> tag -> transcribe -> write.
 
-Decode workers (threads: Pillow releases the GIL while decoding and resizing) hash each file,
-decode it at reduced size and prepare the model input, while the main thread runs CLIP on the
-previous batch. Each batch is written in one transaction, so an interrupted run keeps every
-finished batch and a re-run picks up where it stopped: files whose size and mtime are unchanged
-and that already have vectors (or already failed) are skipped; a known content hash is a rename
-or an exact duplicate, whose vectors are reused without decoding.
+Incremental and resumable. Decode threads (:mod:`enrich.prepare`) hash each file and decode it
+(images at reduced size, videos as keyframes) while the main thread runs CLIP on the previous
+batch. Each batch is written in one transaction, so an interrupted run keeps every finished
+batch and a re-run picks up where it stopped: files whose size and mtime are unchanged and that
+are complete (embedded, or failed) are skipped; a known content hash is a rename or an exact
+duplicate, whose vectors, tags and transcript are reused without decoding.
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from enrich.decode import DEFAULT_MAX_PIXELS, ImageMetadata, decode_image
+from enrich.decode import DEFAULT_MAX_PIXELS
 from enrich.errors import DecodeError
+from enrich.prepare import Prepared, make_worker
 from enrich.scan import Candidate, ScanFailure, scan
 from enrich.tagging import Tagger
-from models.clip import ClipEncoder, prepare_image
-from models.registry import file_digest
+from enrich.transcribe import needs_transcript, transcribe_assets, transcribe_file
+from enrich.video import KeyframeOptions
+from models.clip import ClipEncoder
+from models.whisper import Transcriber
 from search.index import VectorIndex
 from search.store import Asset, Store, now_iso
 
-# Kinds this version embeds; others are counted as unsupported and left for a later version.
-SUPPORTED_KINDS = frozenset({"image"})
-
 
 def default_workers() -> int:
-    """Decode threads: enough to keep one inference thread fed without starving it of cores."""
+    """Decode threads: enough to keep the inference thread fed on a small machine."""
     return max(1, min(4, (os.cpu_count() or 2)))
 
 
@@ -49,6 +49,10 @@ class IngestOptions:
     include_hidden: bool = False
     prune: bool = False
     force: bool = False
+    video: bool = True
+    audio: bool = True
+    transcribe: bool = True
+    keyframes: KeyframeOptions = field(default_factory=KeyframeOptions)
     batch_size: int = 32
     workers: int = field(default_factory=default_workers)
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -67,24 +71,12 @@ class IngestReport:
     duplicates: int = 0
     failed: int = 0
     pruned: int = 0
-    unsupported: int = 0
+    excluded: int = 0
+    transcribed: int = 0
     interrupted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A file after the worker stage: hashed, and decoded unless its content is already known."""
-
-    candidate: Candidate
-    content_hash: str | None = None
-    pixels: np.ndarray | None = None
-    metadata: ImageMetadata | None = None
-    stage: str | None = None  # set when the file failed
-    reason: str | None = None
-    known_content: bool = False
 
 
 class Ingester:
@@ -93,15 +85,22 @@ class Ingester:
     Args:
         store: The library's store.
         encoder: CLIP encoder (the store's model).
-        tagger: Tags images from their vectors.
-        index: Vector index to bring level with the store after the run (optional).
+        tagger: Tags images and keyframes from their vectors.
+        index: Vector index brought level with the store after each run (optional).
+        transcriber: Speech model for audio and video sound (None: no transcripts).
     """
 
     def __init__(
-        self, store: Store, encoder: ClipEncoder, tagger: Tagger, index: VectorIndex | None = None
+        self,
+        store: Store,
+        encoder: ClipEncoder,
+        tagger: Tagger,
+        index: VectorIndex | None = None,
+        transcriber: Transcriber | None = None,
     ) -> None:
-        self.store, self.encoder, self.tagger, self.index = store, encoder, tagger, index
-        self._decode_again = _worker(encoder.image_size, DEFAULT_MAX_PIXELS, set())
+        self.store, self.encoder, self.tagger = store, encoder, tagger
+        self.index, self.transcriber = index, transcriber
+        self._redo: Callable[[Candidate], Prepared] | None = None
 
     def ingest(self, roots: Sequence[Path], options: IngestOptions | None = None) -> IngestReport:
         """Ingest every media file under ``roots``.
@@ -120,21 +119,20 @@ class Ingester:
                 roots, include=options.include, exclude=options.exclude, include_hidden=options.include_hidden
             )
         )
+        args = {k: v for k, v in asdict(options).items() if k != "progress"}
         report = IngestReport(
             self.store.start_job(
-                "ingest",
-                {
-                    "roots": [str(r) for r in roots],
-                    "model": self.encoder.model_id,
-                    **{k: v for k, v in asdict(options).items() if k != "progress"},
-                },
+                "ingest", {"roots": [str(r) for r in roots], "model": self.encoder.model_id, **args}
             )
         )
         bar = tqdm(total=len(items), unit="file", disable=not options.progress, smoothing=0.1)
         status = "done"
         try:
-            todo = self._plan(items, options, report, bar)
+            todo, untranscribed = self._plan(items, options, report, bar)
             self._run(todo, options, report, bar)
+            if untranscribed and self.transcriber is not None:
+                done = transcribe_assets(self.store, self.transcriber, untranscribed, report.job_id)
+                report.transcribed += done.transcribed
             if options.prune:
                 self._prune(roots, report)
         except KeyboardInterrupt:
@@ -145,56 +143,64 @@ class Ingester:
             raise
         finally:
             bar.close()
-            self.store.finish_job(
-                report.job_id, status, {k: v for k, v in report.as_dict().items() if isinstance(v, int)}
-            )
+            counts = {k: v for k, v in report.as_dict().items() if type(v) is int and k != "job_id"}
+            self.store.finish_job(report.job_id, status, counts)
             if self.index is not None:
                 self.index.sync()
         return report
 
     def _plan(
         self, items: list[Candidate | ScanFailure], options: IngestOptions, report: IngestReport, bar: tqdm
-    ) -> list[Candidate]:
+    ) -> tuple[list[Candidate], list[Asset]]:
+        """Split scanned files into work, skips and failures; find transcripts still missing."""
         todo: list[Candidate] = []
+        untranscribed: list[Asset] = []
+        wanted = {"image", *(["video"] if options.video else []), *(["audio"] if options.audio else [])}
         with self.store.transaction():
             for item in items:
-                if isinstance(item, Candidate) and item.kind not in SUPPORTED_KINDS:
-                    report.unsupported += 1
-                elif self._unchanged(item, options):
+                existing = self.store.asset_by_uri(str(item.path))
+                if isinstance(item, Candidate) and item.kind not in wanted:
+                    report.excluded += 1
+                elif self._unchanged(item, existing, options):
                     report.skipped += 1
+                    if options.transcribe and existing is not None and needs_transcript(existing):
+                        untranscribed.append(existing)
                 elif isinstance(item, ScanFailure):
                     self._write_failure(item.path, "scan", item.reason, report, None)
                 else:
                     todo.append(item)
                     continue
                 bar.update()
-        return todo
+        return todo, untranscribed
 
-    def _unchanged(self, item: Candidate | ScanFailure, options: IngestOptions) -> bool:
-        """Same size and mtime as stored, and already embedded or already failed."""
-        existing = self.store.asset_by_uri(str(item.path))
+    def _unchanged(
+        self, item: Candidate | ScanFailure, existing: Asset | None, options: IngestOptions
+    ) -> bool:
+        """Same size and mtime as stored, and complete (embedded, sound-only, or failed)."""
         if options.force or existing is None:
             return False
         size, mtime = _size_mtime(item.path) if isinstance(item, ScanFailure) else (item.size, item.mtime)
-        same_file = existing.size == size and existing.mtime == mtime
-        return same_file and (existing.status == "failed" or self.store.has_vectors(existing.id))
+        if existing.size != size or existing.mtime != mtime:
+            return False
+        return existing.status == "failed" or existing.kind == "audio" or self.store.has_vectors(existing.id)
 
     def _run(self, todo: list[Candidate], options: IngestOptions, report: IngestReport, bar: tqdm) -> None:
-        work = _worker(self.encoder.image_size, options.max_pixels, self.store.embedded_hashes())
-        self._decode_again = _worker(self.encoder.image_size, options.max_pixels, set())
-        pending: list[_Prepared] = []
+        size = self.encoder.image_size
+        keyframes = KeyframeOptions(**{**asdict(options.keyframes), "min_side": size})
+        work = make_worker(size, options.max_pixels, keyframes, self.store.embedded_hashes())
+        self._redo = make_worker(size, options.max_pixels, keyframes, set())
+        pending: list[Prepared] = []
         window = max(options.batch_size * 2, options.workers * 2)
         with ThreadPoolExecutor(options.workers, thread_name_prefix="decode") as pool:
-            futures: deque[Future[_Prepared]] = deque()
-            queue = iter(todo)
+            futures: deque[Future[Prepared]] = deque()
             try:
-                for candidate in queue:
+                for candidate in todo:
                     futures.append(pool.submit(work, candidate))
                     if len(futures) >= window:
                         self._collect(futures.popleft().result(), pending, options, report, bar)
                 while futures:
                     self._collect(futures.popleft().result(), pending, options, report, bar)
-                self._flush(pending, report)
+                self._flush(pending, options, report)
                 bar.update(len(pending))
             finally:
                 for future in futures:
@@ -202,83 +208,122 @@ class Ingester:
 
     def _collect(
         self,
-        prepared: _Prepared,
-        pending: list[_Prepared],
+        prepared: Prepared,
+        pending: list[Prepared],
         options: IngestOptions,
         report: IngestReport,
         bar: tqdm,
     ) -> None:
         pending.append(prepared)
-        if sum(p.pixels is not None for p in pending) >= options.batch_size or len(pending) >= 512:
-            self._flush(pending, report)
+        if sum(p.frames for p in pending) >= options.batch_size or len(pending) >= 512:
+            self._flush(pending, options, report)
             bar.update(len(pending))
             pending.clear()
 
-    def _flush(self, pending: list[_Prepared], report: IngestReport) -> None:
-        decoded = [p for p in pending if p.pixels is not None]
-        pixels = [p.pixels for p in decoded if p.pixels is not None]
-        vectors = self.encoder.encode_prepared(np.stack(pixels)) if pixels else None
-        by_uri = {str(p.candidate.path): i for i, p in enumerate(decoded)}
+    def _flush(self, pending: list[Prepared], options: IngestOptions, report: IngestReport) -> None:
+        """Embed, transcribe, then write one batch in one transaction."""
+        vectors = self._encode([p.pixels for p in pending if p.pixels is not None], options.batch_size)
+        offsets = np.cumsum([0] + [p.frames for p in pending])
+        transcripts = {
+            i: self._transcribe(p, report)
+            for i, p in enumerate(pending)
+            if p.stage is None and not p.known_content and self._wants_transcript(p, options)
+        }
         with self.store.transaction():
-            for p in pending:
-                uri = str(p.candidate.path)
+            for i, p in enumerate(pending):
                 if p.stage is not None:
                     self._write_failure(p.candidate.path, p.stage, p.reason or "", report, p.candidate)
                 elif p.known_content and self._reuse(p, report):
                     continue
-                elif vectors is not None and uri in by_uri:
-                    self._write_decoded(p, vectors[by_uri[uri]], report)
-                else:  # known content whose source vanished meanwhile: decode it now
-                    self._write_decoded_now(p, report)
+                elif p.known_content:  # its source vanished meanwhile: decode it now
+                    self._write_redo(p, options, report)
+                else:
+                    self._write(p, vectors[offsets[i] : offsets[i + 1]], transcripts.get(i), report)
 
-    def _write_decoded(self, p: _Prepared, vector: np.ndarray, report: IngestReport) -> None:
-        assert p.metadata is not None and p.content_hash is not None
-        c, meta = p.candidate, p.metadata
-        existing = self.store.asset_by_uri(str(c.path))
-        originals = [a for a in self.store.assets_by_hash(p.content_hash) if a.uri != str(c.path)]
-        embedded = {
-            k: v for k, v in meta.as_dict().items() if k not in ("width", "height", "created", "exif", "xmp")
-        }
-        asset_id = self.store.upsert_asset(
-            {
-                "uri": str(c.path),
-                "content_hash": p.content_hash,
-                "kind": c.kind,
-                "mime": c.mime,
-                "size": c.size,
-                "mtime": c.mtime,
-                "width": meta.width,
-                "height": meta.height,
-                "created": meta.created or _file_time(c.mtime),
-                "status": "ok",
-                "error": None,
-                "duplicate_of": _root(originals[0]) if originals else None,
-                "embedded": embedded,
-                "exif": meta.exif,
-                "xmp": meta.xmp,
-                "ingested_at": now_iso(),
-            }
+    def _encode(self, pixels: list[np.ndarray], batch_size: int) -> np.ndarray:
+        if not pixels:
+            return np.zeros((0, self.encoder.dim), np.float32)
+        frames = np.concatenate(pixels)
+        return np.concatenate(
+            [
+                self.encoder.encode_prepared(frames[i : i + batch_size])
+                for i in range(0, len(frames), batch_size)
+            ]
         )
-        self.store.replace_vectors(asset_id, self.encoder.model_id, vector[None, :], [None])
-        self.store.replace_tags(asset_id, "clip", self.tagger.tag_asset(vector[None, :], [None]))
-        if existing is None:
-            report.added += 1
-        else:
-            report.updated += 1
-        if originals:
-            report.duplicates += 1
 
-    def _write_decoded_now(self, p: _Prepared, report: IngestReport) -> None:
-        redo = self._decode_again(p.candidate)
-        if redo.stage is not None or redo.pixels is None:
-            self._write_failure(
-                p.candidate.path, redo.stage or "decode", redo.reason or "", report, p.candidate
+    def _wants_transcript(self, p: Prepared, options: IngestOptions) -> bool:
+        return (
+            options.transcribe and self.transcriber is not None and p.probe is not None and p.probe.has_audio
+        )
+
+    def _transcribe(self, p: Prepared, report: IngestReport) -> list[dict[str, Any]] | str:
+        """Segments of a file's sound, or the reason it could not be transcribed."""
+        assert self.transcriber is not None
+        try:
+            segments = transcribe_file(self.transcriber, p.candidate.path)
+        except DecodeError as exc:
+            return exc.reason
+        report.transcribed += 1
+        return segments
+
+    def _write(
+        self,
+        p: Prepared,
+        vectors: np.ndarray,
+        transcript: list[dict[str, Any]] | str | None,
+        report: IngestReport,
+    ) -> None:
+        c, uri = p.candidate, str(p.candidate.path)
+        assert p.content_hash is not None
+        existing = self.store.asset_by_uri(uri)
+        originals = [a for a in self.store.assets_by_hash(p.content_hash) if a.uri != uri]
+        values: dict[str, Any] = {
+            "uri": uri, "content_hash": p.content_hash, "kind": p.kind, "mime": c.mime, "size": c.size,
+            "mtime": c.mtime, "created": _file_time(c.mtime), "status": "ok", "error": None,
+            "duplicate_of": _root(originals[0]) if originals else None, "ingested_at": now_iso(),
+            "poster_t": _poster_time(vectors, p.times) if p.kind == "video" else None,
+        }  # fmt: skip
+        if p.metadata is not None:
+            meta = p.metadata.as_dict()
+            embedded = {
+                k: v for k, v in meta.items() if k not in ("width", "height", "created", "exif", "xmp")
+            }
+            created = meta["created"] or values["created"]
+            values |= {"width": meta["width"], "height": meta["height"], "embedded": embedded,
+                       "exif": meta["exif"], "xmp": meta["xmp"], "created": created}  # fmt: skip
+        if p.probe is not None:
+            probe = p.probe.as_dict()
+            values |= {"width": probe["width"], "height": probe["height"], "duration": probe["duration"],
+                       "media": probe, "created": probe["created"] or values["created"]}  # fmt: skip
+        asset_id = self.store.upsert_asset(values)
+        self.store.replace_vectors(asset_id, self.encoder.model_id, vectors, list(p.times))
+        self.store.replace_tags(
+            asset_id, "clip", self.tagger.tag_asset(vectors, p.times) if len(vectors) else []
+        )
+        if isinstance(transcript, list):
+            self.store.replace_segments(
+                asset_id, self.transcriber.model_id if self.transcriber else None, transcript
             )
-            return
-        self._write_decoded(redo, self.encoder.encode_prepared(redo.pixels[None])[0], report)
+        else:
+            self.store.replace_segments(asset_id, None, [])
+            if transcript is not None:
+                self.store.record_failure(report.job_id, uri, "transcribe", transcript)
+        report.added += existing is None
+        report.updated += existing is not None
+        report.duplicates += bool(originals)
 
-    def _reuse(self, p: _Prepared, report: IngestReport) -> bool:
-        """Handle known content without decoding: touched file, rename or duplicate."""
+    def _write_redo(self, p: Prepared, options: IngestOptions, report: IngestReport) -> None:
+        assert self._redo is not None
+        redo = self._redo(p.candidate)
+        if redo.stage is not None:
+            self._write_failure(p.candidate.path, redo.stage, redo.reason or "", report, p.candidate)
+            return
+        vectors = self._encode([redo.pixels] if redo.pixels is not None else [], options.batch_size)
+        transcript = self._transcribe(redo, report) if self._wants_transcript(redo, options) else None
+        self._write(redo, vectors, transcript, report)
+
+    def _reuse(self, p: Prepared, report: IngestReport) -> bool:
+        """Known content without decoding: a touched file, a rename or a duplicate."""
         assert p.content_hash is not None
         c, uri = p.candidate, str(p.candidate.path)
         sources = self.store.assets_by_hash(p.content_hash)
@@ -298,27 +343,22 @@ class Ingester:
             report.renamed += 1
             return True
         source = sources[0]
+        copied = ("kind", "mime", "width", "height", "duration", "created", "embedded", "exif", "xmp",
+                  "media", "poster_t")  # fmt: skip
         asset_id = self.store.upsert_asset(
-            {
+            {k: getattr(source, k) for k in copied}
+            | {
                 "uri": uri,
                 "content_hash": p.content_hash,
-                "kind": source.kind,
-                "mime": source.mime,
                 "size": c.size,
                 "mtime": c.mtime,
-                "width": source.width,
-                "height": source.height,
-                "created": source.created,
                 "status": "ok",
                 "error": None,
                 "duplicate_of": _root(source),
-                "embedded": source.embedded,
-                "exif": source.exif,
-                "xmp": source.xmp,
                 "ingested_at": now_iso(),
             }
         )
-        self.store.copy_vectors_and_tags(source.id, asset_id)
+        self.store.copy_enrichment(source.id, asset_id)
         report.added += 1
         report.duplicates += 1
         return True
@@ -328,29 +368,22 @@ class Ingester:
     ) -> None:
         uri = str(path)
         size, mtime = _size_mtime(path)
-        asset_id = self.store.upsert_asset(
-            {
-                "uri": uri,
-                "content_hash": None,
-                "kind": candidate.kind if candidate else None,
-                "mime": candidate.mime if candidate else None,
-                "size": size,
-                "mtime": mtime,
-                "status": "failed",
-                "error": f"{stage}: {reason}",
-                "ingested_at": now_iso(),
-            }
-        )
-        # The file's old vectors and tags describe content that is no longer there.
+        asset_id = self.store.upsert_asset({
+            "uri": uri, "content_hash": None, "kind": candidate.kind if candidate else None,
+            "mime": candidate.mime if candidate else None, "size": size, "mtime": mtime,
+            "status": "failed", "error": f"{stage}: {reason}", "ingested_at": now_iso(),
+        })  # fmt: skip
+        # The file's old vectors, tags and transcript describe content that is no longer there.
         self.store.replace_vectors(
             asset_id, self.encoder.model_id, np.zeros((0, self.encoder.dim), np.float32), []
         )
         self.store.replace_tags(asset_id, "clip", [])
+        self.store.replace_segments(asset_id, None, [])
         self.store.record_failure(report.job_id, uri, stage, reason)
         report.failed += 1
 
     def _prune(self, roots: Sequence[Path], report: IngestReport) -> None:
-        prefixes = [str(Path(os.path.abspath(r))) for r in roots]
+        prefixes = [os.path.abspath(r) for r in roots]
         with self.store.transaction():
             for asset_id, uri in self.store.uris():
                 inside = any(uri == p or uri.startswith(p.rstrip(os.sep) + os.sep) for p in prefixes)
@@ -359,21 +392,26 @@ class Ingester:
                     report.pruned += 1
 
 
-def _worker(size: int, max_pixels: int, known: set[str]) -> Callable[[Candidate], _Prepared]:
-    def work(c: Candidate) -> _Prepared:
-        try:
-            digest = file_digest(c.path, digest_size=16)
-        except OSError as exc:
-            return _Prepared(c, stage="read", reason=f"cannot read file ({exc.strerror or exc})")
-        if digest in known:
-            return _Prepared(c, content_hash=digest, known_content=True)
-        try:
-            decoded = decode_image(c.path, min_side=size, max_pixels=max_pixels)
-        except DecodeError as exc:
-            return _Prepared(c, content_hash=digest, stage="decode", reason=exc.reason)
-        return _Prepared(c, digest, prepare_image(decoded.image, size), decoded.metadata)
+def reembed_library(ingester: Ingester, options: IngestOptions | None = None) -> IngestReport:
+    """Switch a library to the ingester's model: drop old vectors, re-encode every asset.
 
-    return work
+    Re-running after an interruption resumes: assets that already have the new model's vectors
+    are skipped. Transcripts are kept (they do not depend on the CLIP model).
+    """
+    store, model = ingester.store, ingester.encoder.model_id
+    if store.model_id != model:
+        with store.transaction():
+            store.reset_model(model)
+    files = [Path(uri) for _, uri in store.uris() if os.path.exists(uri)]
+    return ingester.ingest(files, options)
+
+
+def _poster_time(vectors: np.ndarray, times: Sequence[float | None]) -> float | None:
+    """The most representative keyframe: the one closest to the mean of all keyframes."""
+    if not len(vectors):
+        return None
+    centre = vectors.mean(axis=0)
+    return times[int(np.argmax(vectors @ centre))]
 
 
 def _size_mtime(path: Path) -> tuple[int, float]:
@@ -391,17 +429,3 @@ def _root(asset: Asset) -> int:
 
 def _file_time(mtime: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
-
-
-def reembed_library(ingester: Ingester, options: IngestOptions | None = None) -> IngestReport:
-    """Switch a library to the ingester's model: drop old vectors, re-encode every asset.
-
-    Re-running after an interruption resumes: assets that already have the new model's vectors
-    are skipped.
-    """
-    store, model = ingester.store, ingester.encoder.model_id
-    if store.model_id != model:
-        with store.transaction():
-            store.reset_model(model)
-    files = [Path(uri) for _, uri in store.uris() if os.path.exists(uri)]
-    return ingester.ingest(files, options)

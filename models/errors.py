@@ -23,3 +23,7 @@ class PrecisionError(ModelError):
 
 class VocabularyError(ModelError):
     """A tag vocabulary file is malformed."""
+
+
+class TranscriberError(ModelError):
+    """A Whisper model that cannot be loaded (missing directory, unreachable hub name, bad files)."""

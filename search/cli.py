@@ -10,9 +10,11 @@ from typing import Any
 
 import click
 
-from search.errors import QueryError
+from search.errors import AssetNotFoundError, QueryError
 from search.library import Library
 from search.query import Result, open_query_image
+from search.store import Asset
+from search.transcripts import FORMATS, format_transcript
 
 
 def emit(ctx: click.Context, data: Any, human: Callable[[], None]) -> None:
@@ -47,7 +49,10 @@ def _print_results(results: list[Result]) -> None:
     for rank, r in enumerate(results, 1):
         at = f" @ {r.t:.1f}s" if r.t is not None else ""
         tags = ", ".join(t.tag for t in r.tags[:5])
-        click.echo(f"{rank:>3}. {r.score:.4f}  #{r.asset_id}  {r.uri}{at}" + (f"  [{tags}]" if tags else ""))
+        score = "   -  " if r.score is None else f"{r.score:.4f}"
+        click.echo(f"{rank:>3}. {score}  #{r.asset_id}  {r.uri}{at}" + (f"  [{tags}]" if tags else ""))
+        if r.segment is not None:
+            click.echo(f'       said: "{r.segment["text"].strip()}"')
 
 
 def _results_doc(query: dict[str, Any], results: list[Result], model: str) -> dict[str, Any]:
@@ -126,4 +131,79 @@ def index_build(ctx: click.Context, as_json: bool) -> None:
     emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
 
 
-COMMANDS = (search, similar, index)
+def find_asset(lib: Library, ref: str) -> Asset:
+    """An asset by id or by the path of its file."""
+    if ref.isdigit():
+        return lib.store.asset(int(ref))
+    found = lib.store.asset_by_uri(os.path.abspath(ref))
+    if found is None:
+        raise AssetNotFoundError(f"no asset for {ref!r}: give an asset id or the path of an ingested file")
+    return found
+
+
+_SHOWN = ("id", "uri", "kind", "mime", "size", "width", "height", "duration", "created", "status", "error",
+          "duplicate_of", "poster_t", "content_hash")  # fmt: skip
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show one asset: fields, tags, transcript, and the metadata read from the file."""
+    lib = library(ctx)
+    asset = find_asset(lib, ref)
+    tags = lib.store.tags_of([asset.id])[asset.id]
+    doc = {
+        **asset.__dict__,
+        "tags": [{"tag": t.tag, "score": round(t.score, 4), "source": t.source, "t": t.t} for t in tags],
+        "transcript": lib.store.segments_of(asset.id),
+    }
+
+    def human() -> None:
+        echo_fields({key: doc[key] for key in _SHOWN if doc[key] is not None})
+        echo_fields({k: v for k, v in {**asset.embedded, **asset.meta}.items() if v not in (None, [], "")})
+        click.echo("tags: " + ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in doc["tags"]))
+        if doc["transcript"]:
+            click.echo("transcript:\n" + format_transcript(doc["transcript"], "txt").rstrip())
+
+    emit(ctx, doc, human)
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="txt", show_default=True)
+@click.pass_context
+def transcript(ctx: click.Context, ref: str, fmt: str) -> None:
+    """Print an asset's transcript as plain text, SRT, WebVTT or JSON."""
+    lib = library(ctx)
+    asset = find_asset(lib, ref)
+    if asset.transcript_model is None:
+        raise QueryError(f"asset {asset.id} has no transcript: run `assetlens transcribe {asset.id}`")
+    click.echo(format_transcript(lib.store.segments_of(asset.id), fmt), nl=False)
+
+
+@click.command()
+@json_option
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Library counts: assets by kind, failures, vectors, transcripts, tags, index state."""
+    lib = library(ctx)
+    store = lib.store
+    lib.index.sync(save=False)
+    doc = {
+        "data_dir": str(lib.settings.data_dir),
+        "model": store.model_id,
+        "schema_version": store.schema_version,
+        "assets": store.count_assets(),
+        "vectors": store.count_vectors(),
+        "transcribed": store.count_transcribed(),
+        "failures": store.count_failures(),
+        "top_tags": dict(store.tag_counts(20)),
+        "index": lib.index.status(),
+        "last_job": store.last_job(),
+    }
+    emit(ctx, doc, lambda: echo_fields(doc))
+
+
+COMMANDS = (search, similar, index, show, transcript, stats)

@@ -59,7 +59,8 @@ class VectorIndex:
         model, epoch = self.store.model_id, self.store.vector_epoch
         if self._index is None:
             self._load()
-        if self._index is None or self.state.model != model or self.state.epoch != epoch:
+        # An empty index is rebuilt too: it may have been made before any vector fixed the dimension.
+        if self._index is None or self.size == 0 or self.state.model != model or self.state.epoch != epoch:
             self._rebuild(model, epoch)
             changed = True
         else:

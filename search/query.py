@@ -1,15 +1,21 @@
-"""Queries: text-to-image and image-to-image similarity, aggregated per asset.
+"""Queries: text-to-image and image-to-image similarity, aggregated per asset, plus transcripts.
 
 A video has one vector per keyframe; results are per asset, the best vector wins and its time
 is reported. The search asks FAISS for more vectors than assets wanted and widens until it has
 enough distinct assets (or the index is exhausted).
+
+A text search also looks the words up in transcripts (SQLite FTS5). Until the hybrid ranker
+arrives, the two lists are united simply: assets whose transcript matches come first (exact
+phrase before all-words, then by BM25), then the visual matches by cosine; a transcript hit
+carries its segment and reports the segment's start as its time.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,17 +35,21 @@ class Result:
     asset_id: int
     uri: str
     kind: str | None
-    score: float
+    score: float | None  # cosine of the best vector; None for sound-only assets
     t: float | None
     tags: tuple[Tag, ...]
+    segment: dict[str, Any] | None = None  # matching transcript segment (start, end, text)
+    match: str = "visual"  # visual | transcript | both
 
     def as_dict(self, max_tags: int = 10) -> dict[str, object]:
         return {
             "asset_id": self.asset_id,
             "uri": self.uri,
             "kind": self.kind,
-            "score": round(self.score, 6),
+            "score": None if self.score is None else round(self.score, 6),
             "t": self.t,
+            "match": self.match,
+            "segment": self.segment,
             "tags": [
                 {"tag": t.tag, "score": round(t.score, 4), "source": t.source} for t in self.tags[:max_tags]
             ],
@@ -76,7 +86,19 @@ class SearchEngine:
         if not text.strip():
             raise QueryError("empty query text: give words to search for")
         self._check_model()
-        return self.search_vector(self.encoder.encode_texts([text])[0], limit)
+        visual = self.search_vector(self.encoder.encode_texts([text])[0], limit)
+        spoken = self.store.search_segments(text, limit)
+        if not spoken:
+            return visual
+        by_asset = {r.asset_id: r for r in visual}
+        hits = self._results([(aid, None, None) for aid, _ in spoken if aid not in by_asset])
+        merged = []
+        for asset_id, segment in spoken:
+            base = by_asset.pop(asset_id, None) or hits.get(asset_id)
+            if base is not None:
+                match = "both" if base.score is not None and asset_id not in hits else "transcript"
+                merged.append(replace(base, t=segment["start"], segment=segment, match=match))
+        return (merged + list(by_asset.values()))[:limit]
 
     def similar_to_image(self, image: Image.Image, limit: int = 20) -> list[Result]:
         """Assets ranked by visual similarity to an image."""
@@ -111,13 +133,17 @@ class SearchEngine:
                 break
             k *= 4
         ranked = sorted(best.items(), key=lambda item: -item[1][0])[:limit]
-        assets = self.store.assets([aid for aid, _ in ranked])
-        tags = self.store.tags_of([aid for aid, _ in ranked])
-        return [
-            Result(aid, assets[aid].uri, assets[aid].kind, score, t, tuple(tags[aid]))
-            for aid, (score, t) in ranked
+        return list(self._results([(aid, score, t) for aid, (score, t) in ranked]).values())
+
+    def _results(self, hits: list[tuple[int, float | None, float | None]]) -> dict[int, Result]:
+        """Results for (asset id, score, time) hits, in order; assets deleted meanwhile are dropped."""
+        assets = self.store.assets([aid for aid, _, _ in hits])
+        tags = self.store.tags_of([aid for aid, _, _ in hits])
+        return {
+            aid: Result(aid, assets[aid].uri, assets[aid].kind, score, t, tuple(tags[aid]))
+            for aid, score, t in hits
             if aid in assets
-        ]
+        }
 
 
 def open_query_image(source: Path | bytes, max_pixels: int = QUERY_MAX_PIXELS) -> Image.Image:

@@ -9,6 +9,7 @@ flight and never leaves half an asset behind.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -91,11 +92,41 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vector_epoch';
     END;
     """,
+    """
+    ALTER TABLE assets ADD COLUMN media TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE assets ADD COLUMN poster_t REAL;
+    ALTER TABLE assets ADD COLUMN transcript_model TEXT;
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        start REAL NOT NULL,
+        end REAL NOT NULL,
+        text TEXT NOT NULL,
+        words TEXT NOT NULL DEFAULT '[]',
+        language TEXT,
+        confidence REAL
+    );
+    CREATE INDEX segments_asset ON segments(asset_id, start);
+    CREATE VIRTUAL TABLE segments_fts USING fts5(
+        text, content='segments', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    -- External-content FTS: these triggers keep the full-text index equal to the segments table.
+    CREATE TRIGGER segments_ai AFTER INSERT ON segments BEGIN
+        INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER segments_ad AFTER DELETE ON segments BEGIN
+        INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER segments_au AFTER UPDATE ON segments BEGIN
+        INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    """,
 )
 
 ASSET_COLUMNS = (
     "id, uri, content_hash, kind, mime, size, mtime, width, height, duration, created, "
-    "ingested_at, status, error, duplicate_of, meta, embedded, exif, xmp"
+    "ingested_at, status, error, duplicate_of, meta, embedded, exif, xmp, media, poster_t, transcript_model"
 )
 
 
@@ -122,11 +153,14 @@ class Asset:
     embedded: dict[str, Any] = field(default_factory=dict)
     exif: dict[str, Any] = field(default_factory=dict)
     xmp: dict[str, Any] = field(default_factory=dict)
+    media: dict[str, Any] = field(default_factory=dict)
+    poster_t: float | None = None
+    transcript_model: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Asset:
         values = dict(row)
-        for key in ("meta", "embedded", "exif", "xmp"):
+        for key in ("meta", "embedded", "exif", "xmp", "media"):
             values[key] = json.loads(values[key])
         return cls(**values)
 
@@ -301,6 +335,14 @@ class Store:
                 out[row["id"]] = Asset.from_row(row)
         return out
 
+    def assets_with_sound(self) -> list[Asset]:
+        """Every ok audio asset and ok video with an audio stream."""
+        rows = self.db.execute(
+            f"SELECT {ASSET_COLUMNS} FROM assets WHERE status = 'ok' AND (kind = 'audio' OR "
+            "(kind = 'video' AND json_extract(media, '$.has_audio'))) ORDER BY id"
+        )
+        return [Asset.from_row(r) for r in rows]
+
     def uris(self) -> list[tuple[int, str]]:
         """Every (id, uri), for pruning."""
         return [(r[0], r[1]) for r in self.db.execute("SELECT id, uri FROM assets ORDER BY id")]
@@ -361,8 +403,8 @@ class Store:
             ids.append(int(cur.lastrowid or 0))
         return ids
 
-    def copy_vectors_and_tags(self, source_id: int, target_id: int) -> None:
-        """Give ``target_id`` the vectors and model tags of ``source_id`` (exact duplicates)."""
+    def copy_enrichment(self, source_id: int, target_id: int) -> None:
+        """Give ``target_id`` the vectors, model tags and transcript of ``source_id`` (exact duplicates)."""
         self.db.execute("DELETE FROM vectors WHERE asset_id = ?", (target_id,))
         self.db.execute(
             "INSERT INTO vectors (asset_id, t, model, vector) "
@@ -374,6 +416,18 @@ class Store:
             "INSERT INTO tags (asset_id, tag, score, source, model, t) "
             "SELECT ?, tag, score, source, model, t FROM tags WHERE asset_id = ? AND source = 'clip'",
             (target_id, source_id),
+        )
+        self.db.execute("DELETE FROM segments WHERE asset_id = ?", (target_id,))
+        self.db.execute(
+            "INSERT INTO segments (asset_id, start, end, text, words, language, confidence) "
+            "SELECT ?, start, end, text, words, language, confidence FROM segments "
+            "WHERE asset_id = ? ORDER BY id",
+            (target_id, source_id),
+        )
+        self.db.execute(
+            "UPDATE assets SET transcript_model = "
+            "(SELECT transcript_model FROM assets WHERE id = ?) WHERE id = ?",
+            (source_id, target_id),
         )
 
     def count_vectors(self) -> int:
@@ -473,6 +527,62 @@ class Store:
         )
         return [(r[0], int(r[1])) for r in rows]
 
+    # --- transcripts -----------------------------------------------------------------------
+
+    def replace_segments(self, asset_id: int, model: str | None, segments: Sequence[dict[str, Any]]) -> None:
+        """Replace an asset's transcript; ``model`` None marks it as not transcribed."""
+        self.db.execute("DELETE FROM segments WHERE asset_id = ?", (asset_id,))
+        self.db.executemany(
+            "INSERT INTO segments (asset_id, start, end, text, words, language, confidence) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    asset_id,
+                    s["start"],
+                    s["end"],
+                    s["text"],
+                    json.dumps(s.get("words", [])),
+                    s.get("language"),
+                    s.get("confidence"),
+                )
+                for s in segments
+            ],
+        )
+        self.db.execute("UPDATE assets SET transcript_model = ? WHERE id = ?", (model, asset_id))
+
+    def segments_of(self, asset_id: int) -> list[dict[str, Any]]:
+        """An asset's transcript segments in time order."""
+        rows = self.db.execute(
+            "SELECT id, start, end, text, words, language, confidence FROM segments "
+            "WHERE asset_id = ? ORDER BY start",
+            (asset_id,),
+        )
+        return [{**dict(r), "words": json.loads(r["words"])} for r in rows]
+
+    def search_segments(self, text: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Assets whose transcript matches ``text``, best first, with their best segment.
+
+        The words of ``text`` are quoted one by one, so no user input is read as FTS5 syntax;
+        the exact phrase ranks above the words in any order.
+        """
+        words = ['"' + w.replace('"', '""') + '"' for w in re.findall(r"\w+", text)]
+        if not words:
+            return []
+        expressions = ['"' + " ".join(w.strip('"') for w in words) + '"']
+        if len(words) > 1:
+            expressions.append(" AND ".join(words))
+        best: dict[int, dict[str, Any]] = {}
+        for expression in expressions:
+            rows = self.db.execute(
+                "SELECT s.asset_id, s.id, s.start, s.end, s.text FROM segments_fts "
+                "JOIN segments s ON s.id = segments_fts.rowid WHERE segments_fts MATCH ? "
+                "ORDER BY bm25(segments_fts) LIMIT ?",
+                (expression, limit * 20),
+            )
+            for row in rows:
+                best.setdefault(row["asset_id"], {k: row[k] for k in ("id", "start", "end", "text")})
+        return list(best.items())[:limit]
+
     # --- jobs and failures -----------------------------------------------------------------
 
     def start_job(self, kind: str, args: dict[str, Any]) -> int:
@@ -492,6 +602,15 @@ class Store:
         self.db.execute(
             "INSERT INTO failures (job_id, uri, stage, reason, at) VALUES (?, ?, ?, ?, ?)",
             (job_id, uri, stage, reason, now_iso()),
+        )
+
+    def count_failures(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM failures").fetchone()[0])
+
+    def count_transcribed(self) -> int:
+        """Assets that have a transcript (possibly empty: no speech)."""
+        return int(
+            self.db.execute("SELECT count(*) FROM assets WHERE transcript_model IS NOT NULL").fetchone()[0]
         )
 
     def failures(self, job_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:

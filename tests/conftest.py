@@ -6,12 +6,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import huggingface_hub
 import pytest
-from helpers import open_library
+from helpers import PHOTOS, open_library
 
 from search.library import Library
-
-PHOTOS = Path(__file__).parent / "data" / "photos"
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +18,11 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Tests never reach a model hub, and never read a developer's own hub cache.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    # huggingface_hub reads these once at import: patch the values it actually uses.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    for name in ("ASSETLENS_WHISPER_MODEL",):
+        monkeypatch.delenv(name, raising=False)
     for name in ("ASSETLENS_CLIP_MODEL", "ASSETLENS_CLIP_CHECKPOINT", "ASSETLENS_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
 

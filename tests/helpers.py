@@ -12,6 +12,8 @@ from models.vocab import load_vocabulary
 from search.library import Library
 from search.settings import SearchSettings
 
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
 # Label embeddings depend only on model and vocabulary: one cache serves every test.
 LABEL_CACHE = Path(tempfile.gettempdir()) / "assetlens-test-label-cache"
 
