@@ -8,7 +8,7 @@ class EnrichError(Exception):
 
 
 class DecodeError(EnrichError):
-    """A file could not be decoded as an image.
+    """A file could not be decoded (image, video or audio).
 
     Attributes:
         path: The file that failed.

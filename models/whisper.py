@@ -15,10 +15,15 @@ Choices that differ from faster-whisper's defaults, and why:
 - Greedy decoding (beam 1) by default, see :class:`~models.settings.WhisperSettings`.
 
 Hallucination guard: besides Whisper's own rule (a 30 s window whose no-speech probability
-exceeds 0.6 is skipped unless its text is confident), each *segment* is dropped when its
-``no_speech_prob > 0.6`` and ``avg_logprob < -1.0`` (unsure text where the model itself
-thinks nobody speaks), and when its text is only a non-speech caption such as ``[Music]``,
-``(applause)`` or ``♪``: those describe sound, not words anyone would search a transcript for.
+exceeds 0.6 is skipped unless its text is confident), each *segment* is dropped when
+
+- its ``no_speech_prob > 0.6`` and its ``avg_logprob < -1.0``: Whisper's rule, per segment;
+- its ``no_speech_prob > 0.6`` and its words' mean probability is under 0.2: the classic
+  "You" or "Thank you." that Whisper writes over silence has a confident-looking
+  ``avg_logprob`` (-0.82 measured) but a word probability of 0.05, while the real espeak
+  speech we measured never went below 0.53, even in windows with ``no_speech_prob`` 0.64;
+- its text is only a non-speech caption or punctuation (``[Music]``, ``(applause)``, ``♪``,
+  ``.``): those describe sound, not words anyone would search a transcript for.
 """
 
 from __future__ import annotations
@@ -46,10 +51,13 @@ NO_SPEECH_THRESHOLD = 0.6
 """A segment above this no-speech probability is dropped when also below :data:`LOGPROB_THRESHOLD`."""
 LOGPROB_THRESHOLD = -1.0
 """Average token log-probability under which a segment counts as unsure."""
+WORD_PROB_THRESHOLD = 0.2
+"""Mean word probability under which a segment above :data:`NO_SPEECH_THRESHOLD` is dropped."""
 
 # Whole-segment captions Whisper writes for sounds: [Music], (applause), *laughs*, ♪ ♪ ...
 _CAPTION_ONLY = re.compile(r"^(?:\s*(?:\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫♬#.,!?\-]+))+\s*$")
-_HF_REPO = re.compile(r"^[\w.-]+/[\w.-]+$")
+# "owner/name" as the hub spells repositories; "./x" or "~/x" are paths, never hub names.
+_HF_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _ENV_HINT = (
     "set ASSETLENS_WHISPER_MODEL to a CTranslate2 Whisper model directory, or to 'bundled' "
     "for the offline tiny.en model"
@@ -111,11 +119,20 @@ class Transcriber:
     Args:
         settings: Model, device, precision and decoding options; read from the
             environment (``ASSETLENS_WHISPER_*``) when not given.
+
+    Attributes:
+        device: ``cpu`` or ``cuda``, resolved from ``whisper_device``.
+        compute_type: The CTranslate2 compute type the model loads with.
+
+    Raises:
+        TranscriberError: ``whisper_model`` names a directory that does not exist or holds
+            no CTranslate2 model (checked at once; the model itself loads on first use).
     """
 
     def __init__(self, settings: WhisperSettings | None = None) -> None:
         self.settings = settings or WhisperSettings()
         self._source, self._name = _resolve_source(self.settings.whisper_model)
+        self.device, self.compute_type = _device_and_compute(self.settings)
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -208,23 +225,16 @@ class Transcriber:
         return self._model
 
     def _build(self) -> Any:
-        # Imported here: ctranslate2 and onnxruntime take a while to import, and settings
-        # or records alone should not pay for that.
-        import ctranslate2
+        # Imported here: faster-whisper pulls in onnxruntime and tokenizers, which records
+        # and settings alone should not pay for.
         from faster_whisper import WhisperModel
 
-        device = self.settings.whisper_device
-        if device == "auto":
-            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        compute_type = self.settings.whisper_compute_type
-        if device == "cuda" and "whisper_compute_type" not in self.settings.model_fields_set:
-            compute_type = "float16"  # int8 on GPU is rarely faster and costs accuracy
         is_hub = not isinstance(self._source, Path)
         try:
             return WhisperModel(
                 str(self._source),
-                device=device,
-                compute_type=compute_type,
+                device=self.device,
+                compute_type=self.compute_type,
                 cpu_threads=self.settings.whisper_threads,
             )
         except Exception as exc:  # ctranslate2/huggingface_hub raise many unrelated types
@@ -235,9 +245,22 @@ class Transcriber:
                     f"machine without network, {_ENV_HINT}"
                 ) from exc
             raise TranscriberError(
-                f"cannot load the Whisper model in {self._source} ({type(exc).__name__}: {exc}); "
-                f"{_ENV_HINT}"
+                f"cannot load the Whisper model in {self._source} ({type(exc).__name__}: {exc}); {_ENV_HINT}"
             ) from exc
+
+
+def _device_and_compute(settings: WhisperSettings) -> tuple[str, str]:
+    """The CTranslate2 device and compute type that ``settings`` ask for."""
+    import ctranslate2
+
+    device = settings.whisper_device
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    compute_type = settings.whisper_compute_type
+    if device == "cuda" and "whisper_compute_type" not in settings.model_fields_set:
+        # The int8 default is a CPU choice; on a GPU float16 is the usual speed/accuracy pick.
+        compute_type = "float16"
+    return device, compute_type
 
 
 def _resolve_source(name: str) -> tuple[Path | str, str]:
@@ -258,12 +281,15 @@ def _resolve_source(name: str) -> tuple[Path | str, str]:
                 f"{path} is not a CTranslate2 Whisper model directory (no model.bin); {_ENV_HINT} "
                 "(convert OpenAI/Hugging Face weights with ct2-transformers-converter)"
             )
-        return path, path.resolve().name
+        return path, path.name or path.resolve().name
     from faster_whisper.utils import available_models
 
     if name in available_models() or _HF_REPO.match(name):
         return name, name
-    raise TranscriberError(f"Whisper model directory not found: {path}; {_ENV_HINT}")
+    raise TranscriberError(
+        f"Whisper model {name!r}: no such directory ({path.absolute()}) and not a faster-whisper "
+        f"model name ({', '.join(available_models()[:6])}...) or hub id (owner/name); {_ENV_HINT}"
+    )
 
 
 def _to_segment(raw: Any, offset: float, chunk_end: float, language: str) -> Segment | None:
@@ -271,16 +297,23 @@ def _to_segment(raw: Any, offset: float, chunk_end: float, language: str) -> Seg
     text = raw.text.strip()
     if not text or _CAPTION_ONLY.match(text):
         return None
-    if raw.no_speech_prob > NO_SPEECH_THRESHOLD and raw.avg_logprob < LOGPROB_THRESHOLD:
-        return None
+    if raw.no_speech_prob > NO_SPEECH_THRESHOLD:
+        if raw.avg_logprob < LOGPROB_THRESHOLD:
+            return None
+        if raw.words and sum(w.probability for w in raw.words) / len(raw.words) < WORD_PROB_THRESHOLD:
+            return None
 
     def at(t: float) -> float:
         # Whisper's timestamps may overshoot the audio it was given by a token or two.
         return offset + min(max(float(t), 0.0), chunk_end)
 
     words = tuple(
-        Word(start=at(w.start), end=max(at(w.start), at(w.end)), word=w.word.strip(),
-             probability=float(w.probability))
+        Word(
+            start=at(w.start),
+            end=max(at(w.start), at(w.end)),
+            word=w.word.strip(),
+            probability=float(w.probability),
+        )
         for w in raw.words or ()
         if w.word.strip()
     )

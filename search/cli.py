@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from search.errors import AssetNotFoundError, QueryError
+from search.filters import parse_filter
 from search.library import Library
-from search.query import Result, open_query_image
+from search.query import MAX_LIMIT, Page, Query, Result, open_query_image, parse_text
 from search.store import Asset
 from search.transcripts import FORMATS, format_transcript
 
@@ -55,51 +56,104 @@ def _print_results(results: list[Result]) -> None:
             click.echo(f'       said: "{r.segment["text"].strip()}"')
 
 
-def _results_doc(query: dict[str, Any], results: list[Result], model: str) -> dict[str, Any]:
-    return {"query": query, "model": model, "results": [r.as_dict() for r in results]}
+def _page_doc(query: Query, page: Page, model: str) -> dict[str, Any]:
+    return {
+        "query": query.describe(),
+        "model": model,
+        "results": [r.as_dict() for r in page.results],
+        "next_cursor": page.next_cursor,
+        "took_ms": page.took_ms,
+        "plan": page.plan,
+    }
+
+
+def _print_page(page: Page) -> None:
+    _print_results(page.results)
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}")
+
+
+limit_option = click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(1, MAX_LIMIT), help="Assets per page."
+)
+filter_option = click.option(
+    "--filter",
+    "filter_text",
+    help='Filter: compact form (kind:image region:(DE OR AT)) or JSON ({"and": [...]}).',
+)
+cursor_option = click.option("--cursor", help="Continue from a previous page's next_cursor.")
 
 
 @click.command()
-@click.argument("text")
+@click.argument("text", required=False, default="")
+@click.option("--negative", multiple=True, help="Phrase the results should NOT look like (repeatable).")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Example image.")
+@click.option("--asset", "asset_id", type=int, help="A stored asset (by id) as the example.")
+@filter_option
 @click.option(
-    "--limit", default=20, show_default=True, type=click.IntRange(1, 10_000), help="Assets to return."
+    "--mode", type=click.Choice(["semantic", "lexical", "hybrid"]), default="hybrid", show_default=True
 )
+@limit_option
+@cursor_option
+@click.option(
+    "--min-relevance", type=click.FloatRange(0.0, 1.0), help="Drop results below this relevance (0-1)."
+)
+@click.option("--sort", help="score (default), or FIELD[:asc|:desc], e.g. created:desc or meta.sku.")
 @json_option
 @click.pass_context
-def search(ctx: click.Context, text: str, limit: int, as_json: bool) -> None:
-    """Find assets that look like TEXT (CLIP text-to-image similarity), best first."""
+def search(
+    ctx: click.Context, text: str, negative: tuple[str, ...], image: Path | None, asset_id: int | None,
+    filter_text: str | None, mode: str, limit: int, cursor: str | None, min_relevance: float | None,
+    sort: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Search the library: TEXT ('"red sneaker" -"blurry" shoe^2'), an example image, a filter, or all three.
+
+    Results are per asset (a video's best keyframe, with its time), with a calibrated relevance
+    and an explanation; --cursor continues from a previous page.
+    """
+    if image is not None and asset_id is not None:
+        raise click.UsageError("give --image or --asset, not both")
+    positives, negatives = parse_text(text)
+    negatives += tuple((phrase, 1.0) for phrase in negative)
+    query = Query(
+        text=positives, negative=negatives, image=open_query_image(image) if image else None,
+        asset_id=asset_id, filter=parse_filter(filter_text), mode=mode, limit=limit,  # type: ignore[arg-type]
+        cursor=cursor, min_relevance=min_relevance, sort=sort,
+    )  # fmt: skip
     lib = library(ctx)
-    results = lib.engine.search_text(text, limit)
-    emit(ctx, _results_doc({"text": text}, results, lib.encoder.model_id), lambda: _print_results(results))
+    page = lib.engine.search(query)
+    emit(ctx, _page_doc(query, page, lib.encoder.model_id), lambda: _print_page(page))
 
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--asset", "asset_id", type=int, help="Use a stored asset (by id) as the example.")
-@click.option(
-    "--limit", default=20, show_default=True, type=click.IntRange(1, 10_000), help="Assets to return."
-)
+@filter_option
+@limit_option
+@cursor_option
 @json_option
 @click.pass_context
-def similar(ctx: click.Context, path: Path | None, asset_id: int | None, limit: int, as_json: bool) -> None:
+def similar(
+    ctx: click.Context, path: Path | None, asset_id: int | None, filter_text: str | None, limit: int,
+    cursor: str | None, as_json: bool,
+) -> None:  # fmt: skip
     """Find assets that look like the image at PATH, or like asset --asset ID (itself excluded)."""
     if (path is None) == (asset_id is None):
         raise click.UsageError("give either an image PATH or --asset ID")
     lib = library(ctx)
-    if asset_id is not None:
-        results = lib.engine.similar_to_asset(asset_id, limit)
-        query: dict[str, Any] = {"asset_id": asset_id}
-    else:
-        assert path is not None
+    image = None
+    if path is not None:
         if not path.exists():
             raise QueryError(f"no such file: {path}")
         stored = lib.store.asset_by_uri(os.path.abspath(path))
         if stored is not None and stored.status == "ok":
-            results = lib.engine.similar_to_asset(stored.id, limit)
+            asset_id = stored.id  # an ingested file: use its stored vectors, exclude itself
         else:
-            results = lib.engine.similar_to_image(open_query_image(path), limit)
-        query = {"path": str(path)}
-    emit(ctx, _results_doc(query, results, lib.encoder.model_id), lambda: _print_results(results))
+            image = open_query_image(path)
+    query = Query(image=image, asset_id=asset_id, filter=parse_filter(filter_text), mode="semantic",
+                  limit=limit, cursor=cursor)  # fmt: skip
+    page = lib.engine.search(query)
+    emit(ctx, _page_doc(query, page, lib.encoder.model_id), lambda: _print_page(page))
 
 
 @click.group()

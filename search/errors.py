@@ -1,5 +1,7 @@
 """Errors of the search package. Each names what is at fault and what to do."""
 
+from typing import ClassVar
+
 
 class SearchError(Exception):
     """Base class for store, index and query errors."""
@@ -19,3 +21,55 @@ class AssetNotFoundError(SearchError):
 
 class QueryError(SearchError):
     """A query that cannot be run as given."""
+
+
+class FilterError(QueryError):
+    """A filter that cannot be parsed or compiled.
+
+    Attributes:
+        position: 0-based offset of the fault in a string filter (the message says column
+            ``position + 1``), else None.
+        path: JSON path of the faulty node in a JSON filter (``$.and[2].field``), else None.
+    """
+
+    def __init__(self, message: str, *, position: int | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+        self.path = path
+
+
+class FieldTypeError(FilterError):
+    """A value that does not fit the declared (or built-in) type of its field.
+
+    Attributes:
+        field: The field as users write it (``meta.rights_expires``, ``size``).
+        expected: The field type (``date``, ``number``, ``boolean``, ``list``, ``string``).
+        value: The offending value.
+    """
+
+    DESCRIPTIONS: ClassVar[dict[str, str]] = {
+        "date": "a date (YYYY-MM-DD or ISO datetime)",
+        "number": "a number",
+        "boolean": "a boolean (true/false, yes/no)",
+        "list": "a list (or a comma-separated string)",
+        "string": "a string",
+    }
+
+    def __init__(
+        self,
+        field: str,
+        expected: str,
+        value: object,
+        *,
+        message: str | None = None,
+        position: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.field = field
+        self.expected = expected
+        self.value = value
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        described = self.DESCRIPTIONS.get(expected, expected)
+        hint = "; now, today and offsets like now-30d or today+1y also work" if expected == "date" else ""
+        text = message or f"{field} must be {described}, got {shown}{hint}"
+        super().__init__(text, position=position, path=path)

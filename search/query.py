@@ -1,31 +1,99 @@
-"""Queries: text-to-image and image-to-image similarity, aggregated per asset, plus transcripts.
+"""The query engine: text, image and filter queries, hybrid ranking, calibration and paging.
 
-A video has one vector per keyframe; results are per asset, the best vector wins and its time
-is reported. The search asks FAISS for more vectors than assets wanted and widens until it has
-enough distinct assets (or the index is exhausted).
+One query may combine positive and negative phrases (weighted), an example image (a file, an
+upload or a stored asset), full-text words and a filter. The semantic side encodes them into one
+query vector (``sum(w * positive) + image - sum(w * negative)``, normalised) and asks the vector
+search for the best keyframe per asset among the assets that pass the filter; the lexical side
+looks the words up in file names, tags, metadata values and transcripts (SQLite FTS5, BM25).
+``mode`` picks one side or fuses both (weighted reciprocal rank fusion, see
+:mod:`search.ranking`). Every result carries the raw cosine, a calibrated relevance, and an
+explanation: the frame time, the tags that match query words, the transcript segment and text
+fields that matched, and the filter it passed.
 
-A text search also looks the words up in transcripts (SQLite FTS5). Until the hybrid ranker
-arrives, the two lists are united simply: assets whose transcript matches come first (exact
-phrase before all-words, then by BM25), then the visual matches by cosine; a transcript hit
-carries its segment and reports the segment's start as its time.
+Results are per asset and ordered by (score, asset id), or by a field; pages follow each other
+through a stable cursor (:mod:`search.paging`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-from dataclasses import dataclass, replace
+import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.clip import ClipEncoder
 from search.errors import QueryError
+from search.filters import BUILTIN_FIELDS, Filter, compile_filter, fts_query, to_json
 from search.index import VectorIndex
+from search.paging import Cursor, after, decode_cursor, fingerprint
+from search.ranking import Calibrator, fuse
 from search.store import Store, Tag
+from search.vector_search import VectorSearch
 
 QUERY_MAX_PIXELS = 100_000_000
+HYBRID_DEPTH = 500  # fused lists are this deep on every page, so fused scores never move between pages
+MAX_LIMIT = 1000
+BACKGROUND_SAMPLE = 2000
+Mode = Literal["semantic", "lexical", "hybrid"]
+_PHRASE = re.compile(r'(-?)"([^"]*)"(?:\^([0-9.]+))?|(-?)(\S+?)(?:\^([0-9.]+))?(?=\s|$)')
+
+
+def parse_text(text: str) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, float], ...]]:
+    """Split ``"red sneaker" -"blurry" shoe^2`` into weighted positive and negative phrases.
+
+    Quoted phrases stay whole; unquoted words next to each other form one phrase; ``-`` makes a
+    phrase negative; ``^W`` weights it (default 1).
+    """
+    positives: list[tuple[str, float]] = []
+    negatives: list[tuple[str, float]] = []
+    loose: list[str] = []
+    for m in _PHRASE.finditer(text):
+        quoted = m.group(2) is not None
+        minus, phrase, weight = (m.group(1), m.group(2), m.group(3)) if quoted else m.group(4, 5, 6)
+        if not quoted and not minus and weight is None:
+            loose.append(phrase)
+            continue
+        if not phrase.strip():
+            continue
+        target = negatives if minus else positives
+        target.append((phrase.strip(), float(weight) if weight else 1.0))
+    if loose:
+        positives.insert(0, (" ".join(loose), 1.0))
+    return tuple(positives), tuple(negatives)
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """One search request (see the module docstring)."""
+
+    text: tuple[tuple[str, float], ...] = ()
+    negative: tuple[tuple[str, float], ...] = ()
+    image: Image.Image | None = None
+    asset_id: int | None = None
+    filter: Filter | None = None
+    mode: Mode = "hybrid"
+    limit: int = 20
+    cursor: str | None = None
+    min_relevance: float | None = None
+    sort: str | None = None  # None/"score", or "FIELD", "FIELD:asc", "FIELD:desc"
+
+    def describe(self) -> dict[str, Any]:
+        """What decides the order of results (for the cursor fingerprint and echoing back)."""
+        image = None
+        if self.image is not None:
+            image = hashlib.blake2b(self.image.tobytes(), digest_size=8).hexdigest()
+        return {
+            "text": [list(t) for t in self.text], "negative": [list(t) for t in self.negative],
+            "image": image, "asset_id": self.asset_id, "mode": self.mode, "sort": self.sort,
+            "filter": None if self.filter is None else to_json(self.filter),
+            "min_relevance": self.min_relevance,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,25 +103,45 @@ class Result:
     asset_id: int
     uri: str
     kind: str | None
-    score: float | None  # cosine of the best vector; None for sound-only assets
+    score: float | None  # cosine of the best vector; None for assets found by words only
     t: float | None
     tags: tuple[Tag, ...]
-    segment: dict[str, Any] | None = None  # matching transcript segment (start, end, text)
-    match: str = "visual"  # visual | transcript | both
+    segment: dict[str, Any] | None = None
+    match: str = "visual"  # visual | text | both
+    relevance: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    explanation: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self, max_tags: int = 10) -> dict[str, object]:
+    def as_dict(self, max_tags: int = 10) -> dict[str, Any]:
         return {
-            "asset_id": self.asset_id,
-            "uri": self.uri,
-            "kind": self.kind,
+            "asset_id": self.asset_id, "uri": self.uri, "kind": self.kind,
             "score": None if self.score is None else round(self.score, 6),
-            "t": self.t,
-            "match": self.match,
-            "segment": self.segment,
-            "tags": [
-                {"tag": t.tag, "score": round(t.score, 4), "source": t.source} for t in self.tags[:max_tags]
-            ],
-        }
+            "relevance": None if self.relevance is None else round(self.relevance, 4),
+            "t": self.t, "match": self.match, "segment": self.segment,
+            "tags": [{"tag": t.tag, "score": round(t.score, 4), "source": t.source} for t in self.tags[:max_tags]],
+            "meta": self.meta, "explanation": self.explanation,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results."""
+
+    results: list[Result]
+    next_cursor: str | None
+    took_ms: float
+    plan: dict[str, Any]
+
+
+@dataclass
+class _Hit:
+    asset_id: int
+    score: float | None = None
+    t: float | None = None
+    lexical_rank: int | None = None
+    segment: dict[str, Any] | None = None
+    sort_key: Any = None
+    relevance: float | None = None
 
 
 class SearchEngine:
@@ -61,89 +149,261 @@ class SearchEngine:
 
     Args:
         store: The library's store.
-        index: Its vector index (synced on first use).
+        index: Its vector index.
         encoder: The CLIP encoder of the store's model.
+        weights: Hybrid fusion weights, ``{"semantic": w, "lexical": w}``.
     """
 
-    def __init__(self, store: Store, index: VectorIndex, encoder: ClipEncoder) -> None:
+    def __init__(
+        self, store: Store, index: VectorIndex, encoder: ClipEncoder, weights: dict[str, float] | None = None
+    ) -> None:
         self.store, self.index, self.encoder = store, index, encoder
-        self._synced = False
+        self.vectors = VectorSearch(store, index)
+        self.weights = weights or {"semantic": 1.0, "lexical": 1.0}
+        self._calibrator: tuple[int, Calibrator] | None = None
 
-    def _check_model(self) -> None:
-        stored = self.store.model_id
-        if stored is not None and stored != self.encoder.model_id:
-            raise QueryError(
-                f"this library was embedded with {stored}, but the query model is "
-                f"{self.encoder.model_id}: set ASSETLENS_CLIP_MODEL (and ASSETLENS_CLIP_CHECKPOINT) "
-                f"to the library's model"
-            )
-        if not self._synced:
-            self.index.sync(save=False)
-            self._synced = True
+    # --- the simple forms ------------------------------------------------------------------
 
-    def search_text(self, text: str, limit: int = 20) -> list[Result]:
-        """Assets ranked by similarity to a text."""
-        if not text.strip():
-            raise QueryError("empty query text: give words to search for")
-        self._check_model()
-        visual = self.search_vector(self.encoder.encode_texts([text])[0], limit)
-        spoken = self.store.search_segments(text, limit)
-        if not spoken:
-            return visual
-        by_asset = {r.asset_id: r for r in visual}
-        hits = self._results([(aid, None, None) for aid, _ in spoken if aid not in by_asset])
-        merged = []
-        for asset_id, segment in spoken:
-            base = by_asset.pop(asset_id, None) or hits.get(asset_id)
-            if base is not None:
-                match = "both" if base.score is not None and asset_id not in hits else "transcript"
-                merged.append(replace(base, t=segment["start"], segment=segment, match=match))
-        return (merged + list(by_asset.values()))[:limit]
+    def search_text(self, text: str, limit: int = 20, mode: Mode = "hybrid") -> list[Result]:
+        """Assets ranked for a text."""
+        positives, negatives = parse_text(text)
+        return self.search(Query(text=positives, negative=negatives, limit=limit, mode=mode)).results
 
     def similar_to_image(self, image: Image.Image, limit: int = 20) -> list[Result]:
         """Assets ranked by visual similarity to an image."""
-        self._check_model()
-        return self.search_vector(self.encoder.encode_images([image])[0], limit)
+        return self.search(Query(image=image, limit=limit, mode="semantic")).results
 
     def similar_to_asset(self, asset_id: int, limit: int = 20) -> list[Result]:
-        """Assets visually similar to a stored asset (itself excluded), from its stored vectors."""
-        self._check_model()
-        vectors, _ = self.store.vectors_of(asset_id)
-        query = vectors.mean(axis=0)
-        query /= max(float(np.linalg.norm(query)), 1e-12)
-        return self.search_vector(query, limit, exclude={asset_id})
+        """Assets visually similar to a stored asset (itself excluded)."""
+        return self.search(Query(asset_id=asset_id, limit=limit, mode="semantic")).results
 
-    def search_vector(self, query: np.ndarray, limit: int, exclude: set[int] | None = None) -> list[Result]:
-        """Top assets for a query vector, best vector per asset."""
-        if limit < 1:
-            raise QueryError(f"limit must be at least 1, got {limit}")
-        exclude = exclude or set()
-        best: dict[int, tuple[float, float | None]] = {}
-        k = max(limit * 4, 32)
-        while True:
-            scores, ids = self.index.search(query[None, :], k)
-            owners = self.store.vector_owners([int(i) for i in ids[0] if i >= 0])
-            best.clear()
-            for score, vid in zip(scores[0], ids[0], strict=True):
-                owner = owners.get(int(vid))
-                if owner is None or owner[0] in exclude or owner[0] in best:
-                    continue  # a vector deleted since the index was synced, or a worse keyframe
-                best[owner[0]] = (float(score), owner[1])
-            if len(best) >= limit or ids.shape[1] < k:
-                break
-            k *= 4
-        ranked = sorted(best.items(), key=lambda item: -item[1][0])[:limit]
-        return list(self._results([(aid, score, t) for aid, (score, t) in ranked]).values())
+    # --- the engine ------------------------------------------------------------------------
 
-    def _results(self, hits: list[tuple[int, float | None, float | None]]) -> dict[int, Result]:
-        """Results for (asset id, score, time) hits, in order; assets deleted meanwhile are dropped."""
-        assets = self.store.assets([aid for aid, _, _ in hits])
-        tags = self.store.tags_of([aid for aid, _, _ in hits])
-        return {
-            aid: Result(aid, assets[aid].uri, assets[aid].kind, score, t, tuple(tags[aid]))
-            for aid, score, t in hits
-            if aid in assets
-        }
+    def search(self, query: Query) -> Page:
+        """Run a query and return one page.
+
+        Raises:
+            QueryError: Nothing to search for, a bad cursor, sort or limit, or a model mismatch.
+        """
+        started = time.perf_counter()
+        self._validate(query)
+        digest = fingerprint(query.describe())
+        cursor = decode_cursor(query.cursor, digest) if query.cursor else None
+        snapshot = cursor.snapshot if cursor else self.store.max_asset_id()
+        where, params = self._where(query, snapshot)
+        vector = self._query_vector(query)
+        field_sort = query.sort not in (None, "score")
+        if vector is None and (query.mode == "semantic" or not query.text) and not field_sort:
+            raise QueryError(
+                "nothing to search for: give text, an image or an asset, or sort a filter by a field"
+            )
+        depth = HYBRID_DEPTH if query.mode == "hybrid" else (cursor.served if cursor else 0) + query.limit + 1
+        hits, plan = self._rank(query, vector, where, params, depth, field_sort)
+        hits = self._apply_relevance(query, vector, hits)
+        descending = not (field_sort and str(query.sort).endswith(":asc"))
+        if cursor is not None:
+            hits = [h for h in hits if after(h.sort_key, h.asset_id, cursor, descending)]
+        page, more = hits[: query.limit], len(hits) > query.limit
+        served = (cursor.served if cursor else 0) + len(page)
+        next_cursor = None
+        if more and page:
+            last = page[-1]
+            next_cursor = Cursor(last.sort_key, last.asset_id, served, snapshot, digest).encode()
+        results = self._results(page, query)
+        return Page(results, next_cursor, round((time.perf_counter() - started) * 1000, 2), plan)
+
+    def _validate(self, query: Query) -> None:
+        if not 1 <= query.limit <= MAX_LIMIT:
+            raise QueryError(f"limit must be between 1 and {MAX_LIMIT}, got {query.limit}")
+        if query.mode not in ("semantic", "lexical", "hybrid"):
+            raise QueryError(f"unknown mode {query.mode!r}: use semantic, lexical or hybrid")
+        if query.min_relevance is not None and not 0.0 <= query.min_relevance <= 1.0:
+            raise QueryError(f"min_relevance must be between 0 and 1, got {query.min_relevance}")
+        stored = self.store.model_id
+        if (
+            stored is not None
+            and stored != self.encoder.model_id
+            and (query.text or query.image or query.asset_id)
+        ):
+            raise QueryError(
+                f"this library was embedded with {stored}, but the query model is {self.encoder.model_id}: "
+                f"set ASSETLENS_CLIP_MODEL (and ASSETLENS_CLIP_CHECKPOINT) to the library's model"
+            )
+
+    def _where(self, query: Query, snapshot: int) -> tuple[str, list[Any]]:
+        where, params = "a.status = 'ok' AND a.id <= ?", [snapshot]
+        if query.asset_id is not None:
+            where += " AND a.id != ?"
+            params.append(query.asset_id)
+        if query.filter is not None:
+            sql, more = compile_filter(query.filter, schema=self._schema())
+            where, params = f"{where} AND ({sql})", params + more
+        return where, params
+
+    def _schema(self) -> Any:
+        from search.meta import load_schema  # the field schema lives with the meta commands
+
+        return load_schema(self.store)
+
+    def _query_vector(self, query: Query) -> np.ndarray | None:
+        parts: list[np.ndarray] = []
+        if query.text and query.mode != "lexical":
+            vectors = self.encoder.encode_texts([t for t, _ in query.text])
+            parts.append(sum(w * v for (_, w), v in zip(query.text, vectors, strict=True)))
+        if query.negative and query.mode != "lexical":
+            vectors = self.encoder.encode_texts([t for t, _ in query.negative])
+            parts.append(-sum(w * v for (_, w), v in zip(query.negative, vectors, strict=True)))
+        if query.image is not None:
+            parts.append(self.encoder.encode_images([query.image])[0])
+        if query.asset_id is not None:
+            stored, _ = self.store.vectors_of(query.asset_id)
+            mean = stored.mean(axis=0)
+            parts.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        if not parts:
+            return None
+        combined = np.sum(parts, axis=0).astype(np.float32)
+        return combined / max(float(np.linalg.norm(combined)), 1e-12)
+
+    def _rank(
+        self,
+        query: Query,
+        vector: np.ndarray | None,
+        where: str,
+        params: list[Any],
+        depth: int,
+        field_sort: bool,
+    ) -> tuple[list[_Hit], dict[str, Any]]:
+        plan: dict[str, Any] = {"mode": query.mode}
+        hits: dict[int, _Hit] = {}
+        semantic: list[int] = []
+        lexical: list[int] = []
+        if vector is not None and query.mode != "lexical":
+            found, plan["vector"] = self.vectors.search(
+                vector, where, params, depth if not field_sort else MAX_LIMIT * 10
+            )
+            for asset_id, score, t in found:
+                hits[asset_id] = _Hit(asset_id, score, t)
+                semantic.append(asset_id)
+        words = " ".join(t for t, _ in query.text)
+        match = fts_query(words) if words and query.mode != "semantic" else None
+        if match is not None:
+            for rank, (asset_id, _, segment) in enumerate(
+                self.store.lexical_search(match, where, params, depth), 1
+            ):
+                hit = hits.setdefault(asset_id, _Hit(asset_id))
+                hit.lexical_rank, hit.segment = rank, segment
+                lexical.append(asset_id)
+        if field_sort:
+            return self._field_sorted(query, hits, where, params), plan
+        if query.mode == "hybrid" and match is not None and vector is not None:
+            fused = fuse({"semantic": semantic, "lexical": lexical}, self.weights)
+            for asset_id, value in fused.items():
+                hits[asset_id].sort_key = round(value, 12)
+        else:
+            for hit in hits.values():
+                hit.sort_key = round(hit.score, 9) if hit.score is not None else -float(hit.lexical_rank or 0)
+        ordered = sorted(hits.values(), key=lambda h: (-h.sort_key, h.asset_id))
+        return ordered, plan
+
+    def _field_sorted(self, query: Query, hits: dict[int, _Hit], where: str, params: list[Any]) -> list[_Hit]:
+        name, _, direction = str(query.sort).partition(":")
+        column = _sort_column(name)
+        order = f"{column} IS NULL, {column} {'ASC' if direction == 'asc' else 'DESC'}, a.id"
+        if hits or query.text or query.image is not None or query.asset_id is not None:
+            if query.min_relevance is None and hits:
+                raise QueryError(
+                    "sorting a text or image query by a field needs min_relevance (which results count)"
+                )
+            ids = list(hits)
+            rows = self.store.sorted_asset_ids(
+                f"{where} AND a.id IN ({','.join('?' * len(ids))})" if ids else "0", [*params, *ids],
+                (column, order), MAX_LIMIT * 10,
+            )  # fmt: skip
+        else:
+            rows = self.store.sorted_asset_ids(where, params, (column, order), MAX_LIMIT * 10)
+        out = []
+        for asset_id, value in rows:
+            hit = hits.get(asset_id) or _Hit(asset_id)
+            hit.sort_key = value
+            out.append(hit)
+        return out
+
+    def _apply_relevance(self, query: Query, vector: np.ndarray | None, hits: list[_Hit]) -> list[_Hit]:
+        if vector is None:
+            return hits
+        scored = [h for h in hits if h.score is not None]
+        relevance = self._calibrator_now().relevance(vector, np.array([h.score for h in scored]))
+        by_id = {h.asset_id: float(r) for h, r in zip(scored, relevance, strict=True)}
+        for hit in hits:
+            hit.relevance = by_id.get(hit.asset_id)
+        if query.min_relevance is None:
+            return hits
+        # Word matches without a vector (sound-only assets) are kept: they matched literally.
+        return [h for h in hits if by_id.get(h.asset_id, 1.0) >= query.min_relevance]
+
+    def _calibrator_now(self) -> Calibrator:
+        count = self.store.count_vectors()
+        if self._calibrator is None or abs(self._calibrator[0] - count) > 0.1 * max(count, 1):
+            self._calibrator = (count, Calibrator(self.store.sample_vectors(BACKGROUND_SAMPLE)))
+        return self._calibrator[1]
+
+    def _results(self, hits: list[_Hit], query: Query) -> list[Result]:
+        ids = [h.asset_id for h in hits]
+        assets, tags = self.store.assets(ids), self.store.tags_of(ids)
+        words = {w.lower() for t, _ in query.text for w in re.findall(r"\w+", t)}
+        out = []
+        for h in hits:
+            asset = assets.get(h.asset_id)
+            if asset is None:
+                continue
+            match = (
+                "both" if h.score is not None and h.lexical_rank else ("text" if h.lexical_rank else "visual")
+            )
+            t = h.segment["start"] if h.segment else h.t
+            explanation = _explain(
+                h, asset.uri, asset.meta, asset.embedded, tags[h.asset_id], words, query.filter
+            )
+            out.append(Result(h.asset_id, asset.uri, asset.kind, h.score, t, tuple(tags[h.asset_id]), h.segment,
+                              match, h.relevance, asset.meta, explanation))  # fmt: skip
+        return out
+
+
+def _sort_column(name: str) -> str:
+    """SQL for a sort field: a built-in column, or a meta/embedded value (path as a literal we built)."""
+    if name in BUILTIN_FIELDS:
+        return BUILTIN_FIELDS[name].sql
+    meta = name.removeprefix("meta.")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", meta):
+        raise QueryError(f"cannot sort by {name!r}: give a built-in field or meta.NAME")
+    return f"coalesce(json_extract(a.meta, '$.\"{meta}\"'), json_extract(a.embedded, '$.\"{meta}\"'))"
+
+
+def _explain(
+    hit: _Hit,
+    uri: str,
+    meta: dict[str, Any],
+    embedded: dict[str, Any],
+    tags: list[Tag],
+    words: set[str],
+    flt: Filter | None,
+) -> dict[str, Any]:
+    """Why an asset is in the results."""
+    out: dict[str, Any] = {}
+    if hit.score is not None:
+        out["visual"] = {"score": round(hit.score, 6), "t": hit.t}
+    matched_tags = [t.tag for t in tags if words & set(re.findall(r"\w+", t.tag.lower()))]
+    if matched_tags:
+        out["tags"] = matched_tags
+    if hit.segment is not None:
+        out["transcript"] = hit.segment
+    if hit.lexical_rank is not None:
+        fields = {"filename": Path(uri).name, **{f"meta.{k}": v for k, v in {**embedded, **meta}.items()}}
+        out["text_fields"] = sorted(
+            name for name, value in fields.items() if words & set(re.findall(r"\w+", str(value).lower()))
+        )
+    if flt is not None:
+        out["filter"] = to_json(flt)
+    return out
 
 
 def open_query_image(source: Path | bytes, max_pixels: int = QUERY_MAX_PIXELS) -> Image.Image:

@@ -122,6 +122,44 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text);
     END;
     """,
+    """
+    -- Words of each asset for lexical search: file name, tags, and the values of its user meta
+    -- and embedded metadata. Triggers keep it equal to the tables it is derived from.
+    CREATE VIRTUAL TABLE assets_fts USING fts5(name, tags, meta, tokenize='unicode61 remove_diacritics 2');
+    INSERT INTO assets_fts(rowid, name, tags, meta)
+        SELECT id, replace(uri, rtrim(uri, replace(uri, '/', '')), ''),
+               (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = assets.id),
+               (SELECT group_concat(value, ' ') FROM json_tree(assets.meta) WHERE atom IS NOT NULL) || ' ' ||
+               (SELECT group_concat(value, ' ') FROM json_tree(assets.embedded) WHERE atom IS NOT NULL)
+        FROM assets;
+    CREATE TRIGGER assets_fts_ai AFTER INSERT ON assets BEGIN
+        INSERT INTO assets_fts(rowid, name, tags, meta) VALUES (
+            new.id, replace(new.uri, rtrim(new.uri, replace(new.uri, '/', '')), ''), '',
+            coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.meta) WHERE atom IS NOT NULL), '')
+            || ' ' ||
+            coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.embedded) WHERE atom IS NOT NULL), ''));
+    END;
+    CREATE TRIGGER assets_fts_au AFTER UPDATE OF uri, meta, embedded ON assets BEGIN
+        UPDATE assets_fts SET
+            name = replace(new.uri, rtrim(new.uri, replace(new.uri, '/', '')), ''),
+            meta = coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.meta) WHERE atom IS NOT NULL), '')
+                || ' ' ||
+                coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.embedded) WHERE atom IS NOT NULL), '')
+        WHERE rowid = new.id;
+    END;
+    CREATE TRIGGER assets_fts_ad AFTER DELETE ON assets BEGIN
+        DELETE FROM assets_fts WHERE rowid = old.id;
+    END;
+    CREATE TRIGGER tags_fts_ai AFTER INSERT ON tags BEGIN
+        UPDATE assets_fts SET tags = (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = new.asset_id)
+        WHERE rowid = new.asset_id;
+    END;
+    CREATE TRIGGER tags_fts_ad AFTER DELETE ON tags BEGIN
+        UPDATE assets_fts SET tags = coalesce(
+            (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = old.asset_id), '')
+        WHERE rowid = old.asset_id;
+    END;
+    """,
 )
 
 ASSET_COLUMNS = (
@@ -583,6 +621,97 @@ class Store:
                 best.setdefault(row["asset_id"], {k: row[k] for k in ("id", "start", "end", "text")})
         return list(best.items())[:limit]
 
+    def lexical_search(
+        self, match: str, where: str, params: Sequence[Any], limit: int
+    ) -> list[tuple[int, float, dict[str, Any] | None]]:
+        """Assets whose words (name, tags, meta, transcript) match an FTS5 expression, best first.
+
+        Args:
+            match: A safe FTS5 expression (see ``search.filters.fts_query``).
+            where: SQL condition over ``assets a`` (a compiled filter), with ``params``.
+            limit: Most assets returned.
+
+        Returns:
+            ``(asset_id, bm25, segment)``: lower bm25 is better; ``segment`` is the best matching
+            transcript segment when the transcript matched.
+        """
+        rows = self.db.execute(
+            f"""
+            WITH hits AS (
+                SELECT rowid AS asset_id, bm25(assets_fts) AS rank, NULL AS segment_id
+                FROM assets_fts WHERE assets_fts MATCH ?
+                UNION ALL
+                SELECT s.asset_id, bm25(segments_fts), s.id
+                FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid
+                WHERE segments_fts MATCH ?
+            ),
+            best AS (
+                SELECT asset_id, min(rank) AS rank,
+                       (SELECT h2.segment_id FROM hits h2 WHERE h2.asset_id = hits.asset_id
+                        AND h2.segment_id IS NOT NULL ORDER BY h2.rank LIMIT 1) AS segment_id
+                FROM hits GROUP BY asset_id
+            )
+            SELECT b.asset_id, b.rank, s.start, s.end, s.text, s.id
+            FROM best b JOIN assets a ON a.id = b.asset_id
+            LEFT JOIN segments s ON s.id = b.segment_id
+            WHERE {where}
+            ORDER BY b.rank, b.asset_id LIMIT ?
+            """,
+            [match, match, *params, limit],
+        )
+        return [
+            (
+                int(r[0]),
+                float(r[1]),
+                None if r[5] is None else {"id": r[5], "start": r[2], "end": r[3], "text": r[4]},
+            )
+            for r in rows
+        ]
+
+    def vectors_by_id(self, ids: np.ndarray) -> np.ndarray:
+        """Vectors by vector id, in the order given."""
+        found: dict[int, np.ndarray] = {}
+        for chunk in _chunks([int(i) for i in ids], 500):
+            marks = ",".join("?" * len(chunk))
+            for vid, blob in self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", chunk):
+                found[int(vid)] = np.frombuffer(blob, dtype=np.float32)
+        if not found:
+            return np.zeros((0, 0), np.float32)
+        return np.stack([found[int(i)] for i in ids])
+
+    def max_asset_id(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM assets").fetchone()[0])
+
+    def filtered_vector_ids(self, where: str, params: Sequence[Any]) -> np.ndarray:
+        """Ids of the vectors whose assets pass a compiled filter."""
+        rows = self.db.execute(
+            f"SELECT v.id FROM vectors v JOIN assets a ON a.id = v.asset_id WHERE {where}", list(params)
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def sorted_asset_ids(
+        self, where: str, params: Sequence[Any], order: tuple[str, str], limit: int
+    ) -> list[tuple[int, Any]]:
+        """``(asset_id, value)`` of assets passing a filter; ``order`` is (value SQL, ORDER BY SQL) built by our code."""
+        rows = self.db.execute(
+            f"SELECT a.id, {order[0]} FROM assets a WHERE {where} ORDER BY {order[1]} LIMIT ?",
+            [*params, limit],
+        )
+        return [(int(r[0]), r[1]) for r in rows]
+
+    def sample_vectors(self, size: int, seed: int = 0) -> np.ndarray:
+        """Up to ``size`` vectors drawn at random (seeded) across the id range: a background sample."""
+        top = self.max_vector_id()
+        if top == 0:
+            return np.zeros((0, 0), np.float32)
+        ids = np.unique(np.random.default_rng(seed).integers(1, top + 1, size=size * 2))
+        rows: list[sqlite3.Row] = []
+        for chunk in _chunks([int(i) for i in ids], 500):
+            marks = ",".join("?" * len(chunk))
+            rows.extend(self.db.execute(f"SELECT vector FROM vectors WHERE id IN ({marks})", chunk))
+        vectors = [np.frombuffer(r[0], dtype=np.float32) for r in rows[:size]]
+        return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+
     # --- jobs and failures -----------------------------------------------------------------
 
     def start_job(self, kind: str, args: dict[str, Any]) -> int:
@@ -625,6 +754,145 @@ class Store:
     def last_job(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1").fetchone()
         return None if row is None else dict(row)
+
+    # --- DAM metadata, facets and export (search.meta, search.export) -----------------------
+
+    def asset_ids_by_hash(self, content_hash: str) -> list[int]:
+        """Ids of every asset (any status) holding this content, oldest first."""
+        rows = self.db.execute("SELECT id FROM assets WHERE content_hash = ? ORDER BY id", (content_hash,))
+        return [int(r[0]) for r in rows]
+
+    def meta_of(self, asset_id: int) -> dict[str, Any]:
+        """An asset's user ``meta``.
+
+        Raises:
+            AssetNotFoundError: No such asset.
+        """
+        row = self.db.execute("SELECT meta FROM assets WHERE id = ?", (asset_id,)).fetchone()
+        if row is None:
+            raise AssetNotFoundError(f"no asset with id {asset_id}")
+        meta = json.loads(row[0])
+        return meta if isinstance(meta, dict) else {}
+
+    def set_meta(self, asset_id: int, meta: dict[str, Any]) -> None:
+        """Replace an asset's user ``meta`` (the FTS triggers re-index its words)."""
+        self.db.execute(
+            "UPDATE assets SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False), asset_id)
+        )
+
+    def iter_json_column(
+        self, column: str, where: str = "1", params: Sequence[Any] = ()
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(asset_id, value)`` of the ``meta`` or ``embedded`` column of assets passing a filter."""
+        if column not in ("meta", "embedded"):
+            raise ValueError(f"not a JSON metadata column: {column}")
+        last = 0
+        while True:
+            rows = self.db.execute(
+                f"SELECT a.id, a.{column} FROM assets a WHERE a.id > ? AND ({where}) "
+                "ORDER BY a.id LIMIT 1000",
+                [last, *params],
+            ).fetchall()
+            if not rows:
+                return
+            for asset_id, text in rows:
+                yield int(asset_id), json.loads(text)
+            last = int(rows[-1][0])
+
+    def iter_assets(
+        self, where: str = "1", params: Sequence[Any] = (), batch: int = 500
+    ) -> Iterator[list[Asset]]:
+        """Assets passing a compiled filter, in id order, a batch at a time (keyset pages: no big result)."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                f"SELECT {', '.join('a.' + c.strip() for c in ASSET_COLUMNS.split(','))} FROM assets a "
+                f"WHERE a.id > ? AND ({where}) ORDER BY a.id LIMIT ?",
+                [last, *params, batch],
+            ).fetchall()
+            if not rows:
+                return
+            yield [Asset.from_row(r) for r in rows]
+            last = int(rows[-1]["id"])
+
+    def segments_by_asset(self, asset_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """Transcript segments (start, end, text, language) of several assets, in time order."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        for chunk in _chunks([int(i) for i in asset_ids], 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                f"SELECT asset_id, start, end, text, language FROM segments WHERE asset_id IN ({marks}) "
+                "ORDER BY asset_id, start",
+                chunk,
+            ):
+                out.setdefault(int(row[0]), []).append(
+                    {"start": row[1], "end": row[2], "text": row[3], "language": row[4]}
+                )
+        return out
+
+    def count_matching(self, where: str = "1", params: Sequence[Any] = ()) -> int:
+        """How many assets pass a compiled filter."""
+        row = self.db.execute(f"SELECT count(*) FROM assets a WHERE {where}", list(params)).fetchone()
+        return int(row[0])
+
+    def facet_values(
+        self, value_sql: str, where: str, params: Sequence[Any], limit: int, prefix: int | None = None
+    ) -> list[tuple[Any, int]]:
+        """Asset counts per value of a column expression of ``assets a`` (built by our code), NULLs left out.
+
+        Args:
+            value_sql: The expression (a built-in field's SQL from ``search.filters``).
+            where: A compiled filter over ``assets a``, with ``params``.
+            limit: Most values returned, most frequent first (ties by value).
+            prefix: Count by the first ``prefix`` characters (dates by year, month or day).
+        """
+        value = value_sql if prefix is None else f"substr({value_sql}, 1, {int(prefix)})"
+        rows = self.db.execute(
+            f"SELECT v, count(*) AS n FROM (SELECT {value} AS v FROM assets a WHERE {where}) "
+            "WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT ?",
+            [*params, limit],
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
+    def facet_json(
+        self, path: str, where: str, params: Sequence[Any], limit: int, prefix: int | None = None
+    ) -> list[tuple[str, Any, int]]:
+        """Asset counts per value of a metadata field: user ``meta`` wins over ``embedded`` (as in filters).
+
+        A list counts each of its elements (an asset once per distinct element); objects and nulls
+        are left out.
+
+        Args:
+            path: The JSON path of the field (``$."camera"."make"``).
+            where: A compiled filter over ``assets a``, with ``params``.
+            limit: Most values returned, most frequent first (ties by value).
+            prefix: Count text values by their first ``prefix`` characters (dates by year, month, day).
+
+        Returns:
+            ``(json type, value, count)``: the type is json_each's (``text``, ``integer``, ``real``,
+            ``true``, ``false``).
+        """
+        atom = "j.atom"
+        if prefix is not None:
+            atom = f"CASE WHEN j.type = 'text' THEN substr(j.atom, 1, {int(prefix)}) ELSE j.atom END"
+        rows = self.db.execute(
+            f"SELECT j.type, {atom} AS v, count(DISTINCT a.id) AS n FROM assets a, "
+            "json_each(coalesce(a.meta -> ?, a.embedded -> ?)) j "
+            f"WHERE ({where}) AND j.type NOT IN ('null', 'object', 'array') "
+            "AND (j.key IS NULL OR typeof(j.key) = 'integer') "
+            "GROUP BY j.type, v ORDER BY n DESC, v LIMIT ?",
+            [path, path, *params, limit],
+        )
+        return [(str(r[0]), r[1], int(r[2])) for r in rows]
+
+    def facet_tags(self, where: str, params: Sequence[Any], limit: int) -> list[tuple[str, int]]:
+        """Asset counts per tag (any source) among the assets passing a compiled filter."""
+        rows = self.db.execute(
+            f"SELECT t.tag, count(DISTINCT t.asset_id) AS n FROM tags t JOIN assets a ON a.id = t.asset_id "
+            f"WHERE {where} GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT ?",
+            [*params, limit],
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
 
 
 def _split_sql(script: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # huggingface_hub reads these once at import: patch the values it actually uses.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    for name in ("ASSETLENS_WHISPER_MODEL",):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("ASSETLENS_CLIP_MODEL", "ASSETLENS_CLIP_CHECKPOINT", "ASSETLENS_DATA_DIR"):
+    for name in [n for n in os.environ if n.startswith("ASSETLENS_")]:
         monkeypatch.delenv(name, raising=False)
 
 

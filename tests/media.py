@@ -1,7 +1,13 @@
-"""Real media made at test time: speech with espeak-ng, video clips with PyAV."""
+"""Real media made at test time: speech with espeak-ng, WAV files, video clips with PyAV.
+
+The one home of the tests' media helpers. Samples are float arrays in ``[-1, 1]``, written as
+16-bit PCM. A missing espeak-ng fails the test rather than skipping it: CI installs it, and a
+skip would hide a broken CI.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import wave
@@ -14,38 +20,46 @@ import pytest
 from PIL import Image
 
 SAMPLE_RATE = 16_000
+"""The rate :func:`speak` writes (what Whisper and :mod:`enrich.audio` use)."""
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> Path:
+    """16-bit PCM WAV from float samples in [-1, 1] (shape (n,) or (n, channels))."""
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM WAV's float32 samples in [-1, 1] (interleaved if multichannel) and rate."""
+    with wave.open(str(path)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return pcm.astype(np.float32) / 32768, w.getframerate()
+
+
+def espeak(text: str, path: Path) -> tuple[np.ndarray, int]:
+    """Synthesise ``text`` with espeak-ng (en-us, 150 words a minute) into ``path``, a 22.05 kHz
+    mono WAV, and return its samples and rate."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed (apt-get install espeak-ng; .ci/run installs it)")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+    return read_wav(path)
 
 
 def speak(text: str, path: Path, silence_before: float = 0.0) -> Path:
     """Synthesise ``text`` with espeak-ng into a 16 kHz mono WAV, after some silence."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is not installed (apt-get install espeak-ng; .ci/run installs it)")
     raw = path.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True)
-    with wave.open(str(raw)) as w:
-        rate, samples = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    samples, rate = espeak(text, raw)
     raw.unlink()
     # espeak speaks at 22.05 kHz: resample linearly to 16 kHz (plenty for speech).
     n = int(len(samples) * SAMPLE_RATE / rate)
-    speech = np.interp(np.linspace(0, len(samples) - 1, n), np.arange(len(samples)), samples).astype(np.int16)
-    audio = np.concatenate([np.zeros(int(silence_before * SAMPLE_RATE), np.int16), speech])
-    write_wav(path, audio)
-    return path
-
-
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    """Write int16 mono samples at 16 kHz."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(samples.astype(np.int16).tobytes())
-    return path
-
-
-def read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    speech = np.interp(np.linspace(0, len(samples) - 1, n), np.arange(len(samples)), samples)
+    silence = np.zeros(int(silence_before * SAMPLE_RATE), np.float32)
+    return write_wav(path, np.concatenate([silence, speech]), SAMPLE_RATE)
 
 
 def make_clip(
@@ -75,24 +89,29 @@ def make_clip(
             index += 1
     container.mux(video.encode(None))
     if audio is not None and speech is not None:
-        samples = read_wav(speech)
-        for start in range(0, len(samples), 1024):
-            chunk = samples[start : start + 1024][None, :]
+        samples, rate = read_wav(speech)
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        for start in range(0, len(pcm), 1024):
+            chunk = pcm[start : start + 1024][None, :]
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="s16", layout="mono")
-            frame.sample_rate, frame.pts = SAMPLE_RATE, start
+            frame.sample_rate, frame.pts = rate, start
             container.mux(audio.encode(frame))
         container.mux(audio.encode(None))
     container.close()
     return path
 
 
+def _words(text: str) -> list[str]:
+    """Lowercase words with punctuation stripped (apostrophes kept)."""
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
 def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level Levenshtein distance over the reference length (case and punctuation ignored)."""
-    ref = "".join(c if c.isalnum() or c.isspace() else " " for c in reference.lower()).split()
-    hyp = "".join(c if c.isalnum() or c.isspace() else " " for c in hypothesis.lower()).split()
+    """Word error rate: word-level Levenshtein distance over the reference length."""
+    ref, hyp = _words(reference), _words(hypothesis)
     row = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
+        diagonal, row[0] = row[0], i
         for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(len(ref), 1)
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+    return row[len(hyp)] / max(1, len(ref))

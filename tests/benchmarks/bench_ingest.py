@@ -49,6 +49,22 @@ PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 SIZES = ((4000, 3000), (1920, 1080))  # 12 MP camera frame, full-HD still, alternately
 SEED = 1234
 CORPUS_VERSION = 1  # bump when the generation below changes
+Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process, all threads)
+
+
+def _clock() -> Timing:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: Timing) -> Timing:
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
+
+
+def _row(n: int, timing: Timing) -> dict[str, float]:
+    wall, cpu = timing
+    # cpu_cores well below the threads in use means other processes took the CPU meanwhile.
+    return {"seconds": round(wall, 2), "images_per_s": round(n / wall, 2), "cpu_cores": round(cpu / wall, 2)}
 
 
 def make_corpus(directory: Path, count: int) -> list[Path]:
@@ -83,8 +99,8 @@ def make_corpus(directory: Path, count: int) -> list[Path]:
     return files
 
 
-def bench_naive(encoder: ClipEncoder, files: list[Path]) -> float:
-    """Seconds for the baseline loop: full decode, open_clip preprocess, batch-of-one encode."""
+def bench_naive(encoder: ClipEncoder, files: list[Path]) -> Timing:
+    """Time of the baseline loop: full decode, open_clip preprocess, batch-of-one encode."""
     model = encoder._model
     cfg = open_clip.get_model_preprocess_cfg(model)
     preprocess = open_clip.image_transform(
@@ -98,19 +114,19 @@ def bench_naive(encoder: ClipEncoder, files: list[Path]) -> float:
     with torch.inference_mode():
         for path in files[:3]:  # warm-up: the first batch-of-one calls are several times slower
             model.encode_image(preprocess(Image.open(path).convert("RGB"))[None].to(encoder.device))
-        start = time.perf_counter()
+        start = _clock()
         for path in files:
             tensor = preprocess(Image.open(path).convert("RGB"))
             model.encode_image(tensor[None].to(encoder.device))
-    return time.perf_counter() - start
+    return _since(start)
 
 
-def bench_decode(files: list[Path], size: int) -> float:
-    """Seconds to decode (draft mode) and prepare every file in one thread."""
-    start = time.perf_counter()
+def bench_decode(files: list[Path], size: int) -> Timing:
+    """Time to decode (draft mode) and prepare every file in one thread."""
+    start = _clock()
     for path in files:
         prepare_image(decode_image(path, min_side=size).image, size)
-    return time.perf_counter() - start
+    return _since(start)
 
 
 def bench_pipeline(encoder: ClipEncoder, name: str, corpus: Path, workdir: Path) -> dict[str, Any]:
@@ -125,11 +141,10 @@ def bench_pipeline(encoder: ClipEncoder, name: str, corpus: Path, workdir: Path)
         tagger.label_embeddings()
         labels_s = time.perf_counter() - start
         options = IngestOptions(progress=False)
-        start = time.perf_counter()
+        start = _clock()
         report = Ingester(lib.store, encoder, tagger, lib.index).ingest([corpus], options)
-        ingest_s = time.perf_counter() - start
         return {
-            "seconds": ingest_s,
+            "timing": _since(start),
             "label_embeddings_s": round(labels_s, 2),
             "label_embeddings_cached": cached,
             "vocabulary_tags": len(tagger.tags),
@@ -176,12 +191,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     encoder.load()
     load_s = time.perf_counter() - start
     # Warm-up outside every timed region: page cache, and the batched encode's first call.
-    decode_s = bench_decode(files, encoder.image_size)
+    load_before = os.getloadavg()[0]
+    decode = bench_decode(files, encoder.image_size)
     encoder.encode_prepared(np.zeros((32, encoder.image_size, encoder.image_size, 3), np.uint8))
-    naive_s = bench_naive(encoder, files)
+    naive = bench_naive(encoder, files)
     pipe = bench_pipeline(encoder, args.model, corpus, workdir)
     n = len(files)
-    naive_rate, pipe_rate = n / naive_s, n / pipe["seconds"]
+    pipe_timing = pipe.pop("timing")
     return {
         "benchmark": "ingest",
         "model": spec.model_id,
@@ -195,10 +211,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "machine": machine(),
         "model_load_s": round(load_s, 2),
-        "naive": {"seconds": round(naive_s, 2), "images_per_s": round(naive_rate, 2)},
-        "pipeline": {**pipe, "seconds": round(pipe["seconds"], 2), "images_per_s": round(pipe_rate, 2)},
-        "ratio_pipeline_over_naive": round(pipe_rate / naive_rate, 2),
-        "decode_only": {"seconds": round(decode_s, 2), "images_per_s": round(n / decode_s, 2), "threads": 1},
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
+        "naive": _row(n, naive),
+        "pipeline": {**pipe, **_row(n, pipe_timing)},
+        "ratio_pipeline_over_naive": round(naive[0] / pipe_timing[0], 2),
+        "decode_only": {**_row(n, decode), "threads": 1},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -214,14 +231,14 @@ def print_table(r: dict[str, Any]) -> None:
         f"mean {r['corpus']['mean_file_mb']} MB)"
     )
     print()
-    print(f"  {'run':<34}{'seconds':>10}{'images/s':>12}")
+    print(f"  {'run':<34}{'seconds':>10}{'images/s':>12}{'CPU cores':>11}")
     rows = [
         ("naive loop (baseline)", r["naive"]),
         (f"pipeline ({p['workers']} workers, batch {p['batch_size']})", p),
         ("decode + prepare only (1 thread)", r["decode_only"]),
     ]
     for label, row in rows:
-        print(f"  {label:<34}{row['seconds']:>10.2f}{row['images_per_s']:>12.2f}")
+        print(f"  {label:<34}{row['seconds']:>10.2f}{row['images_per_s']:>12.2f}{row['cpu_cores']:>11.2f}")
     print()
     print(f"  pipeline / naive: {r['ratio_pipeline_over_naive']:.2f}x")
     how = "loaded from cache" if p["label_embeddings_cached"] else "computed"
@@ -229,6 +246,8 @@ def print_table(r: dict[str, Any]) -> None:
         f"  label embeddings ({p['vocabulary_tags']} tags, {how}, one-off, not timed above): "
         f"{p['label_embeddings_s']:.2f} s"
     )
+    load = r["load_average_1min"]
+    print(f"  1-min load average: {load['start']} at start, {load['end']} at end (other processes)")
     print(f"  model load: {r['model_load_s']:.2f} s; peak RSS: {r['peak_rss_mb']:.0f} MB")
     print(f"  ingest report: {p['report']}")
 

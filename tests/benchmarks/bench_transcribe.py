@@ -124,7 +124,9 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu,
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "faster_whisper": faster_whisper.__version__,

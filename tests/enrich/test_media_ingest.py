@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import PHOTOS, ingester_for
-from media import make_clip, speak, write_wav
+from media import SAMPLE_RATE, make_clip, speak, write_wav
 from PIL import Image
 
 from enrich.cli import cli
@@ -36,7 +37,7 @@ def media(tmp_path: Path) -> Path:
     cat, rocket = Image.open(PHOTOS / "cat.jpg"), Image.open(PHOTOS / "rocket.jpg")
     make_clip(folder / "spring teaser.mp4", [(3.0, cat), (3.0, rocket)], speech=speech)
     shutil.copy(speech, folder / "voice-over.wav")
-    write_wav(folder / "room tone.wav", __import__("numpy").zeros(16_000 * 3))
+    write_wav(folder / "room tone.wav", np.zeros(3 * SAMPLE_RATE), SAMPLE_RATE)
     return folder
 
 

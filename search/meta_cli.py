@@ -1,0 +1,313 @@
+"""DAM metadata commands: ``meta set|import|schema``, ``facets`` and ``export``.
+
+They are listed in :data:`COMMANDS`, which ``search.cli`` adds to its own. Because ``search.cli``
+imports this module, its helpers are looked up when a command runs, not at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import click
+
+from search import export as exporting
+from search.errors import QueryError
+from search.filters import parse_filter, to_json
+from search.meta import BUCKETS, declare_fields, facets, filter_sql, import_meta, load_schema, set_meta
+from search.store import Store
+
+
+def _base() -> ModuleType:
+    # search.cli imports this module to list its commands: importing it at the top would be circular.
+    import search.cli
+
+    return search.cli
+
+
+def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
+
+
+def _store(ctx: click.Context) -> Store:
+    store = _base().library(ctx).store
+    assert isinstance(store, Store)
+    return store
+
+
+def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
+    """``NAME=VALUE`` arguments as a dict (the value may be empty, and may contain ``=``)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.UsageError(f"expected {what}, got {item!r}")
+        out[name.strip()] = value
+    return out
+
+
+def _echo_meta(meta: dict[str, Any]) -> None:
+    fields = exporting._flatten(meta)
+    if not fields:
+        click.echo("(no fields)")
+    for name, value in fields.items():
+        click.echo(f"{name}: {exporting._text(value, ', ')}")
+
+
+@click.group()
+def meta() -> None:
+    """DAM metadata (meta): set fields, import them from CSV or JSON Lines, declare their types."""
+
+
+@meta.command("set")
+@click.argument("ref", metavar="ID|PATH")
+@click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
+@_json_option
+@click.pass_context
+def meta_set(ctx: click.Context, ref: str, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Set fields of one asset: NAME=VALUE (dots nest: camera.make=Nikon); NAME= removes a field.
+
+    Values are checked against declared types (`assetlens meta schema set`): dates accept ISO and
+    now/today offsets (today+1y), lists are comma-separated. Undeclared fields read numbers and
+    true/false as such. All fields are written together or not at all.
+    """
+    base = _base()
+    store = _store(ctx)
+    asset = base.find_asset(base.library(ctx), ref)
+    new = set_meta(store, asset.id, _pairs(assignments, "NAME=VALUE"))
+    base.emit(ctx, {"id": asset.id, "uri": asset.uri, "meta": new}, lambda: _echo_meta(new))
+
+
+@meta.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: by extension or content."
+)
+@click.option("--dry-run", is_flag=True, help="Check and count every row, write nothing.")
+@click.option("--strict", is_flag=True, help="Write nothing (and exit 1) if any row is invalid.")
+@_json_option
+@click.pass_context
+def meta_import(
+    ctx: click.Context,
+    file: Path,
+    fmt: Literal["csv", "jsonl"] | None,
+    dry_run: bool,
+    strict: bool,
+    as_json: bool,
+) -> None:
+    """Import fields from FILE, CSV or JSON Lines, in one transaction.
+
+    \b
+    CSV: a header row; a `uri` column (as stored), a `path` column (relative paths are read
+    from FILE's folder) or a `content_hash` column names the asset (a hash held by several
+    assets updates all); if any column is `meta.NAME`, only those are read (so an
+    `assetlens export` file imports back), else every other column is a field. Empty cells are
+    ignored; cells holding a JSON array are lists.
+    JSON Lines: {"uri": ..., "meta": {...}} or flat objects; null removes a field.
+    Rows that match no asset and rows with invalid values are reported with their line numbers.
+    """
+    report = import_meta(_store(ctx), file, fmt=fmt, dry_run=dry_run, strict=strict)
+
+    def human() -> None:
+        click.echo(
+            f"{report.rows} rows: {report.matched} matched, {report.updated} assets updated, "
+            f"{report.unmatched_count} unmatched, {report.error_count} invalid"
+            + ("" if report.written else " (nothing written)")
+        )
+        for line, key in report.unmatched[:50]:
+            click.echo(f"  line {line}: no asset for {key}")
+        for line, message in report.errors[:50]:
+            click.echo(f"  line {line}: {message}")
+        if report.ignored:
+            click.echo("ignored columns: " + ", ".join(report.ignored))
+
+    _base().emit(ctx, report.as_dict(), human)
+    if strict and report.error_count:
+        click.echo(f"error: {report.error_count} invalid rows: nothing was written", err=True)
+        ctx.exit(1)
+
+
+@meta.group("schema")
+def schema() -> None:
+    """Declare the types of meta fields: string, number, date, boolean, list."""
+
+
+@schema.command("set")
+@click.argument("declarations", nargs=-1, required=True, metavar="NAME=TYPE...")
+@_json_option
+@click.pass_context
+def schema_set(ctx: click.Context, declarations: tuple[str, ...], as_json: bool) -> None:
+    """Declare field types, e.g. rights_expires=date rating=number keywords=list; NAME= undeclares.
+
+    Values written from then on must fit; stored values that do not fit are listed (they are kept,
+    typed filters skip them).
+    """
+    update = declare_fields(_store(ctx), _pairs(declarations, "NAME=TYPE"))
+
+    def human() -> None:
+        for name, kind in update.schema.as_dict().items():
+            click.echo(f"{name}: {kind}")
+        if update.conflict_count:
+            click.echo(f"warning: {update.conflict_count} stored values do not fit their new type:", err=True)
+            for asset_id, name, value in update.conflicts[:20]:
+                click.echo(f"  asset {asset_id}: {name} = {value!r}", err=True)
+
+    _base().emit(ctx, update.as_dict(), human)
+
+
+@schema.command("show")
+@_json_option
+@click.pass_context
+def schema_show(ctx: click.Context, as_json: bool) -> None:
+    """Show the declared field types."""
+    types = load_schema(_store(ctx)).as_dict()
+    _base().emit(
+        ctx, types, lambda: _base().echo_fields(types) if types else click.echo("(no declared fields)")
+    )
+
+
+@click.command("facets")
+@click.argument("field")
+@click.option("--filter", "filter_text", metavar="EXPR|JSON", help="Only assets passing this filter.")
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 100_000), help="Values to list."
+)
+@click.option("--by", type=click.Choice(list(BUCKETS)), help="Count a date field by year, month or day.")
+@_json_option
+@click.pass_context
+def facets_command(
+    ctx: click.Context, field: str, filter_text: str | None, limit: int, by: Any, as_json: bool
+) -> None:
+    """Count assets per value of FIELD, most frequent first.
+
+    FIELD is a built-in field (kind, mime, status, ext, width, orientation, created...), `tag`, or
+    a metadata field (region or meta.region: user meta wins over the file's embedded metadata;
+    each element of a list counts).
+    """
+    store = _store(ctx)
+    parsed = parse_filter(filter_text)
+    values = facets(store, field, parsed, limit, by=by)
+    where, params = filter_sql(store, parsed)
+    doc = {
+        "field": field, "by": by, "filter": None if parsed is None else to_json(parsed),
+        "assets": store.count_matching(where, params),
+        "values": [{"value": v, "count": n} for v, n in values],
+    }  # fmt: skip
+
+    def human() -> None:
+        if not values:
+            click.echo("no values")
+        width = max((len(str(v)) for v, _ in values), default=0)
+        for value, count in values:
+            click.echo(f"{value!s:<{width}}  {count}")
+
+    _base().emit(ctx, doc, human)
+
+
+@click.command("export")
+@click.option(
+    "--format", "fmt", type=click.Choice(exporting.FORMATS), help="Default: by --output's extension."
+)
+@click.option("--filter", "filter_text", metavar="EXPR|JSON", help="Only assets passing this filter.")
+@click.option("--output", "-o", default="-", show_default=True, help="CSV/JSON Lines file, - for stdout.")
+@click.option(
+    "--sidecar-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="XMP: write sidecars below DIR (mirroring the asset folders), not beside the files.",
+)
+@click.option(
+    "--naming",
+    type=click.Choice(["ext", "base"]),
+    default="ext",
+    show_default=True,
+    help="XMP: ext = NAME.EXT.xmp (darktable, digiKam); base = NAME.xmp (Lightroom, Bridge).",
+)
+@click.option("--overwrite", is_flag=True, help="XMP: also merge into sidecars written by other programs.")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="XMP: model tags scoring less are not written as keywords.",
+)
+@_json_option
+@click.pass_context
+def export_command(
+    ctx: click.Context,
+    fmt: str | None,
+    filter_text: str | None,
+    output: str,
+    sidecar_dir: Path | None,
+    naming: Literal["ext", "base"],
+    overwrite: bool,
+    min_score: float,
+    as_json: bool,
+) -> None:
+    """Export assets (fields, meta, tags with scores, file metadata, transcript) as CSV, JSON Lines or XMP.
+
+    \b
+    CSV and JSON Lines go to --output (stdout by default) and import back with
+    `assetlens meta import`. XMP writes one sidecar per asset (keywords in dc:subject; title,
+    description, creator, rights; tag scores and meta fields in the assetlens namespace) and
+    merges into an existing sidecar, keeping its other properties; a sidecar written by another
+    program is skipped unless --overwrite.
+    """
+    fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(Path(output).suffix.lower())
+    if fmt is None:
+        raise click.UsageError("give --format csv, jsonl or xmp (or an --output ending in .csv or .jsonl)")
+    xmp_only = sidecar_dir is not None or overwrite or naming != "ext" or min_score > 0
+    if fmt != "xmp" and xmp_only:
+        raise click.UsageError("--sidecar-dir, --naming, --overwrite and --min-score apply to --format xmp")
+    if fmt == "xmp" and output != "-":
+        raise click.UsageError("--format xmp writes sidecars: use --sidecar-dir, not --output")
+    if fmt != "xmp" and output == "-" and as_json:
+        raise click.UsageError("--json needs --output FILE: the export itself goes to stdout")
+    store = _store(ctx)
+    parsed = parse_filter(filter_text)
+    if fmt == "xmp":
+        report = exporting.export_xmp(
+            store, parsed, sidecar_dir=sidecar_dir, naming=naming, overwrite=overwrite, min_score=min_score
+        )
+    else:
+        write = exporting.export_csv if fmt == "csv" else exporting.export_jsonl
+        if output == "-":
+            count = write(store, sys.stdout, parsed)
+        else:
+            count = _write_file(Path(output), lambda f: write(store, f, parsed))
+        report = exporting.ExportReport(fmt, count, output)
+
+    def human() -> None:
+        where = {None: "beside the files", "-": "stdout"}.get(report.output, report.output)
+        merged = f" ({report.merged} merged into existing sidecars)" if report.merged else ""
+        # With the data on stdout, the summary goes to stderr.
+        err = report.output == "-"
+        click.echo(f"exported {report.assets} assets as {fmt} to {where}{merged}", err=err)
+        if report.skipped_count:
+            click.echo(f"skipped {report.skipped_count}:", err=err)
+            for uri, reason in report.skipped[:50]:
+                click.echo(f"  {uri}: {reason}", err=err)
+
+    _base().emit(ctx, report.as_dict(), human)
+
+
+def _write_file(path: Path, write: Callable[[Any], int]) -> int:
+    """Write through a temporary file renamed at the end: a failed export leaves no half file."""
+    temporary = path.with_name(f".{path.name}.assetlens-tmp")
+    try:
+        with temporary.open("w", encoding="utf-8", newline="") as f:
+            count = write(f)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise QueryError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return count
+
+
+COMMANDS = (meta, facets_command, export_command)

@@ -1,0 +1,79 @@
+"""Stable cursor pagination.
+
+A cursor is an opaque token holding the position after the last result of a page (its sort key
+and asset id), a fingerprint of the query, and a snapshot: the largest asset id that existed
+when the first page was served. Later pages only consider assets up to that snapshot, so assets
+added while a client pages never shift results between pages: no duplicates, no gaps.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from search.errors import QueryError
+
+CURSOR_VERSION = 1
+MAX_CURSOR = 2048
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts.
+
+    Attributes:
+        key: Sort key of the last result served (a score or a field value; missing values sort last).
+        asset_id: Asset id of the last result served (ties are broken by ascending id).
+        served: Results served so far (how deep the next page starts).
+        snapshot: Largest asset id considered (fixed at the first page).
+        fingerprint: Digest of the query the cursor belongs to.
+    """
+
+    key: Any
+    asset_id: int
+    served: int
+    snapshot: int
+    fingerprint: str
+
+    def encode(self) -> str:
+        doc = [CURSOR_VERSION, self.key, self.asset_id, self.served, self.snapshot, self.fingerprint]
+        return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def fingerprint(query: dict[str, Any]) -> str:
+    """Digest of everything that decides a query's order (not its page size or cursor)."""
+    text = json.dumps(query, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def decode_cursor(token: str, expected_fingerprint: str) -> Cursor:
+    """Read a cursor a client sent back.
+
+    Raises:
+        QueryError: Malformed, from another version, or from another query.
+    """
+    if len(token) > MAX_CURSOR:
+        raise QueryError("invalid cursor: too long")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        version, key, asset_id, served, snapshot, digest = json.loads(raw)
+        cursor = Cursor(key, int(asset_id), int(served), int(snapshot), str(digest))
+    except (ValueError, TypeError) as exc:
+        raise QueryError("invalid cursor: pass back the next_cursor of the previous page unchanged") from exc
+    if version != CURSOR_VERSION or not isinstance(key, (int, float, str, type(None))) or cursor.served < 0:
+        raise QueryError("invalid cursor: pass back the next_cursor of the previous page unchanged")
+    if cursor.fingerprint != expected_fingerprint:
+        raise QueryError("this cursor belongs to another query: repeat the query it came from, or drop it")
+    return cursor
+
+
+def after(key: Any, asset_id: int, cursor: Cursor, descending: bool) -> bool:
+    """True when a result with ``(key, asset_id)`` comes after the cursor's position."""
+    if key == cursor.key:
+        return asset_id > cursor.asset_id
+    if key is None or cursor.key is None:  # missing values sort last in either direction
+        return key is None
+    return bool(key < cursor.key) if descending else bool(key > cursor.key)
