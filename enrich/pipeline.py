@@ -201,7 +201,7 @@ class Ingester:
                 while futures:
                     self._collect(futures.popleft().result(), pending, options, report, bar)
                 self._flush(pending, options, report)
-                bar.update(len(pending))
+                self._progress(report, bar, len(pending))
             finally:
                 for future in futures:
                     future.cancel()
@@ -217,8 +217,15 @@ class Ingester:
         pending.append(prepared)
         if sum(p.frames for p in pending) >= options.batch_size or len(pending) >= 512:
             self._flush(pending, options, report)
-            bar.update(len(pending))
+            self._progress(report, bar, len(pending))
             pending.clear()
+
+    def _progress(self, report: IngestReport, bar: tqdm, finished: int) -> None:
+        bar.update(finished)
+        counts = {k: v for k, v in report.as_dict().items() if type(v) is int and k != "job_id"}
+        # tqdm does not count when disabled (--json, no TTY): derive progress from the report.
+        done = sum(counts[k] for k in ("added", "updated", "skipped", "renamed", "failed", "excluded"))
+        self.store.job_progress(report.job_id, {**counts, "done": done, "total": int(bar.total or 0)})
 
     def _flush(self, pending: list[Prepared], options: IngestOptions, report: IngestReport) -> None:
         """Embed, transcribe, then write one batch in one transaction."""

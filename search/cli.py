@@ -12,6 +12,7 @@ import click
 
 from search.errors import AssetNotFoundError, QueryError
 from search.filters import parse_filter
+from search.meta_cli import COMMANDS as META_COMMANDS
 from search.library import Library
 from search.query import MAX_LIMIT, Page, Query, Result, open_query_image, parse_text
 from search.store import Asset
@@ -260,4 +261,4 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     emit(ctx, doc, lambda: echo_fields(doc))
 
 
-COMMANDS = (search, similar, index, show, transcript, stats)
+COMMANDS = (search, similar, index, show, transcript, stats, *META_COMMANDS)

@@ -1,28 +1,32 @@
 """Export assets as CSV, JSON Lines or XMP sidecars.
 
 CSV and JSON Lines carry, per asset: id, uri, kind, mime, size, width, height, duration, created,
-content_hash, status, the user ``meta``, the tags (source and score), the metadata read from the
-file (``embedded``) and the transcript text. Both import back with ``assetlens meta import``
-(only the meta fields are read), which restores the meta fields. CSV flattens: ``meta.NAME`` and
-``embedded.NAME`` columns (dots for nested objects), ``tags`` as ``tag1; tag2`` (best first, each
-tag once), ``tag_scores`` as ``tag1=0.9021; tag2=0.3000``, the transcript as one ``transcript``
-column. A meta list is written ``a, b`` when its field is declared ``list`` (and no element holds
-a comma), else as a JSON array, which the import reads back as a list.
+content_hash, ingest_status (ok or failed) and error, the user ``meta``, the tags (source and
+score), the metadata read from the file (``embedded``) and the transcript text. Both import back
+with ``assetlens meta import`` (only the meta fields are read), which restores the meta fields.
 
-XMP sidecars (see :mod:`search.xmp` for the packet: keywords in ``dc:subject``, title,
-description, creator, rights and usage terms from ``meta``, else from the file's own metadata,
-tag scores and DAM fields in the ``assetlens`` namespace) are named ``NAME.EXT.xmp`` by default (the
-convention of darktable, digiKam and exiftool's ``%f.%e.xmp``: it never mixes up ``photo.jpg``
-and ``photo.cr2``), or ``NAME.xmp`` with ``naming="base"`` (Lightroom Classic, Adobe Bridge,
-Capture One and Premiere read these); two assets that would share a ``NAME.xmp`` are reported
-and the second is skipped. Sidecars go next to each file, or below ``sidecar_dir`` mirroring the
-assets' folders under their common parent folder.
+CSV flattens: ``meta.NAME`` and ``embedded.NAME`` columns (dots for nested objects), ``tags`` as
+``tag1; tag2`` (best first, each tag once), ``tag_scores`` as ``tag1=0.9021; tag2=0.3000``, the
+transcript as one ``transcript`` column. A meta list is written ``a, b`` when its field is
+declared ``list`` (and no element holds a comma), else as a JSON array, which the import reads
+back as a list. CSV cannot tell text from numbers: declare a field ``string`` (``assetlens meta
+schema set sku=string``) to keep ``00123`` as text through a CSV round trip; JSON Lines keeps
+every JSON type, nulls included.
+
+XMP sidecars (see :mod:`search.xmp` for the packet: keywords in ``dc:subject``; title,
+description, creator, rights and usage terms from ``meta``, else from the file's own metadata;
+tag scores and DAM fields in the ``assetlens`` namespace) are named ``NAME.EXT.xmp`` by default:
+the convention of darktable, digiKam and exiftool's ``%f.%e.xmp``, which never mixes up
+``photo.jpg`` and ``photo.cr2``. ``naming="base"`` writes ``NAME.xmp``, which Lightroom Classic,
+Adobe Bridge, Capture One and Premiere read; two assets that would share a ``NAME.xmp`` are
+reported and the second is skipped. Sidecars go next to each file (not for files that are gone),
+or below ``sidecar_dir`` mirroring the assets' folders under their common parent folder.
 
 An existing sidecar is merged, never replaced: its other properties stay, the properties
 AssetLens writes are replaced, and ``dc:subject`` keeps the keywords that AssetLens did not add
 itself (it records those it added). A sidecar without any AssetLens property (written by another
 program) is left alone and reported unless ``overwrite`` is given, which merges into it (an
-unreadable one is then replaced).
+unreadable one is then replaced). Sidecars are written to a temporary file and renamed.
 """
 
 from __future__ import annotations
@@ -46,12 +50,12 @@ from search.xmp import XmpContent, XmpError, merge_packet, new_packet
 FORMATS = ("csv", "jsonl", "xmp")
 Naming = Literal["ext", "base"]
 COLUMNS = ("id", "uri", "kind", "mime", "size", "width", "height", "duration", "created", "content_hash",
-           "status", "tags", "tag_scores", "transcript")  # fmt: skip
+           "ingest_status", "error", "tags", "tag_scores", "transcript")  # fmt: skip
 MAX_REPORTED = 1000
 
 
 class ExportError(SearchError):
-    """An export that cannot run (unknown format, unwritable output)."""
+    """An export that cannot be written (the output file or folder is not writable)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ def asset_doc(asset: Asset, tags: list[Tag], segments: list[dict[str, Any]]) -> 
     return {
         "id": asset.id, "uri": asset.uri, "kind": asset.kind, "mime": asset.mime, "size": asset.size,
         "width": asset.width, "height": asset.height, "duration": asset.duration, "created": asset.created,
-        "content_hash": asset.content_hash, "status": asset.status, "meta": asset.meta,
+        "content_hash": asset.content_hash, "ingest_status": asset.status, "error": asset.error,
+        "meta": asset.meta,
         "tags": [tag_doc(t) for t in tags], "embedded": asset.embedded,
         "transcript": text if asset.transcript_model is not None else None,
         "transcript_language": next((s["language"] for s in segments if s.get("language")), None),
@@ -132,7 +137,7 @@ def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, A
     embedded_names: dict[str, None] = {}
     for names, column in ((meta_names, "meta"), (embedded_names, "embedded")):
         for _, value in store.iter_json_column(column, where, params):
-            names.update(dict.fromkeys(_flatten(value)))
+            names.update(dict.fromkeys(flatten_fields(value)))
     header = [
         *COLUMNS,
         *(f"embedded.{n}" for n in sorted(embedded_names)),
@@ -148,29 +153,33 @@ def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, A
         row: dict[str, Any] = {k: doc[k] for k in COLUMNS if k in doc}
         row["tags"] = "; ".join(best)
         row["tag_scores"] = "; ".join(f"{k}={v:.4f}" for k, v in best.items())
-        row |= {f"embedded.{k}": _text(v, "; ") for k, v in _flatten(doc["embedded"]).items()}
-        for name, value in _flatten(doc["meta"]).items():
-            listed = schema.type_of(name) == "list" and not any("," in str(v) for v in value or [])
-            row[f"meta.{name}"] = (
-                ", ".join(map(str, value)) if listed and isinstance(value, list) else _text(value)
-            )
-        writer.writerow([_text(row.get(k)) if not isinstance(row.get(k), str) else row[k] for k in header])
+        row |= {f"embedded.{k}": cell_text(v, "; ") for k, v in flatten_fields(doc["embedded"]).items()}
+        for name, value in flatten_fields(doc["meta"]).items():
+            # A declared list reads back from "a, b"; anything else that is a list stays JSON.
+            plain = isinstance(value, list) and not any("," in str(v) for v in value)
+            joined = plain and schema.type_of(name) == "list"
+            row[f"meta.{name}"] = ", ".join(map(str, value)) if joined else cell_text(value)
+        writer.writerow([cell_text(row.get(k)) for k in header])
         count += 1
     return count
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_fields(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested objects as dotted names (the same names the filters and ``meta set`` use)."""
     if not isinstance(value, dict):
         return {prefix: value} if prefix else {}
     out: dict[str, Any] = {}
     for key, item in value.items():
         name = f"{prefix}.{key}" if prefix else str(key)
-        out |= _flatten(item, name) if isinstance(item, dict) and item else {name: item}
+        out |= flatten_fields(item, name) if isinstance(item, dict) and item else {name: item}
     return out
 
 
-def _text(value: Any, joiner: str | None = None) -> str:
+def cell_text(value: Any, joiner: str | None = None) -> str:
+    """A value as one CSV cell: text as is, true/false, numbers and objects as JSON, None empty.
+
+    Lists of plain values are joined with ``joiner`` when given, else written as a JSON array.
+    """
     if value is None:
         return ""
     if isinstance(value, str):
@@ -178,7 +187,7 @@ def _text(value: Any, joiner: str | None = None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if joiner is not None and isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
-        return joiner.join(_text(v) for v in value)
+        return joiner.join(cell_text(v) for v in value)
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -310,5 +319,5 @@ def xmp_content(doc: dict[str, Any], min_score: float = 0.0, exported: str | Non
         rights=_first_text(meta.get("rights"), meta.get("copyright"), embedded.get("copyright")),
         usage_terms=_first_text(meta.get("usage_terms"), embedded.get("usage_terms")),
         tags=tuple((t["tag"], t["score"], t["source"], t["t"]) for t in doc["tags"]),
-        fields=tuple(_flatten(meta).items()),
+        fields=tuple(flatten_fields(meta).items()),
     )  # fmt: skip

@@ -1,128 +1,356 @@
 """The FAISS index: a cache of the store's vectors, kept in step with SQLite.
 
-The index file sits in the data dir with a JSON sidecar recording the model id, dimension,
-the last vector id it holds and the store's vector epoch (bumped by every vector delete).
-On open, an index whose model or epoch differs from the store is rebuilt; otherwise the vectors
-added since its last id are appended. Saving is atomic (write then rename), so a reader never
-sees half a file.
+Small libraries get an exact flat index. Large ones get an approximate one, chosen by size
+(:class:`IndexConfig`): HNSW (fast queries, minutes to build at a million vectors) or IVF (fast to
+build, for tens of millions). Both keep the float32 vectors themselves (the flat storage of HNSW,
+the inverted lists of IVF), so the planner (``search.planner``) can also score any subset exactly.
+
+Rows are numbered in vector-id order; three arrays map them: vector id, asset id and alive.
+Keeping in step with the store:
+
+* new vectors (ids above the last one held) are appended: to the flat index directly, to an ANN
+  index through a small exact "delta" that is folded in on save (or when it grows large), so a
+  reader never waits for a graph insert;
+* deleted vectors (the store's vector epoch moved) become tombstones, left out of every search
+  by an ``IDSelector``, until they pass ``max_deleted_fraction``: then a writer rebuilds;
+* another model, another dimension or an unreadable file: rebuild.
+
+Files: ``index.faiss`` (the FAISS index), ``index.rows.npz`` (the row arrays) and the JSON sidecar
+``index.json`` (kind, parameters, model, dim, last vector id, epoch, counts, generation). Each is
+written to a temporary name then renamed; the generation ties the three together, so a reader that
+catches a save half-way sees a mismatch and reloads.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
 
 from search.store import Store
 
 INDEX_FILE = "index.faiss"
 SIDECAR_FILE = "index.json"
+ROWS_FILE = "index.rows.npz"
+KINDS = ("auto", "flat", "hnsw", "ivf")
+FORMAT = 2  # sidecar layout; older sidecars mean a rebuild
+# The SWIG module's stubs miss keyword constructors and free functions used here.
+faiss: Any = _faiss
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How the index is built and searched.
+
+    Attributes:
+        kind: ``auto`` (by size), ``flat`` (exact), ``hnsw`` or ``ivf``.
+        flat_max: ``auto`` keeps an exact flat index up to this many vectors.
+        ivf_min: ``auto`` builds IVF from this many vectors (HNSW build time grows too fast beyond).
+        hnsw_m: HNSW graph degree (memory: about ``8 * m`` bytes per vector).
+        hnsw_ef_construction: HNSW build effort.
+        hnsw_ef_search: HNSW search effort for an unfiltered top-10 (the planner raises it).
+        ivf_nlist: IVF lists (None: about ``4 * sqrt(n)``).
+        ivf_nprobe: IVF lists probed for an unfiltered top-10.
+        max_deleted_fraction: Tombstones beyond this fraction make a writer rebuild.
+        max_delta: New vectors held beside an ANN index (scored exactly) before being folded in.
+    """
+
+    kind: str = "auto"
+    flat_max: int = 50_000
+    ivf_min: int = 5_000_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 64
+    hnsw_ef_search: int = 64
+    ivf_nlist: int | None = None
+    ivf_nprobe: int = 32
+    max_deleted_fraction: float = 0.1
+    max_delta: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown index kind {self.kind!r}: use one of {', '.join(KINDS)}")
+
+    def kind_for(self, count: int) -> str:
+        """The concrete kind for a library of ``count`` vectors."""
+        if self.kind != "auto":
+            return self.kind
+        if count <= self.flat_max:
+            return "flat"
+        return "ivf" if count >= self.ivf_min else "hnsw"
 
 
 @dataclass(frozen=True)
 class IndexState:
-    """What an index file holds."""
+    """What an index file holds (its sidecar)."""
 
     model: str | None
     dim: int
     last_id: int
     epoch: int
-    count: int
+    count: int  # rows of the FAISS index, tombstones included
+    kind: str = "flat"
+    params: dict[str, int] = field(default_factory=dict)
+    deleted: int = 0
+    generation: str = ""
+    format: int = FORMAT
 
 
 class VectorIndex:
-    """Exact inner-product search over every vector of a store.
+    """Inner-product search over the vectors of a store: exact when small, HNSW/IVF when large.
 
     Args:
         store: The library's store (the truth).
-        data_dir: Where the index file lives.
+        data_dir: Where the index files live.
+        config: Kind and parameters (default: :class:`IndexConfig` defaults).
     """
 
-    def __init__(self, store: Store, data_dir: Path) -> None:
+    def __init__(self, store: Store, data_dir: Path, config: IndexConfig | None = None) -> None:
         self.store = store
+        self.config = config or IndexConfig()
         self.path = Path(data_dir) / INDEX_FILE
         self.sidecar = Path(data_dir) / SIDECAR_FILE
-        self._index: faiss.Index | None = None
+        self.rows_path = Path(data_dir) / ROWS_FILE
+        self.lock = threading.RLock()  # searches read the FAISS index; adds and rebuilds change it
+        self._main: Any = None
+        self._delta = np.zeros((0, 0), np.float32)
+        self.ids = np.zeros(0, np.int64)  # vector id of each row
+        self.assets = np.zeros(0, np.int64)  # asset id of each row
+        self.alive = np.zeros(0, bool)
         self.state = IndexState(None, 0, 0, -1, 0)
         self.rebuilt = False
+        self.version = 0  # bumped whenever rows change, so callers can cache row-derived arrays
+        self.build_seconds: float | None = None
+
+    # --- keeping in step -------------------------------------------------------------------
 
     def sync(self, save: bool = True) -> VectorIndex:
-        """Load the saved index and bring it level with the store (rebuild if stale).
+        """Load the saved index and bring it level with the store.
 
         Args:
-            save: Write the index back when it changed (readers may pass False).
+            save: Write the index back when it changed, folding new vectors into an ANN index and
+                rebuilding past too many deletes (writers); readers pass False and keep new
+                vectors in the exact delta and deleted ones as tombstones.
         """
-        model, epoch = self.store.model_id, self.store.vector_epoch
-        if self._index is None:
-            self._load()
-        # An empty index is rebuilt too: it may have been made before any vector fixed the dimension.
-        if self._index is None or self.size == 0 or self.state.model != model or self.state.epoch != epoch:
-            self._rebuild(model, epoch)
-            changed = True
-        else:
-            changed = self._catch_up()
-        if changed and save:
+        with self.lock:
+            model, epoch = self.store.model_id, self.store.vector_epoch
+            if self._main is None:
+                self._load()
+            if self._main is None or self.size == 0 or self.state.model != model:
+                self._rebuild(model, epoch)
+                changed = True
+            else:
+                changed = self._reconcile(epoch)
+                changed = self._catch_up() or changed
+                if (self._too_many_deleted() and (save or self.state.kind == "flat")) or (
+                    save and self._wrong_kind()
+                ):
+                    self._rebuild(model, epoch)
+                    changed = True
+            if changed and save:
+                self.save()
+            return self
+
+    def build(
+        self, kind: str | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> VectorIndex:
+        """Rebuild from every vector of the store and save (``assetlens index build``).
+
+        Args:
+            kind: Override the configured kind (``flat``, ``hnsw``, ``ivf`` or ``auto``).
+            progress: Called with ``(vectors added, total)`` as the build goes.
+        """
+        with self.lock:
+            if kind is not None and kind != self.config.kind:
+                self.config = IndexConfig(**{**asdict(self.config), "kind": kind})
+            self._rebuild(self.store.model_id, self.store.vector_epoch, progress)
             self.save()
-        return self
+            return self
+
+    def _wrong_kind(self) -> bool:
+        # A flat index that grew past flat_max, or a kind the configuration no longer names.
+        wanted = self.config.kind_for(self.size)
+        if self.config.kind == "auto":
+            return self.state.kind == "flat" and wanted != "flat"
+        return wanted != self.state.kind
+
+    def _too_many_deleted(self) -> bool:
+        rows = len(self.ids)
+        return rows > 0 and (rows - self.size) / rows > self.config.max_deleted_fraction
 
     def _load(self) -> None:
-        if not (self.path.exists() and self.sidecar.exists()):
-            return
+        for attempt in range(2):
+            if self._try_load():
+                return
+            if attempt == 0 and self.sidecar.exists():
+                time.sleep(0.2)  # maybe a writer is between its renames: look once more
+
+    def _try_load(self) -> bool:
+        if not (self.path.exists() and self.sidecar.exists() and self.rows_path.exists()):
+            return False
         try:
             state = IndexState(**json.loads(self.sidecar.read_text()))
+            if state.format != FORMAT:
+                return False
+            with np.load(self.rows_path) as rows:
+                generation = str(rows["generation"])
+                ids, assets, alive = rows["ids"], rows["assets"], rows["alive"]
             index = faiss.read_index(str(self.path))
-        except (OSError, ValueError, TypeError, RuntimeError):
-            return  # unreadable cache: the caller rebuilds it from the store
-        if index.ntotal != state.count:
-            return
-        self._index, self.state = index, state
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError):
+            return False  # unreadable cache: the caller rebuilds it from the store
+        if not (index.ntotal == state.count == len(ids) == len(assets) == len(alive)):
+            return False
+        if generation != state.generation:
+            return False
+        self._main, self.state = index, state
+        self.ids, self.assets, self.alive = ids.astype(np.int64), assets.astype(np.int64), alive.astype(bool)
+        self._delta = np.zeros((0, state.dim), np.float32)
+        self._set_search_params()
+        self.version += 1
+        return True
 
-    def _rebuild(self, model: str | None, epoch: int) -> None:
+    def _rebuild(
+        self, model: str | None, epoch: int, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        started = time.perf_counter()
+        top = self.store.max_vector_id()
+        total = self.store.count_vectors()
+        kind = self.config.kind_for(total)
         dim = self._store_dim()
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self.state = IndexState(model, dim, 0, epoch, 0)
+        main, params = self._new_index(kind, dim, total)
+        ids, assets = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+        done = 0
+        for vid, owner, vectors in self.store.iter_vector_rows(upto_id=top, batch=32768):
+            main.add(np.ascontiguousarray(vectors))
+            ids.append(vid)
+            assets.append(owner)
+            done += len(vid)
+            if progress is not None:
+                progress(done, total)
+        self._main = main
+        self.ids, self.assets = np.concatenate(ids), np.concatenate(assets)
+        self.alive = np.ones(len(self.ids), bool)
+        self._delta = np.zeros((0, dim), np.float32)
+        last = int(self.ids[-1]) if len(self.ids) else top
+        self.state = IndexState(model, dim, last, epoch, len(self.ids), kind, params)
+        self._set_search_params()
         self.rebuilt = True
-        self._catch_up()
+        self.version += 1
+        self.build_seconds = time.perf_counter() - started
+
+    def _new_index(self, kind: str, dim: int, total: int) -> tuple[Any, dict[str, int]]:
+        cfg = self.config
+        if kind == "hnsw":
+            hnsw = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = cfg.hnsw_ef_construction
+            return hnsw, {"m": cfg.hnsw_m, "ef_construction": cfg.hnsw_ef_construction}
+        if kind == "ivf":
+            nlist = cfg.ivf_nlist or max(16, 2 ** round(math.log2(max(4 * math.sqrt(max(total, 1)), 1))))
+            quantizer = faiss.IndexFlatIP(dim)
+            ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            sample = self.store.sample_vectors(min(total, 32 * nlist), seed=0)
+            if len(sample) < nlist:
+                raise ValueError(f"an IVF index of {nlist} lists needs at least {nlist} vectors")
+            ivf.cp.niter = 10  # coarse centroids only route queries: a few iterations are enough
+            ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+            return ivf, {"nlist": nlist}
+        return faiss.IndexFlatIP(dim), {}
+
+    def _set_search_params(self) -> None:
+        if self.state.kind == "hnsw":
+            faiss.downcast_index(self._main).hnsw.efSearch = self.config.hnsw_ef_search
+        elif self.state.kind == "ivf":
+            faiss.extract_index_ivf(self._main).nprobe = self.config.ivf_nprobe
+
+    def _reconcile(self, epoch: int) -> bool:
+        """Mark rows whose vectors the store no longer holds as tombstones."""
+        if epoch == self.state.epoch:
+            return False
+        live = self.store.vector_ids(self.state.last_id)
+        pos = np.minimum(np.searchsorted(live, self.ids), max(len(live) - 1, 0))
+        still = live[pos] == self.ids if len(live) else np.zeros(len(self.ids), bool)
+        self.alive &= still
+        self.state = IndexState(**{**asdict(self.state), "epoch": epoch, "deleted": int((~self.alive).sum())})
+        self.version += 1
+        return True
 
     def _catch_up(self) -> bool:
-        assert self._index is not None
-        last, added = self.state.last_id, 0
-        for ids, vectors in self.store.iter_vectors(after_id=last):
-            self._index.add_with_ids(vectors, ids)
-            last, added = int(ids[-1]), added + len(ids)
+        added = 0
+        for vid, owner, vectors in self.store.iter_vector_rows(after_id=self.state.last_id):
+            if self.state.kind == "flat":
+                self._main.add(np.ascontiguousarray(vectors))
+            else:
+                self._delta = np.concatenate([self._delta.reshape(-1, self.state.dim), vectors])
+            self.ids = np.concatenate([self.ids, vid])
+            self.assets = np.concatenate([self.assets, owner])
+            self.alive = np.concatenate([self.alive, np.ones(len(vid), bool)])
+            self.state = IndexState(**{**asdict(self.state), "last_id": int(vid[-1])})
+            added += len(vid)
+            if len(self._delta) > self.config.max_delta:
+                self._fold()
         if added:
-            self.state = IndexState(
-                self.state.model, self.state.dim, last, self.state.epoch, int(self._index.ntotal)
-            )
+            self.state = IndexState(**{**asdict(self.state), "count": int(self._main.ntotal)})
+            self.version += 1
         return added > 0
 
+    def _fold(self) -> None:
+        """Add the delta's vectors to the ANN index (they keep their row numbers)."""
+        if len(self._delta):
+            self._main.add(np.ascontiguousarray(self._delta))
+            self._delta = np.zeros((0, self.state.dim), np.float32)
+            self.state = IndexState(**{**asdict(self.state), "count": int(self._main.ntotal)})
+
     def _store_dim(self) -> int:
-        for _, vectors in self.store.iter_vectors(batch=1):
+        for _, _, vectors in self.store.iter_vector_rows(batch=1):
             return int(vectors.shape[1])
-        return 1  # empty store: any dimension works until vectors arrive (then the epoch/model changes)
+        return 1  # empty store: any dimension works until vectors arrive (then the model changes)
 
     def save(self) -> None:
-        """Write the index and its sidecar atomically."""
-        assert self._index is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        faiss.write_index(self._index, str(tmp))
-        os.replace(tmp, self.path)
-        tmp_sidecar = self.sidecar.with_name(f".{self.sidecar.name}.{os.getpid()}.tmp")
-        tmp_sidecar.write_text(json.dumps(self.state.__dict__))
-        os.replace(tmp_sidecar, self.sidecar)
+        """Write the index, its rows and its sidecar atomically (new vectors folded in first)."""
+        with self.lock:
+            assert self._main is not None
+            self._fold()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            generation = secrets.token_hex(8)
+            self.state = IndexState(**{**asdict(self.state), "generation": generation})
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            faiss.write_index(self._main, str(tmp))
+            tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp_rows, ids=self.ids, assets=self.assets, alive=self.alive, generation=generation)
+            tmp_sidecar = self.sidecar.with_name(f".{self.sidecar.name}.{os.getpid()}.tmp")
+            tmp_sidecar.write_text(json.dumps(asdict(self.state)))
+            os.replace(tmp, self.path)
+            os.replace(tmp_rows, self.rows_path)
+            os.replace(tmp_sidecar, self.sidecar)
+
+    # --- reading ---------------------------------------------------------------------------
 
     @property
     def size(self) -> int:
-        """Vectors in the index."""
-        return 0 if self._index is None else int(self._index.ntotal)
+        """Live vectors (tombstones not counted)."""
+        return int(self.alive.sum()) if self._main is not None else 0
+
+    @property
+    def kind(self) -> str:
+        """The kind of the index held: flat, hnsw or ivf."""
+        return self.state.kind
+
+    @property
+    def main_rows(self) -> int:
+        """Rows held by the FAISS index; rows beyond are the exact delta."""
+        return 0 if self._main is None else int(self._main.ntotal)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k vectors by inner product.
+        """Top-k live vectors by inner product (approximate for HNSW/IVF).
 
         Args:
             queries: ``(Q, dim)`` float32 unit vectors.
@@ -131,20 +359,151 @@ class VectorIndex:
         Returns:
             ``(scores, vector_ids)``, each ``(Q, k')`` with ``k' = min(k, size)``.
         """
-        if self._index is None or self.size == 0:
-            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        k = min(k, self.size)
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, ids
+        with self.lock:
+            k = min(k, self.size)
+            out_s = np.zeros((len(queries), k), np.float32)
+            out_i = np.zeros((len(queries), k), np.int64)
+            for qi, query in enumerate(np.asarray(queries, dtype=np.float32)):
+                scores, rows = self.search_rows(query, k, None)
+                out_s[qi], out_i[qi] = scores[:k], self.ids[rows[:k]]
+            return out_s, out_i
+
+    def search_rows(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None, effort: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows among live rows (and ``allowed`` rows when given), best first.
+
+        Args:
+            query: ``(dim,)`` float32 unit vector.
+            k: Rows wanted.
+            allowed: Bool mask over all rows, or None for every live row.
+            effort: HNSW efSearch or IVF nprobe (None: the configured default).
+
+        Returns:
+            ``(scores, rows)``; fewer than ``k`` when the index (or the ANN search) ran short.
+        """
+        with self.lock:
+            n_main = self.main_rows
+            mask = self.alive if allowed is None else (allowed & self.alive)
+            query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+            results = []
+            if n_main:
+                results.append(self._search_main(query, k, mask[:n_main], allowed is None, effort))
+            if len(self._delta):
+                rows = np.flatnonzero(mask[n_main:]).astype(np.int64)
+                scores, found = knn_rows(query[0], self._delta, rows, k)
+                results.append((scores, found + n_main))
+            return merge_top(results, k)
+
+    def _search_main(
+        self, query: np.ndarray, k: int, mask: np.ndarray, unfiltered: bool, effort: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        sel = None
+        if not (unfiltered and self.state.deleted == 0):
+            sel = faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+        kk = min(k, len(mask))
+        if self.state.kind == "hnsw":
+            ef = max(effort or self.config.hnsw_ef_search, kk)
+            params: Any = faiss.SearchParametersHNSW(efSearch=ef, sel=sel)
+        elif self.state.kind == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=effort or self.config.ivf_nprobe, sel=sel)
+        else:
+            params = faiss.SearchParameters(sel=sel)
+        scores, rows = self._main.search(query, kk, params=params)
+        keep = rows[0] >= 0
+        return scores[0][keep], rows[0][keep]
+
+    def scan_rows(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among the given rows (sorted ascending, all live), best first."""
+        with self.lock:
+            n_main = self.main_rows
+            rows = np.asarray(rows, dtype=np.int64)
+            split = int(np.searchsorted(rows, n_main))
+            query = np.ascontiguousarray(query, dtype=np.float32)
+            results = []
+            if split:
+                results.append(self._scan_main(query, rows[:split], k))
+            if split < len(rows):
+                scores, found = knn_rows(query, self._delta, rows[split:] - n_main, k)
+                results.append((scores, found + n_main))
+            return merge_top(results, k)
+
+    def _scan_main(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.state.kind == "ivf":
+            # IVF has no row-addressable matrix: probe every list, scoring only the selected rows.
+            mask = np.zeros(self.main_rows, bool)
+            mask[rows] = True
+            ivf = faiss.extract_index_ivf(self._main)
+            return self._search_main(query.reshape(1, -1), k, mask, False, int(ivf.nlist))
+        storage = self._main if self.state.kind == "flat" else faiss.downcast_index(self._main.storage)
+        return knn_rows(query, storage, rows, k)
 
     def status(self) -> dict[str, object]:
         """Index state and whether it is level with the store."""
-        return {
-            "file": str(self.path),
-            "model": self.state.model,
-            "dim": self.state.dim,
-            "vectors": self.size,
-            "last_vector_id": self.state.last_id,
-            "in_step": self.state.last_id == self.store.max_vector_id()
-            and self.state.epoch == self.store.vector_epoch,
-        }
+        with self.lock:
+            return {
+                "file": str(self.path),
+                "kind": self.state.kind,
+                "params": dict(self.state.params),
+                "model": self.state.model,
+                "dim": self.state.dim,
+                "vectors": self.size,
+                "tombstones": len(self.ids) - self.size,
+                "unsaved_delta": len(self._delta),
+                "last_vector_id": self.state.last_id,
+                "in_step": self.state.last_id == self.store.max_vector_id()
+                and self.state.epoch == self.store.vector_epoch,
+            }
+
+    def memory_bytes(self) -> int:
+        """Bytes held: the FAISS index (vectors, graph or lists), the delta and the row arrays."""
+        with self.lock:
+            main = 0 if self._main is None else _estimate_bytes(self._main, self.state)
+            return main + self._delta.nbytes + self.ids.nbytes + self.assets.nbytes + self.alive.nbytes
+
+
+def _estimate_bytes(index: Any, state: IndexState) -> int:
+    n, d = int(index.ntotal), state.dim
+    if state.kind == "hnsw":
+        hnsw = faiss.downcast_index(index).hnsw
+        return n * d * 4 + int(hnsw.neighbors.size()) * 4 + int(hnsw.offsets.size()) * 8 + n * 5
+    if state.kind == "ivf":
+        nlist = int(state.params.get("nlist", 0))
+        return n * (d * 4 + 8) + nlist * d * 4
+    return n * d * 4
+
+
+def knn_rows(query: np.ndarray, base: Any, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inner products of ``query`` with ``base[rows]``, best first, without copying rows.
+
+    ``base`` is a float32 matrix or a FAISS flat index (its storage is read in place). FAISS's
+    ``knn_inner_products_by_idx`` runs on one thread with no OpenMP region, which keeps latency
+    steady on small machines, and reads each selected row once.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    k = min(k, len(rows))
+    if k == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    if isinstance(base, np.ndarray):
+        ptr, total, dim = faiss.swig_ptr(base), base.shape[0], base.shape[1]
+    else:
+        ptr, total, dim = base.get_xb(), int(base.ntotal), int(base.d)
+    vals = np.empty(k, np.float32)
+    ids = np.empty(k, np.int64)
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    faiss.knn_inner_products_by_idx(
+        faiss.swig_ptr(query), ptr, faiss.swig_ptr(rows), dim, 1, total, len(rows), k,
+        faiss.swig_ptr(vals), faiss.swig_ptr(ids), 0,
+    )  # fmt: skip
+    keep = ids >= 0
+    return vals[keep], ids[keep]
+
+
+def merge_top(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` of several ``(scores, rows)`` lists, best first (ties by row)."""
+    if not parts:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    scores = np.concatenate([p[0] for p in parts])
+    rows = np.concatenate([p[1] for p in parts])
+    order = np.lexsort((rows, -scores))[:k]
+    return scores[order], rows[order]

@@ -19,7 +19,9 @@ Imports (:func:`import_meta`) read CSV or JSON Lines, one transaction for the wh
   read from the header line.
 * JSON Lines: ``{"uri": ..., "meta": {...}}`` (only ``meta`` is read: export files import back)
   or flat objects whose other keys are fields. JSON values keep their JSON type unless the field
-  is declared; ``null`` or ``""`` removes a field; nested objects merge field by field.
+  is declared (``"00123"`` stays text); ``null`` is stored as null (it hides the file's own value
+  of the field, as in filters); nested objects merge field by field. Imports never remove a
+  field: use ``meta set ID NAME=`` for that.
 
 Rows that match no asset are reported (not an error); rows with an invalid value are reported
 with their line number and skipped whole; everything else is applied.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -38,13 +40,22 @@ from typing import Any, Literal
 from search.errors import FieldTypeError, FilterError
 from search.fields import FieldSchema, check_meta_name
 from search.filters import BUILTIN_FIELDS, Filter, compile_filter, parse_filter
-from search.meta_import import Columns, Format, MetaImportError, Row, detect_format, read_rows
+from search.meta_import import (
+    Columns,
+    Format,
+    ImportReport,
+    MetaImportError,
+    Row,
+    Tally,
+    detect_format,
+    read_rows,
+)
 from search.store import Store
 
-__all__ = ["MetaImportError", "detect_format"]  # re-exported: callers need only this module
+__all__ = ["ImportReport", "MetaImportError", "detect_format"]  # re-exported: callers need only this module
 
 SCHEMA_KEY = "meta_schema"
-MAX_REPORTED = 1000  # unmatched rows and errors listed in a report (all are counted)
+MAX_CONFLICTS = 1000  # stored values listed by declare_fields (all are counted)
 BUCKETS = {"year": 4, "month": 7, "day": 10}
 
 
@@ -69,7 +80,7 @@ class SchemaUpdate:
     Attributes:
         schema: The schema now in force.
         conflicts: Stored values that do not fit a newly declared type, as
-            ``(asset_id, field, value)`` (the first :data:`MAX_REPORTED`); they are kept as they
+            ``(asset_id, field, value)`` (the first 1000); they are kept as they
             are, but typed filters skip them.
         conflict_count: How many such values there are in all.
     """
@@ -114,7 +125,7 @@ def declare_fields(store: Store, declarations: Mapping[str, str]) -> SchemaUpdat
                 schema.coerce(name, value)
             except FieldTypeError:
                 count += 1
-                if len(conflicts) < MAX_REPORTED:
+                if len(conflicts) < MAX_CONFLICTS:
                     conflicts.append((asset_id, f"meta.{name}", value))
     save_schema(store, schema)
     return SchemaUpdate(schema, conflicts, count)
@@ -171,8 +182,10 @@ def _coerced(assignments: Mapping[str, Any], schema: FieldSchema, infer: bool) -
     out: dict[str, Any] = {}
     for raw, value in assignments.items():
         name = check_meta_name(raw.removeprefix("meta.") if isinstance(raw, str) else raw)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if infer and (value is None or (isinstance(value, str) and not value.strip())):
             out[name] = _MISSING
+        elif value is None:
+            out[name] = None  # a JSON null is kept: it hides the file's own value, as in filters
         elif isinstance(value, Mapping):
             # Objects merge field by field, so nested declared fields are typed too.
             out.update(_coerced({f"{name}.{k}": v for k, v in value.items()}, schema, infer))
@@ -207,10 +220,11 @@ def set_meta(
         store: The library's store.
         asset_id: The asset.
         assignments: Field name (``meta.`` optional, dots nest) to value. Text is coerced to the
-            declared type; an empty text or None removes the field.
+            declared type; an empty text or None removes the field (see ``infer``).
         schema: Declared types (default: the library's).
-        infer: Read undeclared text values as numbers/booleans when they look like one (the CLI);
-            False keeps text as text (JSON sources).
+        infer: A text source (the CLI, CSV): undeclared text that looks like a number or a
+            boolean is read as one, and empty text or None removes the field. False for JSON
+            sources: values keep their JSON type, "" and null are stored as they are.
 
     Returns:
         The asset's new ``meta``.
@@ -229,63 +243,8 @@ def set_meta(
 # --- import ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImportReport:
-    """What :func:`import_meta` did.
-
-    Attributes:
-        format: ``csv`` or ``jsonl``.
-        rows: Data rows read (blank lines not counted).
-        matched: Rows that matched at least one asset.
-        updated: Assets whose meta changed.
-        unmatched: ``(line, key)`` of rows that matched no asset (first :data:`MAX_REPORTED`).
-        errors: ``(line, message)`` of rows skipped whole (first :data:`MAX_REPORTED`).
-        unmatched_count: All unmatched rows. error_count: All skipped rows.
-        fields: Field names the file sets. ignored: Columns or keys that were not read.
-        dry_run: A dry run. written: The changes were committed (not for a dry run, nor for a
-            strict import with invalid rows).
-    """
-
-    format: str
-    rows: int = 0
-    matched: int = 0
-    updated: int = 0
-    unmatched: list[tuple[int, str]] = field(default_factory=list)
-    errors: list[tuple[int, str]] = field(default_factory=list)
-    unmatched_count: int = 0
-    error_count: int = 0
-    fields: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    written: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["unmatched"] = [{"line": n, "key": k} for n, k in self.unmatched]
-        doc["errors"] = [{"line": n, "message": m} for n, m in self.errors]
-        return doc
-
-
 class _DryRun(Exception):
     pass
-
-
-class _Tally:
-    def __init__(self) -> None:
-        self.rows = self.matched = self.unmatched_count = self.error_count = 0
-        self.unmatched: list[tuple[int, str]] = []
-        self.errors: list[tuple[int, str]] = []
-        self.updated: set[int] = set()
-
-    def error(self, line: int, message: str) -> None:
-        self.error_count += 1
-        if len(self.errors) < MAX_REPORTED:
-            self.errors.append((line, message))
-
-    def miss(self, line: int, key: str) -> None:
-        self.unmatched_count += 1
-        if len(self.unmatched) < MAX_REPORTED:
-            self.unmatched.append((line, key))
 
 
 def import_meta(
@@ -318,7 +277,7 @@ def import_meta(
         raise MetaImportError(f"no such file: {path}")
     schema = schema or load_schema(store)
     kind = fmt or detect_format(path)
-    tally, columns = _Tally(), Columns()
+    tally, columns = Tally(), Columns()
     written = True
     try:
         with store.transaction(), path.open("r", encoding="utf-8-sig", newline="") as f:
@@ -337,7 +296,7 @@ def import_meta(
     )  # fmt: skip
 
 
-def _import_row(store: Store, row: Row, base: Path, schema: FieldSchema, tally: _Tally) -> None:
+def _import_row(store: Store, row: Row, base: Path, schema: FieldSchema, tally: Tally) -> None:
     tally.rows += 1
     if row.error is not None:
         tally.error(row.line, row.error)
@@ -421,7 +380,7 @@ def facets(
 
     Args:
         store: The library's store.
-        field: A built-in field (``kind``, ``mime``, ``status``, ``width``, ``created``...),
+        field: A built-in field (``kind``, ``mime``, ``ingest_status``, ``width``, ``created``...),
             ``tag`` (every tag, any source), or a metadata field (``region`` or ``meta.region``):
             user ``meta`` wins over the file's ``embedded`` metadata, a list counts each element.
         filter: Only assets passing this filter (an AST, the string or the JSON syntax).

@@ -16,7 +16,6 @@ from typing import Any, Literal
 import click
 
 from search import export as exporting
-from search.errors import QueryError
 from search.filters import parse_filter, to_json
 from search.meta import BUCKETS, declare_fields, facets, filter_sql, import_meta, load_schema, set_meta
 from search.store import Store
@@ -51,11 +50,11 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def _echo_meta(meta: dict[str, Any]) -> None:
-    fields = exporting._flatten(meta)
+    fields = exporting.flatten_fields(meta)
     if not fields:
         click.echo("(no fields)")
     for name, value in fields.items():
-        click.echo(f"{name}: {exporting._text(value, ', ')}")
+        click.echo(f"{name}: {exporting.cell_text(value, ', ')}")
 
 
 @click.group()
@@ -107,7 +106,8 @@ def meta_import(
     assets updates all); if any column is `meta.NAME`, only those are read (so an
     `assetlens export` file imports back), else every other column is a field. Empty cells are
     ignored; cells holding a JSON array are lists.
-    JSON Lines: {"uri": ..., "meta": {...}} or flat objects; null removes a field.
+    JSON Lines: {"uri": ..., "meta": {...}} or flat objects; values keep their JSON types.
+    Imports set fields, never remove them (use `meta set ID NAME=`).
     Rows that match no asset and rows with invalid values are reported with their line numbers.
     """
     report = import_meta(_store(ctx), file, fmt=fmt, dry_run=dry_run, strict=strict)
@@ -184,7 +184,7 @@ def facets_command(
 ) -> None:
     """Count assets per value of FIELD, most frequent first.
 
-    FIELD is a built-in field (kind, mime, status, ext, width, orientation, created...), `tag`, or
+    FIELD is a built-in field (kind, mime, ingest_status, ext, width, orientation, created...), `tag`, or
     a metadata field (region or meta.region: user meta wins over the file's embedded metadata;
     each element of a list counts).
     """
@@ -303,7 +303,7 @@ def _write_file(path: Path, write: Callable[[Any], int]) -> int:
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        raise QueryError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise exporting.ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -1,4 +1,4 @@
-"""Readers of metadata import files (CSV, JSON Lines): rows of asset keys and field values.
+"""Readers of metadata import files (CSV, JSON Lines) and the import report.
 
 No store here: :func:`search.meta.import_meta` matches the rows to assets and writes them. The
 file formats are described in :mod:`search.meta`.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -17,6 +17,7 @@ from search.errors import FilterError, SearchError
 from search.fields import check_meta_name
 
 KEY_COLUMNS = ("uri", "path", "content_hash")
+MAX_REPORTED = 1000  # unmatched rows and errors listed in a report (all are counted)
 Format = Literal["csv", "jsonl"]
 
 
@@ -49,6 +50,63 @@ class Columns:
 
     fields: dict[str, None] = field(default_factory=dict)
     ignored: dict[str, None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What :func:`search.meta.import_meta` did.
+
+    Attributes:
+        format: ``csv`` or ``jsonl``.
+        rows: Data rows read (blank lines not counted).
+        matched: Rows that matched at least one asset.
+        updated: Assets whose meta changed.
+        unmatched: ``(line, key)`` of rows that matched no asset (first :data:`MAX_REPORTED`).
+        errors: ``(line, message)`` of rows skipped whole (first :data:`MAX_REPORTED`).
+        unmatched_count: All unmatched rows. error_count: All skipped rows.
+        fields: Field names the file sets. ignored: Columns or keys that were not read.
+        dry_run: A dry run. written: The changes were committed (not for a dry run, nor for a
+            strict import with invalid rows).
+    """
+
+    format: str
+    rows: int = 0
+    matched: int = 0
+    updated: int = 0
+    unmatched: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    unmatched_count: int = 0
+    error_count: int = 0
+    fields: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    written: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["unmatched"] = [{"line": n, "key": k} for n, k in self.unmatched]
+        doc["errors"] = [{"line": n, "message": m} for n, m in self.errors]
+        return doc
+
+
+class Tally:
+    """Counts and the first :data:`MAX_REPORTED` problems of an import in progress."""
+
+    def __init__(self) -> None:
+        self.rows = self.matched = self.unmatched_count = self.error_count = 0
+        self.unmatched: list[tuple[int, str]] = []
+        self.errors: list[tuple[int, str]] = []
+        self.updated: set[int] = set()
+
+    def error(self, line: int, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_REPORTED:
+            self.errors.append((line, message))
+
+    def miss(self, line: int, key: str) -> None:
+        self.unmatched_count += 1
+        if len(self.unmatched) < MAX_REPORTED:
+            self.unmatched.append((line, key))
 
 
 def detect_format(path: Path) -> Format:

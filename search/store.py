@@ -160,6 +160,59 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE rowid = old.asset_id;
     END;
     """,
+    """
+    -- HTTP API keys (search.api): only a SHA-256 of each key is kept; the key is shown once.
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        key_hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        last_used_at TEXT
+    );
+    CREATE INDEX jobs_kind ON jobs(kind, id);
+    """,
+    """
+    -- Filter caches (search.columns) re-read only what changed: every change to an asset or its
+    -- tags bumps assets_epoch and records the asset with that epoch (an upsert, so the log holds
+    -- one row per asset, and an outer INSERT OR IGNORE cannot make the trigger skip it).
+    INSERT OR IGNORE INTO state VALUES ('assets_epoch', '0');
+    CREATE TABLE asset_changes (asset_id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL);
+    CREATE INDEX asset_changes_epoch ON asset_changes(epoch);
+    CREATE TRIGGER assets_changed_ai AFTER INSERT ON assets BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT new.id, CAST(value AS INTEGER) FROM state WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER assets_changed_au AFTER UPDATE ON assets BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT x.id, CAST(value AS INTEGER) FROM state,
+            (SELECT new.id AS id UNION SELECT old.id) x WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER assets_changed_ad AFTER DELETE ON assets BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT old.id, CAST(value AS INTEGER) FROM state WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_ai AFTER INSERT ON tags BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT new.asset_id, CAST(value AS INTEGER) FROM state
+            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_au AFTER UPDATE ON tags BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT x.id, CAST(value AS INTEGER) FROM state,
+            (SELECT new.asset_id AS id UNION SELECT old.asset_id) x WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_ad AFTER DELETE ON tags BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT old.asset_id, CAST(value AS INTEGER) FROM state
+            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    """,
 )
 
 ASSET_COLUMNS = (
@@ -727,6 +780,10 @@ class Store:
             (status, now_iso(), json.dumps(counts), job_id),
         )
 
+    def job_progress(self, job_id: int, counts: dict[str, int]) -> None:
+        """Record a running job's counts so far (readers such as the API show progress)."""
+        self.db.execute("UPDATE jobs SET counts = ? WHERE id = ?", (json.dumps(counts), job_id))
+
     def record_failure(self, job_id: int, uri: str, stage: str, reason: str) -> None:
         self.db.execute(
             "INSERT INTO failures (job_id, uri, stage, reason, at) VALUES (?, ?, ?, ?, ?)",
@@ -893,6 +950,223 @@ class Store:
             [*params, limit],
         )
         return [(str(r[0]), int(r[1])) for r in rows]
+
+    # --- HTTP API: keys, jobs and listings (search.api) --------------------------------------
+
+    def create_api_key(self, name: str, key_hash: str, scopes: str) -> int:
+        """Record a new API key by its hash; returns its id."""
+        cur = self.db.execute(
+            "INSERT INTO api_keys (name, key_hash, scopes, created_at) VALUES (?, ?, ?, ?)",
+            (name, key_hash, scopes, now_iso()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def api_key_by_hash(self, key_hash: str) -> dict[str, Any] | None:
+        """The key row (revoked or not) with this hash, or None."""
+        row = self.db.execute(
+            "SELECT id, name, key_hash, scopes, created_at, revoked_at, last_used_at FROM api_keys "
+            "WHERE key_hash = ?",
+            (key_hash,),
+        ).fetchone()
+        return None if row is None else dict(row)
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        """Every API key, oldest first, without its hash."""
+        rows = self.db.execute(
+            "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM api_keys ORDER BY id"
+        )
+        return [dict(r) for r in rows]
+
+    def revoke_api_key(self, key_id: int) -> bool:
+        """Revoke a key (a revoked key stays revoked); False when there is no key with that id."""
+        self.db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now_iso(), key_id)
+        )
+        return self.db.execute("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)).fetchone() is not None
+
+    def touch_api_key(self, key_id: int) -> None:
+        """Record that a key was just used."""
+        self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now_iso(), key_id))
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        """One job row with ``args`` and ``counts`` decoded, or None."""
+        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return {**dict(row), "args": json.loads(row["args"]), "counts": json.loads(row["counts"])}
+
+    def update_job(
+        self,
+        job_id: int,
+        *,
+        status: str | None = None,
+        args: dict[str, Any] | None = None,
+        counts: dict[str, Any] | None = None,
+        finished: bool = False,
+    ) -> None:
+        """Change some fields of a job; ``finished`` stamps ``finished_at``."""
+        values: dict[str, Any] = {}
+        if status is not None:
+            values["status"] = status
+        if args is not None:
+            values["args"] = json.dumps(args)
+        if counts is not None:
+            values["counts"] = json.dumps(counts)
+        if finished:
+            values["finished_at"] = now_iso()
+        if values:
+            assignments = ", ".join(f"{k} = ?" for k in values)
+            self.db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*values.values(), job_id])
+
+    def jobs_after(self, kind: str, after_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Jobs of one kind with ids above ``after_id``, oldest first, ``args`` decoded."""
+        rows = self.db.execute(
+            "SELECT id, status, args FROM jobs WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+            (kind, after_id, limit),
+        )
+        return [{"id": int(r[0]), "status": r[1], "args": json.loads(r[2])} for r in rows]
+
+    def jobs_with_status(self, kinds: Sequence[str], statuses: Sequence[str]) -> list[dict[str, Any]]:
+        """Jobs of these kinds in these statuses, ``args`` decoded."""
+        if not kinds or not statuses:
+            return []
+        rows = self.db.execute(
+            f"SELECT id, kind, status, args FROM jobs WHERE kind IN ({','.join('?' * len(kinds))}) "
+            f"AND status IN ({','.join('?' * len(statuses))}) ORDER BY id",
+            [*kinds, *statuses],
+        )
+        return [{"id": int(r[0]), "kind": r[1], "status": r[2], "args": json.loads(r[3])} for r in rows]
+
+    def job_counts(self) -> list[tuple[str, str, int]]:
+        """``(kind, status, count)`` over every job."""
+        rows = self.db.execute("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status ORDER BY 1, 2")
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def count_job_failures(self, job_id: int) -> int:
+        return int(self.db.execute("SELECT count(*) FROM failures WHERE job_id = ?", (job_id,)).fetchone()[0])
+
+    def keyframes_of(self, asset_id: int) -> list[tuple[int, float | None]]:
+        """``(vector id, t)`` of an asset's vectors in time order (one, t None, for a still)."""
+        rows = self.db.execute("SELECT id, t FROM vectors WHERE asset_id = ? ORDER BY t, id", (asset_id,))
+        return [(int(r[0]), r[1]) for r in rows]
+
+    def tag_counts_prefix(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        """The most frequent tags starting with ``prefix`` (case-insensitive), with asset counts."""
+        escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.db.execute(
+            "SELECT tag, count(DISTINCT asset_id) AS n FROM tags WHERE lower(tag) LIKE ? ESCAPE '\\' "
+            "GROUP BY tag ORDER BY n DESC, tag LIMIT ?",
+            (escaped + "%", limit),
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
+    # --- filter column cache and vector index (search.columns, search.index) ---------------
+
+    @property
+    def assets_epoch(self) -> int:
+        """Grows with every change to an asset or its tags; a filter cache built at another epoch is stale."""
+        return int(self.get_state("assets_epoch") or 0)
+
+    def assets_changed_since(self, epoch: int) -> np.ndarray:
+        """Ids of the assets inserted, updated, deleted or retagged after ``epoch`` (sorted)."""
+        rows = self.db.execute("SELECT asset_id FROM asset_changes WHERE epoch > ? ORDER BY 1", (epoch,))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def asset_column_rows(
+        self,
+        expressions: Sequence[str],
+        params: Sequence[Any] = (),
+        ids: Sequence[int] | None = None,
+        batch: int = 50_000,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """``(id, *expressions)`` of every asset (or of ``ids``), in id order, by batches.
+
+        ``expressions`` are SQL over ``assets a`` built by our code (the built-in fields of
+        ``search.filters``, JSON paths as ``params``), never user text.
+        """
+        columns = ", ".join(["a.id", *expressions])
+        if ids is not None:
+            for chunk in _chunks(sorted(int(i) for i in ids), 500):
+                marks = ",".join("?" * len(chunk))
+                yield self.db.execute(
+                    f"SELECT {columns} FROM assets a WHERE a.id IN ({marks}) ORDER BY a.id", [*params, *chunk]
+                ).fetchall()
+            return
+        last = -(2**63)
+        while True:
+            rows = self.db.execute(
+                f"SELECT {columns} FROM assets a WHERE a.id > ? ORDER BY a.id LIMIT ?", [*params, last, batch]
+            ).fetchall()
+            if not rows:
+                return
+            yield rows
+            last = int(rows[-1][0])
+
+    def tag_rows(self, ids: Sequence[int] | None = None) -> Iterator[list[tuple[int, str, float]]]:
+        """``(asset_id, tag, score)`` of every tag (or of the assets ``ids``), by batches."""
+        if ids is not None:
+            for chunk in _chunks(sorted(int(i) for i in ids), 500):
+                marks = ",".join("?" * len(chunk))
+                yield self.db.execute(
+                    f"SELECT asset_id, tag, score FROM tags WHERE asset_id IN ({marks})", chunk
+                ).fetchall()
+            return
+        cursor = self.db.execute("SELECT asset_id, tag, score FROM tags")
+        while rows := cursor.fetchmany(50_000):
+            yield rows
+
+    def matching_asset_ids(
+        self, where: str, params: Sequence[Any], ids: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Sorted ids of the assets passing a compiled filter (among ``ids`` when given)."""
+        if ids is None:
+            rows = self.db.execute(f"SELECT a.id FROM assets a WHERE ({where}) ORDER BY 1", list(params))
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        found: list[int] = []
+        for chunk in _chunks(sorted({int(i) for i in ids}), 500):
+            marks = ",".join("?" * len(chunk))
+            found.extend(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT a.id FROM assets a WHERE a.id IN ({marks}) AND ({where})", [*chunk, *params]
+                )
+            )
+        return np.array(sorted(found), dtype=np.int64)
+
+    def map_texts(self, expression: str, texts: Sequence[str]) -> list[Any]:
+        """``expression`` (SQL over ``j.value``, built by our code) evaluated by SQLite for each text."""
+        out: list[Any] = []
+        for start in range(0, len(texts), 50_000):
+            chunk = list(texts[start : start + 50_000])
+            rows = self.db.execute(
+                f"SELECT {expression} FROM json_each(?) j ORDER BY j.key", (json.dumps(chunk),)
+            ).fetchall()
+            out.extend(r[0] for r in rows)
+        return out
+
+    def vector_ids(self, upto_id: int) -> np.ndarray:
+        """Ids of the stored vectors up to ``upto_id`` (sorted): which rows of an index still live."""
+        rows = self.db.execute("SELECT id FROM vectors WHERE id <= ? ORDER BY id", (upto_id,))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def iter_vector_rows(
+        self, after_id: int = 0, batch: int = 16384, upto_id: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Stream ``(vector ids, asset ids, vectors)`` in id order, for building an index."""
+        last = after_id
+        limit = upto_id if upto_id is not None else self.max_vector_id()
+        while True:
+            rows = self.db.execute(
+                "SELECT id, asset_id, vector FROM vectors WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (last, limit, batch),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            owners = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            yield ids, owners, vectors
+            last = int(ids[-1])
 
 
 def _split_sql(script: str) -> list[str]:

@@ -1,0 +1,121 @@
+"""API commands: ``serve`` (run the HTTP API with uvicorn) and ``keys`` (create, list, revoke)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from search.api.auth import SCOPES, create_key, key_doc
+from search.cli import echo_fields, emit, json_option, library
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (each loads the model; jobs are shared through the store).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the HTTP API (docs at /docs, OpenAPI at /openapi.json) for this library.
+
+    Limits and switches come from ASSETLENS_API_* variables (see the README): keys are required
+    unless ASSETLENS_API_ANONYMOUS_READ=true; server paths for ingest must lie under
+    ASSETLENS_API_ROOTS.
+    """
+    import uvicorn
+
+    from search.api.settings import ApiSettings
+
+    lib = library(ctx)
+    settings = ApiSettings()
+    # Worker processes build their app from the environment: hand them this command's library.
+    os.environ["ASSETLENS_DATA_DIR"] = str(lib.settings.data_dir)
+    if lib.model_settings.clip_model:
+        os.environ["ASSETLENS_CLIP_MODEL"] = lib.model_settings.clip_model
+    uvicorn.run(
+        "search.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        h11_max_incomplete_event_size=settings.max_header_kb * 1024,
+        timeout_graceful_shutdown=30,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@click.group()
+def keys() -> None:
+    """API keys: create (shown once), list, revoke. Scopes nest: admin > write > read."""
+
+
+@keys.command("create")
+@click.option("--scope", required=True, type=click.Choice(SCOPES), help="read, write or admin.")
+@click.option("--name", default="", help="A label: who or what uses the key.")
+@json_option
+@click.pass_context
+def keys_create(ctx: click.Context, scope: str, name: str, as_json: bool) -> None:
+    """Create a key and print it. It is shown this once: only its hash is stored."""
+    store = library(ctx).store
+    with store.transaction():
+        key_id, key = create_key(store, scope, name)
+    doc = {"id": key_id, "key": key, "scopes": scope, "name": name}
+
+    def human() -> None:
+        click.echo(key)
+        click.echo(f"key {key_id} ({scope}) created: store it now, it cannot be shown again", err=True)
+
+    emit(ctx, doc, human)
+
+
+@keys.command("list")
+@json_option
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """List keys (id, name, scopes, dates); never the keys themselves."""
+    rows = [key_doc(r) for r in library(ctx).store.api_keys()]
+
+    def human() -> None:
+        if not rows:
+            click.echo("no keys: create one with `assetlens keys create --scope read`")
+        for r in rows:
+            state = (
+                f"revoked {r['revoked_at']}"
+                if r["revoked_at"]
+                else f"last used {r['last_used_at'] or 'never'}"
+            )
+            click.echo(
+                f"{r['id']:>4}  {r['scopes']:<6} {r['name'] or '-':<24} created {r['created_at']}  {state}"
+            )
+
+    emit(ctx, {"keys": rows}, human)
+
+
+@keys.command("revoke")
+@click.argument("key_id", metavar="ID", type=click.IntRange(1))
+@json_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: int, as_json: bool) -> None:
+    """Revoke key ID: the API refuses it from the next request on."""
+    store = library(ctx).store
+    if not store.revoke_api_key(key_id):
+        raise click.BadParameter(f"no key with id {key_id} (see `assetlens keys list`)", param_hint="ID")
+    doc = {"id": key_id, "revoked": True}
+    emit(ctx, doc, lambda: echo_fields(doc))
+
+
+COMMANDS = (serve, keys)

@@ -1,0 +1,468 @@
+"""An in-memory, columnar copy of the filterable asset fields, so filters evaluate in milliseconds.
+
+SQL over JSON scans every asset (hundreds of milliseconds at a million); here a filter becomes a
+few numpy operations over arrays. The semantics are exactly those of
+:func:`search.filters.compile_filter`, which stays the authority: the planner re-checks final
+results with it, and anything this cache cannot evaluate exactly (a full-text match, an odd value)
+is evaluated by SQL for that part of the filter only.
+
+Every field is a column of *elements*: what SQL's ``json_each`` yields for a meta value (the value,
+or each item of a list, or each member of an object), and one element (none when NULL) for a
+built-in field. An element has a JSON type, a number (NaN when not numeric) and a code into the
+column's dictionary of texts; dates and booleans of texts come from per-dictionary tables, the
+dates normalised by SQLite itself (``strftime``), so time zones and odd spellings agree with SQL.
+A term matches a row if any of its elements matches; ``ne``/``nin`` are the complement, as in SQL.
+Tags are kept as ``(row, tag, score)`` entries. Columns are built on first use.
+
+Staleness: every change to an asset or its tags bumps the store's ``assets_epoch`` and logs the
+asset (``asset_changes``). :meth:`ColumnCache.refresh` re-reads only the assets changed since its
+epoch, and at most every ``refresh_seconds``, so a search during an ingest does not rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from search.fields import FieldSchema, check_meta_name, coerce_value
+from search.filter_ast import And, Cmp, Filter, Not, Or, TagIs
+from search.filter_sql import BUILTIN_FIELDS, _Compiler, _date_sql, compile_filter
+from search.store import Store
+
+TEXT, INTEGER, REAL, TRUE, FALSE, NULL, ARRAY, OBJECT, DEAD = range(9)
+_JSON_TYPE = {str: TEXT, bool: TRUE, int: INTEGER, float: REAL, list: ARRAY, dict: OBJECT}
+_EXACT = 2.0**53  # numbers beyond this are not exact in float64: SQL decides
+_MOMENT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")
+_PERIOD = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2}(?:T\d{2}:\d{2}:\d{2})?)?)?")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "number": (int, float), "boolean": (int,), "string": (str,), "date": (str,)
+}
+_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "gt": lambda x, p: x > p,
+    "gte": lambda x, p: x >= p,
+    "lt": lambda x, p: x < p,
+    "lte": lambda x, p: x <= p,
+}
+
+
+class _Unsupported(Exception):
+    """This term cannot be evaluated exactly from the cache: SQL evaluates it."""
+
+
+class _Grow:
+    """A numpy array with amortised appends."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.data, self.n = np.zeros(1024, dtype), 0
+
+    def extend(self, values: Iterable[Any] | np.ndarray) -> None:
+        values = np.asarray(values if isinstance(values, np.ndarray) else list(values), self.data.dtype)
+        if self.n + len(values) > len(self.data):
+            grown = np.zeros(max(2 * len(self.data), self.n + len(values)), self.data.dtype)
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        self.data[self.n : self.n + len(values)] = values
+        self.n += len(values)
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.data[: self.n]
+
+
+class _Column:
+    """One field's elements: row, JSON type, number and text code, plus per-text tables."""
+
+    def __init__(self, builtin: bool) -> None:
+        self.builtin = builtin  # built-in booleans compare as numbers; meta ones by the words rule
+        self.row, self.type = _Grow(np.int32), _Grow(np.uint8)
+        self.num, self.code = _Grow(np.float64), _Grow(np.int32)
+        self.words: list[str] = []
+        self.codes: dict[str, int] = {}
+        self.dates = _Grow(np.int64)  # per text: normalised date as YYYYMMDDHHMMSS, -1 if none
+        self.bools = _Grow(np.int64)  # per text: 1 true/yes/on, 0 false/no/off, -1 other
+        self.supported, self.dead = True, 0
+
+    def add(self, row: int, value: Any) -> None:
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
+        for item in items:
+            kind = NULL if item is None else _JSON_TYPE.get(type(item))
+            if kind is None or (kind == REAL and not math.isfinite(item)):
+                self.supported = False
+                continue
+            if kind == TRUE and item is False:
+                kind = FALSE
+            code, num = -1, math.nan
+            if kind == TEXT:
+                code = self.codes.get(item, -1)
+                if code < 0:
+                    code = self.codes[item] = len(self.words)
+                    self.words.append(item)
+            elif kind in (INTEGER, REAL):
+                if abs(item) > _EXACT:
+                    self.supported = False
+                num = float(item)
+            self.row.extend((row,))
+            self.type.extend((kind,))
+            self.num.extend((num,))
+            self.code.extend((code,))
+
+    def drop_rows(self, rows: np.ndarray) -> None:
+        """Orphan the elements of rows about to be re-read (they never match again)."""
+        gone = np.isin(self.row.view, rows) & (self.type.view != DEAD)
+        self.type.view[gone] = DEAD
+        self.num.view[gone] = math.nan
+        self.code.view[gone] = -1
+        self.dead += int(gone.sum())
+
+    # -- typed views over elements (invalid: -1 code/date, NaN number, -1 boolean) --
+
+    def texts(self) -> np.ndarray:
+        return np.where(self.type.view == TEXT, self.code.view, -1)
+
+    def dates_view(self, store: Store) -> np.ndarray:
+        """Per element: its text as a date (SQLite's ``strftime`` rules, so zones and odd
+        spellings agree with SQL) coded YYYYMMDDHHMMSS, -1 when not a date."""
+        if new := self.words[self.dates.n :]:
+            self.dates.extend(_date_code(d) for d in store.map_texts(_date_sql("j.value"), new))
+        table = np.append(self.dates.view, -1)  # code -1 picks the sentinel
+        return table[self.texts()]
+
+    def booleans(self) -> np.ndarray:
+        """Per element: 1/0 for true/false (and, for meta, the words SQL reads as such), else -1."""
+        if self.builtin:
+            return np.where(np.isnan(self.num.view), -1, self.num.view).astype(np.int64)
+        if new := self.words[self.bools.n :]:
+            lowered = (w.strip(" ").translate(_ASCII_LOWER) for w in new)  # SQLite's trim and lower
+            self.bools.extend(1 if w in _TRUE_WORDS else 0 if w in _FALSE_WORDS else -1 for w in lowered)
+        out = np.append(self.bools.view, -1)[self.texts()]
+        kinds = self.type.view
+        out[kinds == TRUE], out[kinds == FALSE] = 1, 0
+        return out
+
+    def word_table(self, test: Callable[[str], bool]) -> np.ndarray:
+        return np.fromiter((test(w) for w in self.words), bool, len(self.words))
+
+    def memory(self) -> int:
+        arrays = (self.row, self.type, self.num, self.code, self.dates, self.bools)
+        return sum(a.data.nbytes for a in arrays) + sum(len(w) + 90 for w in self.words)
+
+
+def _date_code(text: str | None) -> int:
+    m = _MOMENT.fullmatch(text) if isinstance(text, str) else None
+    return int("".join(m.groups())) if m else -1
+
+
+def _period(param: str) -> tuple[int, int]:
+    """``[lo, hi)`` of YYYYMMDDHHMMSS codes for a date period P: ``x >= P`` and ``x < P~`` in SQL."""
+    if not isinstance(param, str) or not _PERIOD.fullmatch(param):
+        raise _Unsupported(param)
+    digits = re.sub(r"\D", "", param)
+    scale = 10 ** (14 - len(digits))
+    return int(digits) * scale, (int(digits) + 1) * scale
+
+
+class ColumnCache:
+    """Filterable fields of every asset, as numpy columns; ``evaluate(filter)`` gives a row mask.
+
+    Args:
+        store: The library's store.
+        refresh_seconds: Look for changes at most this often (:meth:`refresh`).
+        clock: Monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self, store: Store, refresh_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store, self.refresh_seconds, self.clock = store, refresh_seconds, clock
+        self.lock = threading.RLock()
+        self.epoch, self.version, self.checked = -1, 0, -math.inf
+        self.ids = _Grow(np.int64)  # asset id of each row
+        self.present = _Grow(np.bool_)  # False once the asset is deleted
+        self.row_of = np.full(0, -1, np.int32)  # asset id -> row
+        self.columns: dict[str, _Column] = {}
+        self.tags: _Column | None = None  # elements: tag (lowercased) as text, score as number
+        self.fallbacks: list[str] = []  # terms SQL evaluated in the last evaluate()
+        self.build_seconds = 0.0
+
+    # --- keeping in step -------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> bool:
+        """Apply the store's changes since the last refresh (at most every ``refresh_seconds``).
+
+        Returns:
+            Whether anything changed.
+        """
+        with self.lock:
+            now = self.clock()
+            if not force and now - self.checked < self.refresh_seconds:
+                return False
+            self.checked = now
+            epoch = self.store.assets_epoch  # read first: changes landing meanwhile are re-read later
+            if epoch == self.epoch:
+                return False
+            started = time.perf_counter()
+            changed = self.store.assets_changed_since(self.epoch) if self.epoch >= 0 else None
+            if changed is None or len(changed) > max(1000, self.ids.n // 4):
+                self._rebuild()
+            else:
+                self._apply(changed)
+            self.epoch, self.version = epoch, self.version + 1
+            self.build_seconds = time.perf_counter() - started
+            return True
+
+    def _rebuild(self) -> None:
+        self.ids, self.present = _Grow(np.int64), _Grow(np.bool_)
+        for rows in self.store.asset_column_rows([]):
+            self.ids.extend(r[0] for r in rows)
+        self.present.extend(np.ones(self.ids.n, bool))
+        self._index_rows()
+        self.columns, self.tags = {}, None  # rebuilt on first use
+
+    def _index_rows(self) -> None:
+        ids = self.ids.view
+        top = int(ids.max()) + 1 if len(ids) else 0
+        if top > 64 * max(len(ids), 1_000_000):
+            raise ValueError(f"asset ids up to {top} are too sparse for a dense row map")
+        self.row_of = np.full(top, -1, np.int32)
+        self.row_of[ids] = np.arange(len(ids), dtype=np.int32)
+
+    def _apply(self, changed: np.ndarray) -> None:
+        found = {int(r[0]) for rows in self.store.asset_column_rows([], ids=changed.tolist()) for r in rows}
+        known = self.rows_of(changed)
+        new = [int(a) for a, r in zip(changed, known, strict=True) if r < 0 and int(a) in found]
+        if new:
+            self.ids.extend(new)
+            self.present.extend(np.ones(len(new), bool))
+            self._index_rows()
+        rows = self.rows_of(changed)
+        rows = rows[rows >= 0]
+        self.present.view[rows] = np.isin(self.ids.view[rows], list(found))
+        for name, column in list(self.columns.items()):
+            if column.dead > column.row.n // 2:
+                del self.columns[name]  # mostly orphaned elements: rebuild on next use
+                continue
+            column.drop_rows(rows)
+            self._read(name, column, changed.tolist())
+        if self.tags is not None:
+            self.tags.drop_rows(rows)
+            self._read_tags(self.tags, changed.tolist())
+
+    def rows_of(self, asset_ids: np.ndarray) -> np.ndarray:
+        """Rows of asset ids (-1 for assets the cache does not hold)."""
+        ids = np.asarray(asset_ids, dtype=np.int64)
+        inside = (ids >= 0) & (ids < len(self.row_of))
+        out = np.full(len(ids), -1, np.int32)
+        out[inside] = self.row_of[ids[inside]]
+        return out
+
+    # --- columns, built on first use -------------------------------------------------------
+
+    def column(self, field: str) -> _Column:
+        """The column of a built-in field or of ``meta.NAME`` (read from the store on first use)."""
+        with self.lock:
+            if field not in self.columns:
+                column = _Column(builtin=field in BUILTIN_FIELDS)
+                self._read(field, column, None)
+                self.columns[field] = column
+            return self.columns[field]
+
+    def _read(self, field: str, column: _Column, ids: list[int] | None) -> None:
+        if field in BUILTIN_FIELDS:
+            spec = BUILTIN_FIELDS[field]
+            want = _PYTHON_TYPES.get(spec.type)
+            for rows in self.store.asset_column_rows([spec.sql], ids=ids):
+                for asset_id, value in rows:
+                    row = self._row(asset_id)
+                    if row >= 0 and value is not None:
+                        if want is None or not isinstance(value, want):
+                            column.supported = False  # e.g. text in a number column: SQL compares it
+                        column.add(row, value)
+        else:
+            name = check_meta_name(field.removeprefix("meta."))
+            path = "$" + "".join(f'."{part}"' for part in name.split("."))
+            expression = "coalesce(a.meta -> ?, a.embedded -> ?)"
+            for rows in self.store.asset_column_rows([expression], [path, path], ids=ids):
+                for asset_id, text in rows:
+                    row = self._row(asset_id)
+                    if row >= 0 and text is not None:
+                        column.add(row, json.loads(text))
+
+    def _row(self, asset_id: int) -> int:
+        return int(self.row_of[asset_id]) if 0 <= asset_id < len(self.row_of) else -1
+
+    def tag_column(self) -> _Column:
+        """Tags as elements: the tag lowercased as SQLite does (ASCII) and its score."""
+        with self.lock:
+            if self.tags is None:
+                self.tags = _Column(builtin=True)
+                self._read_tags(self.tags, None)
+            return self.tags
+
+    def _read_tags(self, column: _Column, ids: list[int] | None) -> None:
+        for rows in self.store.tag_rows(ids):
+            for asset_id, tag, score in rows:
+                row = self._row(asset_id)
+                if row < 0:
+                    continue
+                lowered = tag.translate(_ASCII_LOWER)
+                code = column.codes.get(lowered, -1)
+                if code < 0:
+                    code = column.codes[lowered] = len(column.words)
+                    column.words.append(lowered)
+                column.row.extend((row,))
+                column.type.extend((TEXT,))
+                column.num.extend((float(score),))
+                column.code.extend((code,))
+
+    def warm(self, fields: Iterable[str], tags: bool = False) -> None:
+        """Build columns now (first queries would otherwise pay for reading them)."""
+        self.refresh(force=self.epoch < 0)
+        for name in fields:
+            self.column(name if name in BUILTIN_FIELDS else "meta." + name.removeprefix("meta."))
+        if tags:
+            self.tag_column()
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the rows, the columns built so far and the tags."""
+        columns = [*self.columns.values(), *([self.tags] if self.tags is not None else [])]
+        base = self.ids.data.nbytes + self.present.data.nbytes + self.row_of.nbytes
+        return base + sum(c.memory() for c in columns)
+
+    @property
+    def rows(self) -> int:
+        """Rows held (deleted assets included, never matching)."""
+        return self.ids.n
+
+    # --- evaluation ------------------------------------------------------------------------
+
+    def evaluate(
+        self, f: Filter | None, *, schema: FieldSchema | None = None, now: datetime | None = None
+    ) -> np.ndarray:
+        """Rows passing a filter, as a bool mask over :attr:`rows` (deleted assets never pass).
+
+        Args:
+            f: The filter (None: every asset).
+            schema: Declared meta field types, as given to ``compile_filter``.
+            now: The moment for relative dates; pass the one the SQL re-check uses.
+        """
+        with self.lock:
+            if self.epoch < 0:
+                self.refresh(force=True)
+            self.fallbacks = []
+            compiler = _Compiler(schema or FieldSchema({}), now or datetime.now(UTC))
+            present = self.present.view.copy()
+            return present if f is None else self._node(f, compiler) & present
+
+    def _node(self, f: Filter, compiler: _Compiler) -> np.ndarray:
+        if isinstance(f, And | Or):
+            masks = [self._node(item, compiler) for item in f.items]
+            return np.logical_and.reduce(masks) if isinstance(f, And) else np.logical_or.reduce(masks)
+        if isinstance(f, Not):
+            return ~self._node(f.item, compiler)
+        try:
+            if isinstance(f, TagIs):
+                return self._tag(f)
+            if isinstance(f, Cmp):
+                return self._cmp(f, compiler)
+        except _Unsupported:
+            pass
+        return self._sql(f, compiler)
+
+    def _sql(self, f: Filter, compiler: _Compiler) -> np.ndarray:
+        # Full text (indexed FTS) and terms the cache cannot decide exactly: ask SQLite.
+        self.fallbacks.append(type(f).__name__ if not isinstance(f, Cmp) else f"{f.field} {f.op}")
+        sql, params = compile_filter(f, schema=compiler.schema, now=compiler.now)
+        mask = np.zeros(self.ids.n, bool)
+        rows = self.rows_of(self.store.matching_asset_ids(sql, params))
+        mask[rows[rows >= 0]] = True
+        return mask
+
+    def _rows(self, column: _Column, hits: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.ids.n, bool)
+        mask[column.row.view[hits]] = True
+        return mask
+
+    def _tag(self, f: TagIs) -> np.ndarray:
+        column = self.tag_column()
+        code = column.codes.get(f.tag.translate(_ASCII_LOWER), -1)
+        hits = (column.code.view == code) & (column.type.view == TEXT)
+        if f.min_score is not None:
+            hits &= column.num.view >= float(f.min_score)
+        return self._rows(column, hits)
+
+    def _cmp(self, c: Cmp, compiler: _Compiler) -> np.ndarray:
+        spec = BUILTIN_FIELDS.get(c.field)
+        declared = spec.type if spec is not None else compiler.schema.type_of(c.field.removeprefix("meta."))
+        column = self.column(c.field)
+        if not column.supported:
+            raise _Unsupported(c.field)
+        kinds = column.type.view
+        if c.op == "exists":
+            return self._rows(column, (kinds != NULL) & (kinds != DEAD))
+        if c.op == "prefix":
+            if spec is not None:
+                value = str(c.value).lower() if spec.lower else str(c.value)
+            else:
+                value = coerce_value(c.field, "string", c.value)
+            table = np.append(column.word_table(lambda w: w.startswith(value)), False)
+            return self._rows(column, table[column.texts()])
+        op = {"ne": "eq", "nin": "in"}.get(c.op, c.op)
+        typed = compiler.values(c, declared)
+        hits = self._compare(column, op, typed)
+        mask = self._rows(column, hits)
+        return ~mask if op != c.op else mask
+
+    def _compare(self, column: _Column, op: str, typed: list[tuple[str, Any, tuple[str, ...]]]) -> np.ndarray:
+        if op in ("eq", "in"):
+            hits = np.zeros(column.row.n, bool)
+            for kind in dict.fromkeys(k for k, _, _ in typed):
+                params = [p for k, p, _ in typed if k == kind]
+                if kind == "date":
+                    dates = column.dates_view(self.store)
+                    for p in params:
+                        lo, hi = _period(p)
+                        hits |= (dates >= lo) & (dates < hi)
+                elif kind == "string":
+                    hits |= self._in_texts(column, params)
+                elif kind == "number":
+                    if any(abs(p) > _EXACT for p in params):
+                        raise _Unsupported(params)
+                    hits |= np.isin(column.num.view, np.array(params, np.float64))
+                elif kind == "boolean":
+                    hits |= np.isin(column.booleans(), params)
+            if texts := list(dict.fromkeys(t for _, _, ts in typed for t in ts)):
+                hits |= self._in_texts(column, texts)
+            return hits
+        kind, param, _ = typed[0]
+        if kind == "date":
+            dates = column.dates_view(self.store)
+            lo, hi = _period(param)
+            bound = lo if op in ("gte", "lt") else hi
+            return dates >= bound if op in ("gt", "gte") else (dates >= 0) & (dates < bound)
+        if kind == "string":
+            table = np.append(column.word_table(lambda w: bool(_OPS[op](w, param))), False)
+            return table[column.texts()]
+        if kind == "number":
+            if abs(param) > _EXACT:
+                raise _Unsupported(param)
+            with np.errstate(invalid="ignore"):
+                return np.asarray(_OPS[op](column.num.view, float(param)))
+        raise _Unsupported(kind)
+
+    def _in_texts(self, column: _Column, texts: list[Any]) -> np.ndarray:
+        table = np.zeros(len(column.words) + 1, bool)
+        for t in texts:
+            code = column.codes.get(t, -1) if isinstance(t, str) else -1
+            if code >= 0:
+                table[code] = True
+        return table[column.texts()]
