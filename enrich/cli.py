@@ -6,14 +6,18 @@ else, 130 interrupted (finished batches are kept). Errors go to stderr in one li
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from enrich.errors import EnrichError
+from enrich.errors import EnrichError, disk_full
+from enrich.lock import close_abandoned_jobs, library_lock
 from enrich.pipeline import Ingester, IngestOptions, IngestReport, reembed_library
 from enrich.settings import EnrichSettings
 from enrich.tagging import Tagger, retag_library
@@ -24,6 +28,7 @@ from models.registry import CLIP_MODELS, describe, known_architectures, resolve_
 from models.settings import ModelSettings, WhisperSettings
 from models.vocab import Vocabulary, load_vocabulary
 from models.whisper import Transcriber
+from search.api_cli import COMMANDS as API_COMMANDS
 from search.cli import COMMANDS, echo_fields, emit, find_asset, json_option, library
 from search.errors import SearchError
 from search.library import Library
@@ -36,8 +41,16 @@ class _Root(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ModelError, SearchError, EnrichError, FileNotFoundError) as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            # Checked first: a full disk also surfaces wrapped, e.g. as a StoreError at open.
+            lib = ctx.obj
+            full = disk_full(exc, lib.settings.data_dir) if isinstance(lib, Library) else None
+            known = isinstance(exc, ModelError | SearchError | EnrichError | FileNotFoundError)
+            if full is None and not known:
+                raise
+            click.echo(f"error: {full or exc}", err=True)
             ctx.exit(1)
 
 
@@ -76,7 +89,14 @@ def _vocabulary(lib: Library, vocab: Path | None, save: bool) -> Vocabulary:
         vocabulary = load_vocabulary(vocab)
         if save:
             saved.parent.mkdir(parents=True, exist_ok=True)
-            saved.write_bytes(vocab.read_bytes())
+            # Write then rename: a half-written copy (full disk, crash) would silently tag
+            # every later run with part of the vocabulary.
+            tmp = saved.with_name(f".{saved.name}.{os.getpid()}.tmp")
+            try:
+                tmp.write_bytes(vocab.read_bytes())
+                os.replace(tmp, saved)
+            finally:
+                tmp.unlink(missing_ok=True)
         return vocabulary
     return load_vocabulary(saved if saved.exists() else None)
 
@@ -112,6 +132,28 @@ def _print_report(report: IngestReport, lib: Library) -> None:
         click.echo(f"  failed [{f['stage']}] {f['uri']}: {f['reason']}")
 
 
+wait_option = click.option(
+    "--wait",
+    is_flag=True,
+    help="If another assetlens process is writing to the library, wait for it instead of refusing.",
+)
+
+
+@contextlib.contextmanager
+def _writing(ctx: click.Context, command: str, wait: bool) -> Iterator[None]:
+    """Hold the library's writer lock around a command that writes in bulk (see enrich.lock)."""
+    lib = library(ctx)
+
+    def waiting(holder: str) -> None:
+        who = f" ({holder})" if holder else ""
+        click.echo(f"waiting for another assetlens process{who} to finish writing the library...", err=True)
+
+    with library_lock(lib.settings.data_dir, command, wait=wait, on_wait=waiting) as fresh:
+        if fresh:
+            close_abandoned_jobs(lib.store)
+        yield
+
+
 vocab_option = click.option(
     "--vocab",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -139,6 +181,7 @@ vocab_option = click.option(
 @click.option("--keyframes-min-gap", type=click.FloatRange(0.0), help="Seconds between keyframes, at least.")
 @click.option("--keyframes-max-gap", type=click.FloatRange(0.1), help="Seconds between keyframes, at most.")
 @vocab_option
+@wait_option
 @json_option
 @click.pass_context
 def ingest(
@@ -158,19 +201,34 @@ def ingest(
     keyframes_min_gap: float | None,
     keyframes_max_gap: float | None,
     vocab: Path | None,
+    wait: bool,
     as_json: bool,
 ) -> None:
     """Scan PATHS, then embed, tag, transcribe and store every new or changed image, video and audio file."""
+    with _writing(ctx, "ingest", wait):
+        _ingest(ctx, paths, vocab, no_transcribe, as_json, **{
+            "include": include, "exclude": exclude, "include_hidden": hidden, "prune": prune, "force": force,
+            "batch_size": batch_size, "workers": workers, "video": not no_video, "audio": not no_audio,
+            "transcribe": not no_transcribe,
+            "keyframes": _keyframes(keyframes_max, keyframes_min_gap, keyframes_max_gap),
+        })  # fmt: skip
+
+
+def _keyframes(most: int | None, min_gap: float | None, max_gap: float | None) -> KeyframeOptions:
+    gaps: dict[str, Any] = {"max_keyframes": most, "min_gap": min_gap, "max_gap": max_gap}
+    return KeyframeOptions(**{k: v for k, v in gaps.items() if v is not None})
+
+
+def _ingest(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    vocab: Path | None,
+    no_transcribe: bool,
+    as_json: bool,
+    **flags: Any,
+) -> None:
     lib = library(ctx)
-    gaps: dict[str, Any] = {
-        "max_keyframes": keyframes_max, "min_gap": keyframes_min_gap, "max_gap": keyframes_max_gap
-    }  # fmt: skip
-    options = _options(
-        as_json, include=include, exclude=exclude, include_hidden=hidden, prune=prune, force=force,
-        batch_size=batch_size, workers=workers, video=not no_video, audio=not no_audio,
-        transcribe=not no_transcribe,
-        keyframes=KeyframeOptions(**{k: v for k, v in gaps.items() if v is not None}),
-    )  # fmt: skip
+    options = _options(as_json, **flags)
     transcriber = None if no_transcribe else Transcriber(WhisperSettings())
     ingester = Ingester(lib.store, lib.encoder, _tagger(lib, vocab, save=True), lib.index, transcriber)
     _run_ingest(ctx, lib, lambda: ingester.ingest(list(paths), options))
@@ -202,26 +260,30 @@ def _run_ingest(ctx: click.Context, lib: Library, run: Any) -> None:
 
 @cli.command()
 @vocab_option
+@wait_option
 @json_option
 @click.pass_context
-def tag(ctx: click.Context, vocab: Path | None, as_json: bool) -> None:
+def tag(ctx: click.Context, vocab: Path | None, wait: bool, as_json: bool) -> None:
     """Re-tag every asset from its stored vectors (no file is read)."""
     lib = library(ctx)
-    count = retag_library(lib.store, _tagger(lib, vocab, save=True), _show_progress(as_json))
+    with _writing(ctx, "tag", wait):
+        count = retag_library(lib.store, _tagger(lib, vocab, save=True), _show_progress(as_json))
     emit(ctx, {"retagged": count}, lambda: click.echo(f"re-tagged {count} assets"))
 
 
 @cli.command()
+@wait_option
 @json_option
 @click.pass_context
-def reembed(ctx: click.Context, as_json: bool) -> None:
+def reembed(ctx: click.Context, wait: bool, as_json: bool) -> None:
     """Switch the library to the configured model (ASSETLENS_CLIP_MODEL): re-encode every asset.
 
     Interrupted, it resumes where it stopped when run again.
     """
     lib = library(ctx)
-    ingester = Ingester(lib.store, lib.encoder, _tagger(lib, None, save=False), lib.index)
-    _run_ingest(ctx, lib, lambda: reembed_library(ingester, _options(as_json, transcribe=False)))
+    with _writing(ctx, "reembed", wait):
+        ingester = Ingester(lib.store, lib.encoder, _tagger(lib, None, save=False), lib.index)
+        _run_ingest(ctx, lib, lambda: reembed_library(ingester, _options(as_json, transcribe=False)))
 
 
 @cli.command()
@@ -231,14 +293,28 @@ def reembed(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--model", help="Whisper model: a CTranslate2 model dir or hub name (default: bundled tiny.en)."
 )
+@wait_option
 @json_option
 @click.pass_context
 def transcribe(
-    ctx: click.Context, refs: tuple[str, ...], every: bool, missing: bool, model: str | None, as_json: bool
+    ctx: click.Context,
+    refs: tuple[str, ...],
+    every: bool,
+    missing: bool,
+    model: str | None,
+    wait: bool,
+    as_json: bool,
 ) -> None:
     """(Re-)transcribe the speech of selected assets, e.g. with another model; vectors and tags stay."""
     if bool(refs) + every + missing != 1:
         raise click.UsageError("give asset ids/paths, or --all, or --missing")
+    with _writing(ctx, "transcribe", wait):
+        _transcribe(ctx, refs, every, model, as_json)
+
+
+def _transcribe(
+    ctx: click.Context, refs: tuple[str, ...], every: bool, model: str | None, as_json: bool
+) -> None:
     lib = library(ctx)
     if refs:
         assets = [find_asset(lib, ref) for ref in refs]
@@ -296,7 +372,7 @@ def models_fetch(ctx: click.Context, name: str, as_json: bool) -> None:
     emit(ctx, {"name": name, "weights": str(path)}, lambda: click.echo(f"weights: {path}"))
 
 
-for _command in COMMANDS:
+for _command in (*COMMANDS, *API_COMMANDS):
     cli.add_command(_command)
 
 

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from enrich.decode import DEFAULT_MAX_PIXELS
 from enrich.errors import DecodeError
+from enrich.lock import close_abandoned_jobs, library_lock
 from enrich.prepare import Prepared, make_worker
-from enrich.scan import Candidate, ScanFailure, scan
+from enrich.scan import Candidate, ScanFailure, path_uri, scan
 from enrich.tagging import Tagger
 from enrich.transcribe import needs_transcript, transcribe_assets, transcribe_file
 from enrich.video import KeyframeOptions
@@ -105,13 +106,21 @@ class Ingester:
     def ingest(self, roots: Sequence[Path], options: IngestOptions | None = None) -> IngestReport:
         """Ingest every media file under ``roots``.
 
+        Holds the library's writer lock (:mod:`enrich.lock`) for the whole run.
+
         Raises:
             FileNotFoundError: A root does not exist.
             ModelMismatchError: The store holds another model's vectors.
+            LibraryBusyError: Another process is writing to the library.
             KeyboardInterrupt: Re-raised after finished batches are committed; the report's
                 job is marked ``interrupted``.
         """
-        options = options or IngestOptions()
+        with library_lock(self.store.path.parent, "ingest") as fresh:
+            if fresh:
+                close_abandoned_jobs(self.store)
+            return self._ingest(roots, options or IngestOptions())
+
+    def _ingest(self, roots: Sequence[Path], options: IngestOptions) -> IngestReport:
         with self.store.transaction():
             self.store.ensure_model(self.encoder.model_id)
         items = list(
@@ -144,9 +153,15 @@ class Ingester:
         finally:
             bar.close()
             counts = {k: v for k, v in report.as_dict().items() if type(v) is int and k != "job_id"}
-            self.store.finish_job(report.job_id, status, counts)
-            if self.index is not None:
-                self.index.sync()
+            try:
+                self.store.finish_job(report.job_id, status, counts)
+                if self.index is not None:
+                    self.index.sync()
+            except Exception:
+                # Bookkeeping after a failure (a full disk fails these too) must not replace
+                # the error that stopped the run; the next run closes the job and the index.
+                if status == "done":
+                    raise
         return report
 
     def _plan(
@@ -158,7 +173,7 @@ class Ingester:
         wanted = {"image", *(["video"] if options.video else []), *(["audio"] if options.audio else [])}
         with self.store.transaction():
             for item in items:
-                existing = self.store.asset_by_uri(str(item.path))
+                existing = self.store.asset_by_uri(path_uri(item.path))
                 if isinstance(item, Candidate) and item.kind not in wanted:
                     report.excluded += 1
                 elif self._unchanged(item, existing, options):
@@ -373,7 +388,7 @@ class Ingester:
     def _write_failure(
         self, path: Path, stage: str, reason: str, report: IngestReport, candidate: Candidate | None
     ) -> None:
-        uri = str(path)
+        uri = path_uri(path)
         size, mtime = _size_mtime(path)
         asset_id = self.store.upsert_asset({
             "uri": uri, "content_hash": None, "kind": candidate.kind if candidate else None,

@@ -192,6 +192,21 @@ def _matches(globs: _Globs, rel: str, name: str) -> bool:
     return bool(globs[0].match(os.path.normcase(rel)) or globs[1].match(os.path.normcase(name)))
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # os.fsdecode keeps undecodable bytes as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def path_uri(path: Path | str) -> str:
+    """The text a path is stored under: the path itself, or for a name that is not UTF-8, its
+    bytes with the undecodable ones escaped (``caf\\xe9.jpg``), which SQLite can store."""
+    text = os.fspath(path)
+    return text if _is_utf8(text) else os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 def _why(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symbolic link loop"
@@ -252,6 +267,11 @@ def _walk(
             continue
         if not is_root and _matches(exc, rel, name):
             continue  # before any stat: an excluded folder is pruned, never even listed
+        if not _is_utf8(path if is_root else name):
+            # SQLite stores text as UTF-8: such a name could only be kept mangled, and the
+            # asset could never be found from it again. Reported once, not descended into.
+            yield ScanFailure(Path(path), "file name is not valid UTF-8: rename it (e.g. with convmv)")
+            continue
         try:
             # Follows symlinks, as the scan deliberately does; DirEntry caches what it can.
             st = os.stat(path) if isinstance(item, str) else item.stat()

@@ -112,8 +112,11 @@ class Tagger:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-            np.save(tmp, self._labels)
-            os.replace(tmp, path)
+            try:
+                np.save(tmp, self._labels)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves no debris
         return self._labels
 
     def tag_vectors(self, vectors: np.ndarray) -> list[dict[str, float]]:

@@ -161,8 +161,11 @@ def extract_keyframes(
         if selector is None:
             raise DecodeError(path, "video stream has no decodable frames")
         probe = _probe(container, stream, selector.rotation, _irregular(sniffed))
-        if duration and t < 0.9 * duration - 1.0:
-            log.warning("%s: video decodes only to %.1f s of %.1f s (truncated?)", path, t, duration)
+        # The container's duration spans every stream: a sound track that outlasts the
+        # picture is not a truncated video, so the video stream's own length decides.
+        span = _duration(None, stream) or duration
+        if span and t < 0.9 * span - 1.0:
+            log.warning("%s: video decodes only to %.1f s of %.1f s (truncated?)", path, t, span)
         keyframes = selector.finish()
         return probe, keyframes
 
@@ -263,8 +266,8 @@ def _tag_rotation(stream: av.VideoStream) -> int:
         return 0
 
 
-def _duration(container: av.container.InputContainer, stream: av.VideoStream | None) -> float | None:
-    if container.duration is not None and container.duration > 0:
+def _duration(container: av.container.InputContainer | None, stream: av.VideoStream | None) -> float | None:
+    if container is not None and container.duration is not None and container.duration > 0:
         return container.duration / av.time_base
     if stream is not None and stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)

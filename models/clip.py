@@ -3,6 +3,10 @@
 The model loads lazily on first use. Images are prepared (resized, centre-cropped to uint8)
 by :func:`prepare_image`, which callers may run in decode workers so that the inference
 thread only normalises and runs the network.
+
+The numeric precision (``ASSETLENS_CLIP_PRECISION``, see :mod:`models.precision`) changes how
+the network is computed, never which network: the model id is the same in every mode, and
+each mode's embeddings keep a cosine of at least 0.99 to fp32's.
 """
 
 from __future__ import annotations
@@ -21,8 +25,17 @@ import torch
 from PIL import Image
 
 from models.errors import CheckpointError, PrecisionError, WeightsMissingError
+from models.precision import (
+    autocast,
+    cpu_supports_bf16,
+    quantize_int8,
+    resolve_precision,
+    vit_param_estimate,
+)
 from models.registry import RANDOM_SEED, ModelSpec, _arch_config, _register_tiny_config
 from models.settings import ModelSettings
+
+__all__ = ["ClipEncoder", "cpu_supports_bf16", "encode_text_trimmed", "prepare_image", "resolve_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +64,21 @@ class ClipEncoder:
 
     Args:
         spec: The resolved model (see :func:`models.registry.resolve_model`).
-        settings: Device, precision, cache locations.
+        settings: Device, precision, threads, cache locations.
+
+    Raises:
+        PrecisionError: The precision (or device) is not supported on this machine.
     """
 
     def __init__(self, spec: ModelSpec, settings: ModelSettings | None = None) -> None:
         self.spec = spec
         self.settings = settings or ModelSettings()
         self._model: Any = None
+        self._onnx: Any = None  # models.onnx_towers.OnnxTowers in the onnx-int8 mode
+        self._loaded = False
         self._tokenizer: Any = None
-        self._mean: np.ndarray | None = None
-        self._std: np.ndarray | None = None
+        self._mean: torch.Tensor | None = None
+        self._std: torch.Tensor | None = None
         self._lock = threading.Lock()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         vision = _arch_config(spec.arch)["vision_cfg"]
@@ -68,43 +86,148 @@ class ClipEncoder:
         self.image_size = int(vision["image_size"])
         self.dim = spec.embed_dim
         self.device = _pick_device(self.settings.device)
-        self.precision = self.settings.clip_precision
-        _check_precision(self.precision, self.device)
+        self.requested_precision = self.settings.clip_precision
+        # The mode in use. ``auto`` is resolved here; an onnx-int8 chosen by ``auto`` may still
+        # become fp32 in load() if it fails its accuracy check.
+        self.precision = resolve_precision(
+            self.requested_precision, self.device, vit_params=vit_param_estimate(vision)
+        )
 
     @property
     def model_id(self) -> str:
-        """Identity of the weights (recorded with every vector)."""
+        """Identity of the weights (recorded with every vector); the same in every precision."""
         return self.spec.model_id
 
+    @property
+    def onnx_cache(self) -> Path:
+        """Where this model's ONNX towers are cached (used by the ``onnx-int8`` mode only)."""
+        from models.onnx_towers import cache_dir_for
+
+        return cache_dir_for(self.settings.model_cache_dir or default_cache_root(), self.model_id)
+
+    @property
+    def onnx_meta(self) -> dict[str, Any] | None:
+        """Export facts of the ONNX towers in use (accuracy check, export time), else None."""
+        return dict(self._onnx.meta) if self._onnx is not None else None
+
     def load(self) -> None:
-        """Build the network and load its weights (idempotent, thread-safe)."""
+        """Build the network and load its weights (idempotent, thread-safe).
+
+        In the ``onnx-int8`` mode a cached export is loaded without building the PyTorch model;
+        without one, the model is built, exported, quantised and checked once (about half a
+        minute for ViT-B-32 on 2 cores).
+        """
         with self._lock:
-            if self._model is not None:
+            if self._loaded:
                 return
-            weights = resolve_weights(self.spec, self.settings)
             _register_tiny_config()
-            # Random weights must be identical on every run and machine: seed a private RNG.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(RANDOM_SEED)
-                model = open_clip.create_model(self.spec.arch, pretrained=None)
-            if weights is not None:
-                try:
-                    open_clip.load_checkpoint(model, str(weights))
-                except Exception as exc:
-                    raise CheckpointError(
-                        f"cannot load CLIP weights from {weights} into {self.spec.arch}: {exc}"
-                    ) from exc
-            model.eval().to(self.device)
-            cfg = open_clip.get_model_preprocess_cfg(model)
-            tag_cfg = open_clip.get_pretrained_cfg(self.spec.arch, self.spec.pretrained or "")
-            mean = tag_cfg.get("mean", cfg["mean"])
-            std = tag_cfg.get("std", cfg["std"])
-            self._mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, 1, 3) * 255.0
-            self._std = np.asarray(std, dtype=np.float32).reshape(1, 1, 1, 3) * 255.0
-            self._tokenizer = open_clip.get_tokenizer(self.spec.arch)
-            self._model = model
-            if not self.spec.semantic:
-                log.warning("CLIP model %s has random weights: results carry no meaning", self.spec.name)
+            if self.precision == "onnx-int8" and self._open_onnx():
+                self._tokenizer, self._loaded = open_clip.get_tokenizer(self.spec.arch), True
+                self._warn_if_random()
+                return
+            model = self._build_model()
+            tokenizer = open_clip.get_tokenizer(self.spec.arch)
+            if self.precision == "onnx-int8":
+                self._export_onnx(model, tokenizer)
+                if self._onnx is not None:
+                    model = None  # the ONNX sessions hold the weights now
+            elif self.precision == "int8":
+                model = quantize_int8(model)
+            if self.settings.clip_threads and self._onnx is None:
+                torch.set_num_threads(self.settings.clip_threads)
+            self._tokenizer, self._model, self._loaded = tokenizer, model, True
+            self._warn_if_random()
+
+    def _build_model(self) -> Any:
+        weights = resolve_weights(self.spec, self.settings)
+        # Random weights must be identical on every run and machine: seed a private RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            model = open_clip.create_model(self.spec.arch, pretrained=None)
+        if weights is not None:
+            try:
+                open_clip.load_checkpoint(model, str(weights))
+            except Exception as exc:
+                raise CheckpointError(
+                    f"cannot load CLIP weights from {weights} into {self.spec.arch}: {exc}"
+                ) from exc
+        model.eval().to(self.device)
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        tag_cfg = open_clip.get_pretrained_cfg(self.spec.arch, self.spec.pretrained or "")
+        mean = torch.tensor(tag_cfg.get("mean", cfg["mean"]), dtype=torch.float32) * 255.0
+        std = torch.tensor(tag_cfg.get("std", cfg["std"]), dtype=torch.float32) * 255.0
+        self._mean = mean.reshape(1, 3, 1, 1).to(self.device)
+        self._std = std.reshape(1, 3, 1, 1).to(self.device)
+        return model
+
+    def _open_onnx(self) -> bool:
+        """Use a cached export; False when there is none (or auto fell back to fp32)."""
+        from models.onnx_towers import OnnxTowers, read_meta
+
+        meta = read_meta(self.onnx_cache, self.model_id)
+        if meta is None:
+            return False
+        if not meta.get("passed"):
+            self._reject_onnx(meta)
+            return False
+        self._onnx = OnnxTowers(self.onnx_cache, self.settings.clip_threads)
+        return True
+
+    def _export_onnx(self, model: Any, tokenizer: Any) -> None:
+        from models.onnx_towers import OnnxTowers, export_towers
+
+        log.warning(
+            "preparing the int8 ONNX version of %s in %s (once per model; ViT-B-32 takes about "
+            "half a minute)",
+            self.model_id,
+            self.onnx_cache,
+        )
+        from models.onnx_towers import PROBE_TEXTS
+
+        trimmed = can_trim(model)
+        tokens = tokenizer(list(PROBE_TEXTS))
+        assert self._mean is not None and self._std is not None
+        try:
+            meta = export_towers(
+                model,
+                self.onnx_cache,
+                model_id=self.model_id,
+                image_size=self.image_size,
+                mean=self._mean.flatten().cpu().numpy(),
+                std=self._std.flatten().cpu().numpy(),
+                tokens=trim_tokens(tokens) if trimmed else tokens,
+                text_forward=text_features if trimmed else _full_text_features,
+                text_trimmed=trimmed,
+            )
+        except Exception as exc:  # an architecture the exporter cannot handle, a full disk...
+            if self.requested_precision != "auto":
+                raise PrecisionError(
+                    f"cannot build the onnx-int8 version of {self.model_id} in {self.onnx_cache}: "
+                    f"{type(exc).__name__}: {exc}; use fp32 or int8"
+                ) from exc
+            log.warning("onnx-int8 export of %s failed (%s): running fp32", self.model_id, exc)
+            self.precision = "fp32"
+            return
+        if meta["passed"]:
+            self._onnx = OnnxTowers(self.onnx_cache, self.settings.clip_threads)
+        else:
+            self._reject_onnx(meta)
+
+    def _reject_onnx(self, meta: dict[str, Any]) -> None:
+        worst = min(meta.get("image_min_cosine", 0.0), meta.get("text_min_cosine", 0.0))
+        why = (
+            f"the int8 ONNX version of {self.model_id} reaches a cosine of only {worst:.4f} to fp32 "
+            f"(at least 0.99 is needed for its vectors to mix with other modes'; verdict cached in "
+            f"{self.onnx_cache})"
+        )
+        if self.requested_precision != "auto":
+            raise PrecisionError(f"ASSETLENS_CLIP_PRECISION=onnx-int8 refused: {why}; use fp32 or int8")
+        log.warning("%s: running fp32", why)
+        self.precision = "fp32"
+
+    def _warn_if_random(self) -> None:
+        if not self.spec.semantic:
+            log.warning("CLIP model %s has random weights: results carry no meaning", self.spec.name)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Encode RGB images (any size) to an ``(N, dim)`` float32 array of unit vectors."""
@@ -115,6 +238,9 @@ class ClipEncoder:
     def encode_prepared(self, pixels: np.ndarray) -> np.ndarray:
         """Encode images already prepared by :func:`prepare_image`.
 
+        Int8 modes quantise activations per call, so an image's vector varies very slightly
+        (cosine > 0.999) with the other images of its batch.
+
         Args:
             pixels: ``uint8`` array ``(N, size, size, 3)``.
 
@@ -122,11 +248,17 @@ class ClipEncoder:
             ``(N, dim)`` float32 unit vectors.
         """
         self.load()
+        if self._onnx is not None:
+            return _normalise_array(self._onnx.encode_pixels(pixels))
         assert self._mean is not None and self._std is not None
-        batch = (pixels.astype(np.float32) - self._mean) / self._std
-        tensor = torch.from_numpy(batch.transpose(0, 3, 1, 2).copy()).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            features = self._model.encode_image(tensor)
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
+        if self.device.type == "cuda":
+            # uint8 crosses the bus (a quarter of float32's bytes) from pinned memory, so the
+            # copy is asynchronous; the GPU then normalises.
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            batch = (tensor.permute(0, 3, 1, 2).float() - self._mean) / self._std
+            features = self._model.encode_image(batch)
         return _normalise(features)
 
     def encode_texts(self, texts: Sequence[str], *, remember: bool = True) -> np.ndarray:
@@ -157,13 +289,30 @@ class ClipEncoder:
 
     def _encode_tokens(self, texts: list[str]) -> np.ndarray:
         self.load()
-        tokens = self._tokenizer(texts).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            return _normalise(encode_text_trimmed(self._model, tokens))
+        tokens = self._tokenizer(texts)
+        if self._onnx is not None:
+            tokens = trim_tokens(tokens) if self._onnx.trimmed else tokens
+            return _normalise_array(self._onnx.encode_tokens(tokens.numpy()))
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            return _normalise(encode_text_trimmed(self._model, tokens.to(self.device)))
 
-    def _autocast(self) -> Any:
-        enabled = self.precision == "bf16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+def default_cache_root() -> Path:
+    """Model cache used when no ``model_cache_dir`` is set (the CLI and API always set one)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "assetlens"
+
+
+def can_trim(model: Any) -> bool:
+    """Whether :func:`encode_text_trimmed` may drop the padding of this model's text input."""
+    mask = getattr(model, "attn_mask", None)
+    return isinstance(model, open_clip.model.CLIP) and model.text_pool_type == "argmax" and mask is not None
+
+
+def trim_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """Cut the tokens after the longest text's end-of-text token (the highest token id)."""
+    n = int(tokens.argmax(dim=-1).max()) + 1
+    return tokens[:, :n]
 
 
 def encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
@@ -174,14 +323,23 @@ def encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     turns 77-token work into ~10-token work for typical queries and tag prompts. Models of
     another shape fall back to the full computation.
     """
-    mask = getattr(model, "attn_mask", None)
-    if not isinstance(model, open_clip.model.CLIP) or model.text_pool_type != "argmax" or mask is None:
+    if not can_trim(model):
         return model.encode_text(tokens)
-    n = int(tokens.argmax(dim=-1).max()) + 1
-    tokens = tokens[:, :n]
-    cast = model.transformer.get_cast_dtype()
+    return text_features(model, trim_tokens(tokens))
+
+
+def text_features(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """Text features of tokens already trimmed by :func:`trim_tokens` (any length up to 77).
+
+    Written with tensor shapes only, so the ONNX export keeps the sequence axis dynamic.
+    """
+    n = tokens.shape[1]
+    try:
+        cast = model.transformer.get_cast_dtype()
+    except AttributeError:  # dynamically quantised Linear layers have no weight tensor: float
+        cast = torch.float32
     x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
-    x = model.ln_final(model.transformer(x, attn_mask=mask[:n, :n]))
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
     x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
     projection = model.text_projection
     if projection is None:
@@ -189,10 +347,17 @@ def encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
-def _normalise(features: torch.Tensor) -> np.ndarray:
-    vectors = features.float().cpu().numpy()
+def _full_text_features(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    return model.encode_text(tokens)  # type: ignore[no-any-return]
+
+
+def _normalise_array(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _normalise(features: torch.Tensor) -> np.ndarray:
+    return _normalise_array(features.float().cpu().numpy())
 
 
 def _pick_device(choice: str) -> torch.device:
@@ -201,19 +366,6 @@ def _pick_device(choice: str) -> torch.device:
             raise PrecisionError("ASSETLENS_DEVICE=cuda but no CUDA device is available")
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _check_precision(precision: str, device: torch.device) -> None:
-    if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
-        raise PrecisionError(
-            "ASSETLENS_CLIP_PRECISION=bf16 needs a CPU with AVX-512 BF16 or AMX; "
-            "this one has neither: use fp32"
-        )
 
 
 def resolve_weights(spec: ModelSpec, settings: ModelSettings) -> Path | None:

@@ -14,7 +14,13 @@ class ModelSettings(BaseSettings):
         clip_model: Registry name (``tiny``, ``ViT-B-32``...) or ``ARCH@TAG`` / ``ARCH@random``.
             Unset: the model the library was built with, or ``ViT-B-32`` for a new library.
         clip_checkpoint: Local weights file for the architecture; overrides hub weights.
-        clip_precision: ``fp32`` (default) or ``bf16`` (CPUs with AVX-512 BF16/AMX, or CUDA).
+        clip_precision: ``auto`` (default), ``fp32``, ``bf16``, ``fp16``, ``int8`` or ``onnx-int8``
+            (see :mod:`models.precision`). ``auto`` is ``onnx-int8`` on CPUs with int8 dot-product
+            instructions (AVX-512 VNNI, AVX-VNNI, AMX) for ViT models of at least 5M image-tower
+            parameters, ``fp16`` on CUDA, and ``fp32`` everywhere else (the tiny test model
+            included). The precision never changes the model id.
+        clip_threads: Threads of the CLIP computation (0: one per core). ONNX Runtime sessions
+            use it; in the PyTorch modes a non-zero value sets ``torch.set_num_threads``.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
         model_cache_dir: Where hub weights are cached; callers default it to ``DATA_DIR/models``.
         hub_offline: Never try the network for weights (also implied by ``HF_HUB_OFFLINE=1``).
@@ -25,7 +31,8 @@ class ModelSettings(BaseSettings):
 
     clip_model: str | None = None
     clip_checkpoint: Path | None = None
-    clip_precision: Literal["fp32", "bf16"] = "fp32"
+    clip_precision: Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-int8"] = "auto"
+    clip_threads: int = Field(default=0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model_cache_dir: Path | None = None
     hub_offline: bool = False

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from search.api.auth import SCOPES, create_key, key_doc
+from search.api.keys import SCOPES, create_key, key_doc
 from search.cli import echo_fields, emit, json_option, library
 
 
@@ -53,6 +53,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
         log_level=log_level,
         h11_max_incomplete_event_size=settings.max_header_kb * 1024,
         timeout_graceful_shutdown=30,
+        timeout_worker_healthcheck=300,  # a worker imports torch and loads the model before it answers
         proxy_headers=False,
         server_header=False,
     )

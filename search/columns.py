@@ -44,7 +44,10 @@ _MOMENT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")
 _PERIOD = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2}(?:T\d{2}:\d{2}:\d{2})?)?)?")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "number": (int, float), "boolean": (int,), "string": (str,), "date": (str,)
+    "number": (int, float),
+    "boolean": (int,),
+    "string": (str,),
+    "date": (str,),
 }
 _TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -80,7 +83,11 @@ class _Grow:
 
 
 class _Column:
-    """One field's elements: row, JSON type, number and text code, plus per-text tables."""
+    """One field's elements: row, JSON type, number and text code, plus per-text tables.
+
+    Views derived from the elements (texts, dates, booleans, the row layout) are cached until the
+    column changes: queries then cost one comparison and one scatter over the elements.
+    """
 
     def __init__(self, builtin: bool) -> None:
         self.builtin = builtin  # built-in booleans compare as numbers; meta ones by the words rule
@@ -91,8 +98,12 @@ class _Column:
         self.dates = _Grow(np.int64)  # per text: normalised date as YYYYMMDDHHMMSS, -1 if none
         self.bools = _Grow(np.int64)  # per text: 1 true/yes/on, 0 false/no/off, -1 other
         self.supported, self.dead = True, 0
+        self._staged: tuple[list[int], list[int], list[float], list[int]] = ([], [], [], [])
+        self._views: dict[str, Any] = {}
 
     def add(self, row: int, value: Any) -> None:
+        """Stage the elements of one row's value (``flush`` makes them visible)."""
+        rows, kinds, nums, codes = self._staged
         items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
         for item in items:
             kind = NULL if item is None else _JSON_TYPE.get(type(item))
@@ -111,10 +122,24 @@ class _Column:
                 if abs(item) > _EXACT:
                     self.supported = False
                 num = float(item)
-            self.row.extend((row,))
-            self.type.extend((kind,))
-            self.num.extend((num,))
-            self.code.extend((code,))
+            rows.append(row)
+            kinds.append(kind)
+            nums.append(num)
+            codes.append(code)
+
+    def add_scored(self, row: int, text: str, score: float) -> None:
+        """Stage a text element carrying a number (a tag and its score)."""
+        self.add(row, text)
+        self._staged[2][-1] = score
+
+    def flush(self) -> None:
+        rows, kinds, nums, codes = self._staged
+        self.row.extend(np.array(rows, np.int32))
+        self.type.extend(np.array(kinds, np.uint8))
+        self.num.extend(np.array(nums, np.float64))
+        self.code.extend(np.array(codes, np.int32))
+        self._staged = ([], [], [], [])
+        self._views.clear()
 
     def drop_rows(self, rows: np.ndarray) -> None:
         """Orphan the elements of rows about to be re-read (they never match again)."""
@@ -123,38 +148,71 @@ class _Column:
         self.num.view[gone] = math.nan
         self.code.view[gone] = -1
         self.dead += int(gone.sum())
+        self._views.clear()
+
+    def _view(self, name: str, make: Callable[[], Any]) -> Any:
+        if name not in self._views:
+            self._views[name] = make()
+        return self._views[name]
 
     # -- typed views over elements (invalid: -1 code/date, NaN number, -1 boolean) --
 
     def texts(self) -> np.ndarray:
-        return np.where(self.type.view == TEXT, self.code.view, -1)
+        return self._view("texts", lambda: np.where(self.type.view == TEXT, self.code.view, -1))
 
     def dates_view(self, store: Store) -> np.ndarray:
         """Per element: its text as a date (SQLite's ``strftime`` rules, so zones and odd
         spellings agree with SQL) coded YYYYMMDDHHMMSS, -1 when not a date."""
         if new := self.words[self.dates.n :]:
             self.dates.extend(_date_code(d) for d in store.map_texts(_date_sql("j.value"), new))
-        table = np.append(self.dates.view, -1)  # code -1 picks the sentinel
-        return table[self.texts()]
+            self._views.pop("dates", None)
+        return self._view("dates", lambda: np.append(self.dates.view, -1)[self.texts()])
 
     def booleans(self) -> np.ndarray:
         """Per element: 1/0 for true/false (and, for meta, the words SQL reads as such), else -1."""
         if self.builtin:
-            return np.where(np.isnan(self.num.view), -1, self.num.view).astype(np.int64)
+            return self._view("bools", lambda: np.nan_to_num(self.num.view, nan=-1).astype(np.int8))
         if new := self.words[self.bools.n :]:
             lowered = (w.strip(" ").translate(_ASCII_LOWER) for w in new)  # SQLite's trim and lower
             self.bools.extend(1 if w in _TRUE_WORDS else 0 if w in _FALSE_WORDS else -1 for w in lowered)
-        out = np.append(self.bools.view, -1)[self.texts()]
-        kinds = self.type.view
-        out[kinds == TRUE], out[kinds == FALSE] = 1, 0
-        return out
+            self._views.pop("bools", None)
+
+        def make() -> np.ndarray:
+            kinds = self.type.view
+            words = np.append(self.bools.view, -1).astype(np.int8)[self.texts()]
+            return np.where(kinds == TRUE, 1, np.where(kinds == FALSE, 0, words)).astype(np.int8)
+
+        return self._view("bools", make)
 
     def word_table(self, test: Callable[[str], bool]) -> np.ndarray:
         return np.fromiter((test(w) for w in self.words), bool, len(self.words))
 
+    def rows_mask(self, hits: np.ndarray, n_rows: int) -> np.ndarray:
+        """Rows with at least one hit among their elements."""
+        layout = self._view("layout", lambda: self._layout(n_rows))
+        if isinstance(layout, str) and layout == "identity":
+            return hits.copy()
+        if layout is not None and len(layout) == n_rows:
+            return np.append(hits, False)[layout]  # at most one element per row: a gather
+        mask = np.zeros(n_rows, bool)
+        mask[self.row.view[hits]] = True
+        return mask
+
+    def _layout(self, n_rows: int) -> Any:
+        rows = self.row.view
+        if self.dead == 0 and len(rows) == n_rows and np.array_equal(rows, np.arange(n_rows)):
+            return "identity"  # one element per row, in row order: hits are the row mask
+        live = np.flatnonzero(self.type.view != DEAD)
+        if len(live) and np.bincount(rows[live], minlength=n_rows).max() > 1:
+            return None  # lists: scatter
+        single = np.full(n_rows, len(rows), np.int64)  # no element -> the False appended to hits
+        single[rows[live]] = live
+        return single
+
     def memory(self) -> int:
         arrays = (self.row, self.type, self.num, self.code, self.dates, self.bools)
-        return sum(a.data.nbytes for a in arrays) + sum(len(w) + 90 for w in self.words)
+        views = sum(v.nbytes for v in self._views.values() if isinstance(v, np.ndarray))
+        return sum(a.data.nbytes for a in arrays) + views + sum(len(w) + 90 for w in self.words)
 
 
 def _date_code(text: str | None) -> int:
@@ -287,6 +345,8 @@ class ColumnCache:
                         if want is None or not isinstance(value, want):
                             column.supported = False  # e.g. text in a number column: SQL compares it
                         column.add(row, value)
+            column.flush()
+            return
         else:
             name = check_meta_name(field.removeprefix("meta."))
             path = "$" + "".join(f'."{part}"' for part in name.split("."))
@@ -296,6 +356,7 @@ class ColumnCache:
                     row = self._row(asset_id)
                     if row >= 0 and text is not None:
                         column.add(row, json.loads(text))
+        column.flush()
 
     def _row(self, asset_id: int) -> int:
         return int(self.row_of[asset_id]) if 0 <= asset_id < len(self.row_of) else -1
@@ -312,17 +373,9 @@ class ColumnCache:
         for rows in self.store.tag_rows(ids):
             for asset_id, tag, score in rows:
                 row = self._row(asset_id)
-                if row < 0:
-                    continue
-                lowered = tag.translate(_ASCII_LOWER)
-                code = column.codes.get(lowered, -1)
-                if code < 0:
-                    code = column.codes[lowered] = len(column.words)
-                    column.words.append(lowered)
-                column.row.extend((row,))
-                column.type.extend((TEXT,))
-                column.num.extend((float(score),))
-                column.code.extend((code,))
+                if row >= 0:
+                    column.add_scored(row, tag.translate(_ASCII_LOWER), float(score))
+        column.flush()
 
     def warm(self, fields: Iterable[str], tags: bool = False) -> None:
         """Build columns now (first queries would otherwise pay for reading them)."""
@@ -388,14 +441,14 @@ class ColumnCache:
         return mask
 
     def _rows(self, column: _Column, hits: np.ndarray) -> np.ndarray:
-        mask = np.zeros(self.ids.n, bool)
-        mask[column.row.view[hits]] = True
-        return mask
+        return column.rows_mask(hits, self.ids.n)
 
     def _tag(self, f: TagIs) -> np.ndarray:
         column = self.tag_column()
         code = column.codes.get(f.tag.translate(_ASCII_LOWER), -1)
-        hits = (column.code.view == code) & (column.type.view == TEXT)
+        if code < 0:
+            return np.zeros(self.ids.n, bool)
+        hits = column.code.view == code
         if f.min_score is not None:
             hits &= column.num.view >= float(f.min_score)
         return self._rows(column, hits)
@@ -437,9 +490,9 @@ class ColumnCache:
                 elif kind == "number":
                     if any(abs(p) > _EXACT for p in params):
                         raise _Unsupported(params)
-                    hits |= np.isin(column.num.view, np.array(params, np.float64))
+                    hits |= _any_equal(column.num.view, params)
                 elif kind == "boolean":
-                    hits |= np.isin(column.booleans(), params)
+                    hits |= _any_equal(column.booleans(), params)
             if texts := list(dict.fromkeys(t for _, _, ts in typed for t in ts)):
                 hits |= self._in_texts(column, texts)
             return hits
@@ -460,9 +513,17 @@ class ColumnCache:
         raise _Unsupported(kind)
 
     def _in_texts(self, column: _Column, texts: list[Any]) -> np.ndarray:
+        codes = [column.codes[t] for t in texts if isinstance(t, str) and t in column.codes]
+        if len(codes) <= 4:
+            return _any_equal(column.texts(), codes)
         table = np.zeros(len(column.words) + 1, bool)
-        for t in texts:
-            code = column.codes.get(t, -1) if isinstance(t, str) else -1
-            if code >= 0:
-                table[code] = True
+        table[codes] = True
         return table[column.texts()]
+
+
+def _any_equal(values: np.ndarray, params: list[Any]) -> np.ndarray:
+    """``values IN params``: a few ``==`` beat ``np.isin`` for the short lists filters have."""
+    out = np.zeros(len(values), bool)
+    for p in params:
+        out |= values == p
+    return out

@@ -278,7 +278,7 @@ class VectorIndex:
         live = self.store.vector_ids(self.state.last_id)
         pos = np.minimum(np.searchsorted(live, self.ids), max(len(live) - 1, 0))
         still = live[pos] == self.ids if len(live) else np.zeros(len(self.ids), bool)
-        self.alive &= still
+        self.alive = self.alive & still  # a new array: callers may hold the old one
         self.state = IndexState(**{**asdict(self.state), "epoch": epoch, "deleted": int((~self.alive).sum())})
         self.version += 1
         return True

@@ -50,14 +50,17 @@ class Library:
         name = self.model_settings.clip_model
         if name is None:
             stored = self.store.model_id if self.settings.db_path.exists() else None
-            name = stored if stored and "@file:" not in stored else DEFAULT_MODEL
-            if stored and "@file:" in stored and self.model_settings.clip_checkpoint is None:
-                raise UnknownModelError(
-                    f"this library was embedded with a local checkpoint ({stored}): set "
-                    f"ASSETLENS_CLIP_MODEL to its architecture and ASSETLENS_CLIP_CHECKPOINT to the file"
-                )
-            if stored and "@file:" in stored:
+            if stored is None:
+                name = DEFAULT_MODEL
+            elif "@file:" in stored:  # a local checkpoint: the id names the architecture, not the file
+                if self.model_settings.clip_checkpoint is None:
+                    raise UnknownModelError(
+                        f"this library was embedded with a local checkpoint ({stored}): set "
+                        f"ASSETLENS_CLIP_MODEL to its architecture and ASSETLENS_CLIP_CHECKPOINT to the file"
+                    )
                 name = stored.split("@", 1)[0]
+            else:
+                name = stored
         return resolve_model(name, self.model_settings.clip_checkpoint)
 
     @cached_property

@@ -70,10 +70,16 @@ def decode_cursor(token: str, expected_fingerprint: str) -> Cursor:
     return cursor
 
 
+def _ordered(value: Any) -> tuple[int, Any]:
+    # SQLite orders numbers before text; a field may hold both (a sku of 12 and "s3").
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
 def after(key: Any, asset_id: int, cursor: Cursor, descending: bool) -> bool:
     """True when a result with ``(key, asset_id)`` comes after the cursor's position."""
     if key == cursor.key:
         return asset_id > cursor.asset_id
     if key is None or cursor.key is None:  # missing values sort last in either direction
         return key is None
-    return bool(key < cursor.key) if descending else bool(key > cursor.key)
+    mine, theirs = _ordered(key), _ordered(cursor.key)
+    return mine < theirs if descending else mine > theirs

@@ -315,6 +315,8 @@ class SearchEngine:
                     "sorting a text or image query by a field needs min_relevance (which results count)"
                 )
             ids = list(hits)
+            if not ids:
+                return []
             rows = self.store.sorted_asset_ids(
                 f"{where} AND a.id IN ({','.join('?' * len(ids))})" if ids else "0", [*params, *ids],
                 (column, order), MAX_LIMIT * 10,

@@ -13,7 +13,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,6 +319,8 @@ class Store:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
+                if self.schema_version >= number:
+                    continue  # another process applied it while this one waited for the write lock
                 for statement in _split_sql(script):
                     self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {number}")
@@ -334,10 +336,14 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # A full disk makes SQLite roll back by itself: a second ROLLBACK would then fail
+            # with "no transaction is active" and hide the real error.
+            if self.db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     # --- state -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,9 +39,10 @@ from search.api.routes_keys import router as keys_router
 from search.api.routes_ops import STATIC_DIR
 from search.api.routes_ops import router as ops_router
 from search.api.routes_search import router as search_router
-from search.api.runtime import ApiState, Session, SessionPool, SharedIndex
+from search.api.runtime import ApiState, Session, SessionPool
 from search.api.schemas import IngestRequest, SimilarRequest
 from search.api.settings import ApiSettings
+from search.index import VectorIndex
 from search.library import Library
 from search.query import SearchEngine
 from search.settings import SearchSettings
@@ -119,7 +121,7 @@ def _model_env(library: Library) -> dict[str, str]:
 def _open_state(settings: ApiSettings, library: Library, metrics: Metrics) -> ApiState:
     db_path = library.settings.db_path
     library.store  # noqa: B018 - opens and migrates the store before any pooled connection
-    index = SharedIndex(Store(db_path), library.settings.data_dir)
+    index = VectorIndex(Store(db_path), library.settings.data_dir)  # thread-safe; its own connection
 
     def new_session() -> Session:
         store = Store(db_path)
@@ -197,8 +199,9 @@ def create_app(settings: ApiSettings, library: Library | None = None) -> FastAPI
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    errors.install(app)
-    for router in (search_router, assets_router, catalog_router, jobs_router, keys_router, ops_router):
+    routers = (search_router, assets_router, catalog_router, jobs_router, keys_router, ops_router)
+    errors.install(app, [r for router in routers for r in router.routes if isinstance(r, APIRoute)])
+    for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     # Added innermost first: the body limit sees the raw request, CORS wraps every response.

@@ -1,66 +1,45 @@
-"""API keys: creation, hashing, scopes, and the FastAPI dependency that checks them.
+"""Authentication of API requests: the bearer key check and the scope dependencies.
 
-A key is ``al_`` + 32 random bytes (URL-safe base64). Only its SHA-256 is stored, so a leaked
-database leaks no usable key; lookups go by that hash, so no secret is compared byte by byte.
-
-Scopes nest: ``admin`` includes ``write``, which includes ``read``.
-
-* ``read``: search, similar (by asset or uploaded picture), listings, assets, thumbnails,
-  transcripts, tags, facets, jobs.
-* ``write``: edit meta, ingest uploaded files, re-tag.
-* ``admin``: delete assets, ingest server paths under the library roots, manage keys.
+Keys and scopes are described in :mod:`search.api.keys`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from search.api.errors import ApiError
+from search.api.keys import SCOPES, create_key, hash_key, implied, key_doc
 from search.api.runtime import ApiState
 from search.store import Store
 
-SCOPES = ("read", "write", "admin")
-KEY_PREFIX = "al_"
+__all__ = [
+    "SCOPES",
+    "Admin",
+    "Authenticator",
+    "Principal",
+    "Reader",
+    "Writer",
+    "authorize",
+    "create_key",
+    "key_doc",
+    "require",
+]  # key helpers re-exported: callers need only this module
+
 MAX_KEY_LENGTH = 200
 TOUCH_EVERY_S = 60.0  # last_used_at is written at most this often per key: reads stay reads
 REALM = 'Bearer realm="assetlens"'
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer al_...`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-
-
-def implied(scope: str) -> frozenset[str]:
-    """The scopes a granted scope includes."""
-    return frozenset(SCOPES[: SCOPES.index(scope) + 1])
-
-
-def hash_key(key: str) -> str:
-    """SHA-256 (hex) of a key: what the store keeps."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def create_key(store: Store, scope: str, name: str = "") -> tuple[int, str]:
-    """Create a key; returns ``(id, key)``: the key is not kept and cannot be shown again.
-
-    Raises:
-        ValueError: Unknown scope.
-    """
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
-    key_id = store.create_api_key(name, hash_key(key), scope)
-    return key_id, key
 
 
 @dataclass(frozen=True)
@@ -153,11 +132,6 @@ def check_scope(principal: Principal, scope: str) -> None:
         title="Forbidden",
         headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'},
     )
-
-
-def key_doc(row: dict[str, Any]) -> dict[str, Any]:
-    """A key row as shown to people and programs (never the key or its hash)."""
-    return {k: row.get(k) for k in ("id", "name", "scopes", "created_at", "revoked_at", "last_used_at")}
 
 
 Reader = Annotated[Principal, Depends(require("read"))]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -161,8 +163,13 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers that turn every known error into a problem document."""
+def install(app: FastAPI, routes: Sequence[APIRoute] = ()) -> None:
+    """Register the handlers that turn every known error into a problem document.
+
+    Args:
+        app: The application.
+        routes: Its API routes (the ``Allow`` header of a 405 lists the methods of all of them).
+    """
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -190,7 +197,13 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
-        return problem_response(request.url.path, exc.status_code, detail, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette lists the methods of the first route matching the path; a path may have several.
+            path = request.url.path
+            methods = {m for r in routes if r.path_regex.match(path) for m in r.methods or ()}
+            headers["Allow"] = ", ".join(sorted(methods)) or headers.get("Allow", "")
+        return problem_response(request.url.path, exc.status_code, detail, headers=headers)
 
     async def bad_unicode(request: Request, exc: Exception) -> Response:
         # JSON may carry unpaired surrogates ("\ud800"), which no file name, SQLite text or
@@ -245,10 +258,13 @@ class CatchAll:
             await response(scope, receive, send)
 
 
+BASE_PROBLEMS = (400, 401, 403, 413, 422, 500, 503)  # any /v1 route: body, auth, validation, bug, library
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries declaring problem documents for these statuses."""
+    """OpenAPI ``responses`` entries declaring problem documents for these statuses (and the base ones)."""
     descriptions = {
-        400: "Invalid query, filter or cursor",
+        400: "Invalid query, filter, cursor or request body",
         401: "Missing, invalid or revoked API key",
         403: "The key lacks the scope, or a path outside the library roots",
         404: "Not found",
@@ -261,9 +277,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
     ref = {"$ref": "#/components/schemas/Problem"}
     return {
-        status: {
-            "description": descriptions.get(status, _phrase(status)),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": ref}},
-        }
-        for status in statuses
-    }
+        status: {"description": descriptions.get(status, _phrase(status)),
+                 "content": {PROBLEM_MEDIA_TYPE: {"schema": ref}}}
+        for status in sorted({*BASE_PROBLEMS, *statuses})
+    }  # fmt: skip

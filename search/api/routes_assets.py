@@ -35,7 +35,7 @@ TRANSCRIPT_TYPES = {
 }
 
 
-@router.get("", response_model=PageOut, responses=problems(400, 401, 403, 422, 503))
+@router.get("", response_model=PageOut, responses=problems())
 async def list_assets(
     request: Request,
     _: Reader,
@@ -52,7 +52,7 @@ async def list_assets(
     return await run_query(request, query, list(include) if include is not None else ["meta", "tags"])
 
 
-@router.get("/{asset_id}", response_model=AssetOut, responses=problems(401, 403, 404, 422, 503))
+@router.get("/{asset_id}", response_model=AssetOut, responses=problems(404))
 async def get_asset(asset_id: AssetId, request: Request, _: Reader) -> Any:
     """One asset: fields, meta, the file's metadata (embedded, EXIF, XMP, media), tags and transcript."""
 
@@ -80,7 +80,7 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-@router.patch("/{asset_id}/meta", response_model=MetaOut, responses=problems(401, 403, 404, 413, 422, 503))
+@router.patch("/{asset_id}/meta", response_model=MetaOut, responses=problems(404))
 async def patch_meta(
     asset_id: AssetId,
     request: Request,
@@ -126,9 +126,7 @@ async def patch_meta(
     return await in_session(request, work)
 
 
-@router.delete(
-    "/{asset_id}", status_code=204, response_class=Response, responses=problems(401, 403, 404, 422, 503)
-)
+@router.delete("/{asset_id}", status_code=204, response_class=Response, responses=problems(404))
 async def delete_asset(asset_id: AssetId, request: Request, _: Admin) -> Response:
     """Remove an asset (vectors, tags, transcript, meta) from the library. The file is never touched."""
 
@@ -150,7 +148,7 @@ async def delete_asset(asset_id: AssetId, request: Request, _: Admin) -> Respons
             "description": "JPEG, at most SIZE pixels on its longer side",
         },
         304: {"description": "Not modified (If-None-Match)"},
-        **problems(401, 403, 404, 422, 503),
+        **problems(404),
     },
 )
 async def get_thumbnail(
@@ -176,7 +174,7 @@ async def get_thumbnail(
     return FileResponse(path, media_type="image/jpeg", headers=headers)
 
 
-@router.get("/{asset_id}/keyframes", response_model=KeyframesOut, responses=problems(401, 403, 404, 422, 503))
+@router.get("/{asset_id}/keyframes", response_model=KeyframesOut, responses=problems(404))
 async def get_keyframes(asset_id: AssetId, request: Request, _: Reader) -> Any:
     """The asset's vectors in time order (one per video keyframe), each with the tags that peak there."""
 
@@ -207,7 +205,7 @@ async def get_keyframes(asset_id: AssetId, request: Request, _: Reader) -> Any:
                 "text/vtt": {"schema": {"type": "string"}},
             },
         },
-        **problems(401, 403, 404, 422, 503),
+        **problems(404),
     },
 )
 async def get_transcript(

@@ -16,7 +16,7 @@ from search.meta import facets
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
 
-@router.get("/tags", response_model=TagsOut, responses=problems(401, 403, 422, 503))
+@router.get("/tags", response_model=TagsOut, responses=problems())
 async def list_tags(
     request: Request,
     _: Reader,
@@ -36,7 +36,7 @@ async def list_tags(
     return await in_session(request, work)
 
 
-@router.get("/facets/{field}", response_model=FacetsOut, responses=problems(400, 401, 403, 422, 503))
+@router.get("/facets/{field}", response_model=FacetsOut, responses=problems())
 async def get_facets(
     request: Request,
     field: Annotated[str, Path(max_length=200, description="kind, mime, created, tag, or a meta field.")],

@@ -50,7 +50,7 @@ def _truthy(value: Any) -> bool:
     "/ingest",
     status_code=202,
     response_model=JobAccepted,
-    responses=problems(401, 403, 404, 413, 415, 422, 503),
+    responses=problems(404, 415),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -124,7 +124,7 @@ async def _ingest_uploads(request: Request) -> dict[str, Any]:
     return {"job_id": job_id, "status": "queued", "uploads": {name: path for path, name in stored.items()}}
 
 
-@router.post("/tag", status_code=202, response_model=JobAccepted, responses=problems(401, 403, 413, 422, 503))
+@router.post("/tag", status_code=202, response_model=JobAccepted, responses=problems())
 async def retag(body: TagRequest, request: Request, _: Writer) -> Any:
     """Re-tag every asset from its stored vectors (no file is read), as a background job.
 
@@ -146,7 +146,7 @@ async def retag(body: TagRequest, request: Request, _: Writer) -> Any:
     return {"job_id": job_id, "status": "queued", "uploads": None}
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=problems(401, 403, 404, 422, 503))
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=problems(404))
 async def get_job(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request, _: Reader) -> Any:
     """A job's status, counts and failures (API jobs and any CLI run: ingest, transcribe...)."""
     doc = await run_in_threadpool(api_state(request).jobs.describe, job_id)

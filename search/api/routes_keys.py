@@ -6,22 +6,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from search.api.auth import Admin, create_key, key_doc
+from search.api.auth import Admin
 from search.api.common import in_session
 from search.api.errors import ApiError, problems
+from search.api.keys import create_key, key_doc
 from search.api.runtime import Session
 from search.api.schemas import MAX_ID, KeyCreate, KeyCreated, KeysOut
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
-@router.get("", response_model=KeysOut, responses=problems(401, 403, 503))
+@router.get("", response_model=KeysOut, responses=problems())
 async def list_keys(request: Request, _: Admin) -> Any:
     """Every key (never the key itself: only its hash is stored)."""
     return await in_session(request, lambda s: {"keys": [key_doc(r) for r in s.store.api_keys()]})
 
 
-@router.post("", status_code=201, response_model=KeyCreated, responses=problems(401, 403, 413, 422, 503))
+@router.post("", status_code=201, response_model=KeyCreated, responses=problems())
 async def new_key(body: KeyCreate, request: Request, _: Admin) -> Any:
     """Create a key. The response is the only time the key is shown."""
 
@@ -32,9 +33,7 @@ async def new_key(body: KeyCreate, request: Request, _: Admin) -> Any:
     return await in_session(request, work)
 
 
-@router.delete(
-    "/{key_id}", status_code=204, response_class=Response, responses=problems(401, 403, 404, 422, 503)
-)
+@router.delete("/{key_id}", status_code=204, response_class=Response, responses=problems(404))
 async def revoke(key_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request, _: Admin) -> Response:
     """Revoke a key: it is refused from the next request on."""
     if not await in_session(request, lambda s: s.store.revoke_api_key(key_id)):

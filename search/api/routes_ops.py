@@ -106,7 +106,7 @@ def _gauges(state: ApiState) -> list[tuple[str, str, str, list[tuple[Labels, flo
     response_class=PlainTextResponse,
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"},
-        **problems(401, 403),
+        **problems(),
     },
 )
 async def metrics(request: Request) -> Response:

@@ -3,8 +3,9 @@
 sqlite3 connections must not be used by two threads at once (a transaction opened by one thread
 would swallow another's statements), so every request thread borrows a :class:`Session` (its
 own connection and a query engine on it) from a pool. The CLIP encoder and the FAISS index are
-shared by all sessions: the encoder is thread-safe, and the index is locked while it is synced or
-searched. No lock is ever held around CLIP inference, so queries encode in parallel.
+shared by all sessions: both are thread-safe (the index locks itself while it changes or is
+searched, and uses its own connection only under that lock). No lock is ever held around CLIP
+inference, so queries encode in parallel.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
-
-import numpy as np
 
 from search.api.settings import ApiSettings
 from search.index import VectorIndex
@@ -32,29 +31,6 @@ if TYPE_CHECKING:
     from search.api.metrics import Metrics
 
 T = TypeVar("T")
-
-
-class SharedIndex(VectorIndex):
-    """A :class:`VectorIndex` that several sessions use: sync, search and status take a lock.
-
-    Its own store connection is only used under that lock.
-    """
-
-    def __init__(self, store: Store, data_dir: Path) -> None:
-        super().__init__(store, data_dir)
-        self._lock = threading.Lock()
-
-    def sync(self, save: bool = True) -> VectorIndex:
-        with self._lock:
-            return super().sync(save)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            return super().search(queries, k)
-
-    def status(self) -> dict[str, object]:
-        with self._lock:
-            return super().status()
 
 
 @dataclass
@@ -122,7 +98,7 @@ class ApiState:
 
     settings: ApiSettings
     library: Library
-    index: SharedIndex
+    index: VectorIndex
     pool: SessionPool
     auth: Authenticator
     batcher: TextBatcher

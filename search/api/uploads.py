@@ -137,10 +137,10 @@ def check_media(path: Path, name: str, max_pixels: int) -> str:
         raise unprocessable(f"{name}: damaged image ({exc})") from exc
     try:
         with av.open(str(path)) as container:
-            if container.streams.video:
-                return "video"
-            if container.streams.audio:
-                return "audio"
-    except (av.error.FFmpegError, OSError, ValueError):
+            # A stream is not enough (FFmpeg guesses formats from the name): one frame must decode.
+            for stream, kind in ((container.streams.video, "video"), (container.streams.audio, "audio")):
+                if stream and next(iter(container.decode(stream[0])), None) is not None:
+                    return kind
+    except (av.error.FFmpegError, OSError, ValueError, StopIteration):
         pass
     raise unprocessable(f"{name}: not an image, video or audio file")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import platform
 import shutil
@@ -48,19 +47,24 @@ SEED = 4321
 LIBRARY_VERSION = 1  # bump when the generation below changes
 HOST = "127.0.0.1"  # loopback only
 
-TAGS = (
-    "shoe sneaker boot sandal bag backpack watch jacket shirt dress hat sunglasses bottle cup chair sofa "
-    "table lamp car bicycle motorcycle dog cat bird tree flower beach mountain city street office kitchen "
-    "portrait lifestyle flat-lay product-shot logo screenshot illustration document chart red blue green "
-    "white black yellow outdoor indoor studio night summer winter"
-).split()
+# fmt: off
+TAGS = [
+    "shoe", "sneaker", "boot", "sandal", "bag", "backpack", "watch", "jacket", "shirt", "dress", "hat",
+    "sunglasses", "bottle", "cup", "chair", "sofa", "table", "lamp", "car", "bicycle", "motorcycle",
+    "dog", "cat", "bird", "tree", "flower", "beach", "mountain", "city", "street", "office", "kitchen",
+    "portrait", "lifestyle", "flat-lay", "product-shot", "logo", "screenshot", "illustration",
+    "document", "chart", "red", "blue", "green", "white", "black", "yellow", "outdoor", "indoor",
+    "studio", "night", "summer", "winter",
+]
 CAMPAIGNS = [f"campaign-{i:02d}" for i in range(20)]
 REGIONS = ["DE", "AT", "FR", "US", "JP"]
 STATUSES = ["approved", "approved", "approved", "draft", "rejected"]
-WORDS = (
-    "red blue green sneaker boot leather summer winter city beach studio portrait product model "
-    "running jacket bag watch street night morning coffee team office laptop travel mountain"
-).split()
+WORDS = [
+    "red", "blue", "green", "sneaker", "boot", "leather", "summer", "winter", "city", "beach",
+    "studio", "portrait", "product", "model", "running", "jacket", "bag", "watch", "street", "night",
+    "morning", "coffee", "team", "office", "laptop", "travel", "mountain",
+]
+# fmt: on
 FILTERS = [
     "kind:image",  # most of the library
     "region:DE",  # a fifth
@@ -80,7 +84,11 @@ def build_library(data_dir: Path, count: int) -> dict[str, Any]:
 
     manifest = data_dir / "bench.json"
     want = {"assets": count, "seed": SEED, "version": LIBRARY_VERSION, "model": MODEL_ID}
-    if manifest.exists() and json.loads(manifest.read_text()) == want and (data_dir / "assetlens.db").exists():
+    if (
+        manifest.exists()
+        and json.loads(manifest.read_text()) == want
+        and (data_dir / "assetlens.db").exists()
+    ):
         return want | {"reused": True}
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
@@ -102,7 +110,11 @@ def build_library(data_dir: Path, count: int) -> dict[str, Any]:
 def _write_asset(store: Any, rng: np.random.Generator, i: int, tag_type: Any) -> None:
     roll = rng.random()
     kind = "image" if roll < 0.8 else ("video" if roll < 0.95 else "audio")
-    ext, mime = {"image": ("jpg", "image/jpeg"), "video": ("mp4", "video/mp4"), "audio": ("mp3", "audio/mpeg")}[kind]
+    ext, mime = {
+        "image": ("jpg", "image/jpeg"),
+        "video": ("mp4", "video/mp4"),
+        "audio": ("mp3", "audio/mpeg"),
+    }[kind]
     year, month, day = 2020 + int(rng.integers(0, 6)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
     duration = float(rng.uniform(5, 120)) if kind != "image" else None
     meta = {
@@ -111,13 +123,23 @@ def _write_asset(store: Any, rng: np.random.Generator, i: int, tag_type: Any) ->
         "status": STATUSES[int(rng.integers(0, len(STATUSES)))],
         "sku": f"SKU-{int(rng.integers(10000, 99999))}",
     }
-    asset_id = store.upsert_asset({
-        "uri": f"/bench/{kind}/{CAMPAIGNS[i % len(CAMPAIGNS)]}/asset{i:05d}.{ext}",
-        "content_hash": f"{i:016x}", "kind": kind, "mime": mime, "size": int(rng.integers(50_000, 9_000_000)),
-        "mtime": 1.7e9 + i, "width": 1920 if kind != "audio" else None, "height": 1080 if kind != "audio" else None,
-        "duration": duration, "created": f"{year}-{month:02d}-{day:02d}T12:00:00", "status": "ok", "meta": meta,
-        "poster_t": 0.0 if kind == "video" else None,
-    })  # fmt: skip
+    asset_id = store.upsert_asset(
+        {
+            "uri": f"/bench/{kind}/{CAMPAIGNS[i % len(CAMPAIGNS)]}/asset{i:05d}.{ext}",
+            "content_hash": f"{i:016x}",
+            "kind": kind,
+            "mime": mime,
+            "size": int(rng.integers(50_000, 9_000_000)),
+            "mtime": 1.7e9 + i,
+            "width": 1920 if kind != "audio" else None,
+            "height": 1080 if kind != "audio" else None,
+            "duration": duration,
+            "created": f"{year}-{month:02d}-{day:02d}T12:00:00",
+            "status": "ok",
+            "meta": meta,
+            "poster_t": 0.0 if kind == "video" else None,
+        }
+    )
     frames = {"image": 1, "video": int(rng.integers(2, 9)), "audio": 0}[kind]
     vectors = rng.standard_normal((frames, DIM)).astype(np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -143,25 +165,35 @@ def workloads(count: int) -> dict[str, list[dict[str, Any]]]:
         "identical": [{"text": "red leather sneaker on white", "limit": 20}] * count,
         "unique": [{"text": text(i), "limit": 20} for i in range(count)],
         "filtered": [
-            {"text": fixed[i % len(fixed)], "filter": FILTERS[i % len(FILTERS)], "limit": 20} for i in range(count)
+            {"text": fixed[i % len(fixed)], "filter": FILTERS[i % len(FILTERS)], "limit": 20}
+            for i in range(count)
         ],
     }
 
 
+def warm_up(bodies: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """Requests like the scenario's first ones but with other texts, so they warm no timed text."""
+    return [{**body, "text": f"warm up {i} {body['text']}"} for i, body in enumerate(bodies[:count])]
+
+
 def _percentiles(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return {"p50_ms": round(statistics.median(ordered) * 1000, 2), "p99_ms": round(p99 * 1000, 2)}
 
 
 # --- over HTTP (the load generator runs in its own process) --------------------------------
 
 
-def _load_process(url: str, key: str, bodies: list[dict[str, Any]], clients: int, seconds: float, out: Any) -> None:
-    out.put(asyncio.run(_drive(url, key, bodies, clients, seconds)))
+def _load_worker(spec_file: Path) -> None:
+    """The load generator's process: runs one scenario, prints one JSON document."""
+    spec = json.loads(spec_file.read_text())
+    print(json.dumps(asyncio.run(_drive(**spec))))
 
 
-async def _drive(url: str, key: str, bodies: list[dict[str, Any]], clients: int, seconds: float) -> dict[str, Any]:
+async def _drive(
+    url: str, key: str, bodies: list[dict[str, Any]], clients: int, seconds: float, server_pid: int
+) -> dict[str, Any]:
     import httpx
 
     headers = {"Authorization": f"Bearer {key}"}
@@ -169,10 +201,13 @@ async def _drive(url: str, key: str, bodies: list[dict[str, Any]], clients: int,
     latencies: list[float] = []
     errors: dict[str, int] = {}
     queue = iter(bodies)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60, trust_env=False) as http:
-        for body in bodies[: min(32, len(bodies))]:  # warm up: connections, caches, the calibrator
-            await http.post("/v1/search", json=body)
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=120, trust_env=False
+    ) as http:
+        # Warm up: connections, the server's caches and calibrator (not timed; not taken from the queue).
+        await asyncio.gather(*(http.post("/v1/search", json=body) for body in warm_up(bodies, clients)))
         deadline = time.perf_counter() + seconds
+        cpu_before = _process_cpu(server_pid)
         started = time.perf_counter()
 
         async def client() -> None:
@@ -187,33 +222,54 @@ async def _drive(url: str, key: str, bodies: list[dict[str, Any]], clients: int,
 
         await asyncio.gather(*(client() for _ in range(clients)))
         wall = time.perf_counter() - started
-    return {"requests": len(latencies), "seconds": round(wall, 2), "errors": errors, "latencies": latencies}
-
-
-def run_http(url: str, key: str, bodies: list[dict[str, Any]], clients: int, seconds: float, pid: int) -> dict[str, Any]:
-    """One scenario through the server, from a separate process; server CPU from /proc."""
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    cpu_before = _process_cpu(pid)
-    proc = ctx.Process(target=_load_process, args=(url, key, bodies, clients, seconds, out))
-    proc.start()
-    result = out.get(timeout=seconds + 600)
-    proc.join(timeout=30)
-    cpu = _process_cpu(pid) - cpu_before
-    latencies = result.pop("latencies")
+        cpu = _process_cpu(server_pid) - cpu_before
     return {
-        **result, "requests_per_s": round(len(latencies) / result["seconds"], 1), **_percentiles(latencies),
-        "server_cpu": round(cpu / result["seconds"], 2),
-    }  # fmt: skip
+        "requests": len(latencies),
+        "seconds": round(wall, 2),
+        "errors": errors,
+        "requests_per_s": round(len(latencies) / wall, 1),
+        **_percentiles(latencies),
+        "server_cpu": round(cpu / wall, 2),
+    }
+
+
+def run_http(
+    url: str,
+    key: str,
+    bodies: list[dict[str, Any]],
+    clients: int,
+    seconds: float,
+    server_pid: int,
+    work: Path,
+) -> dict[str, Any]:
+    """One scenario through the server, driven from a separate process (this script, ``--load-worker``)."""
+    spec = work / "load.json"
+    spec.write_text(json.dumps({"url": url, "key": key, "bodies": bodies, "clients": clients,
+                                "seconds": seconds, "server_pid": server_pid}))  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--load-worker", str(spec)],
+        capture_output=True, text=True, check=True, timeout=seconds + 600,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout))
 
 
 def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc), children not included."""
+    """User + system CPU seconds of a process and its child processes (uvicorn workers), from /proc."""
+    total = 0.0
+    for each in (pid, *_children(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 # --- in-process baseline -------------------------------------------------------------------
@@ -229,7 +285,7 @@ def run_inprocess(engine: Any, bodies: list[dict[str, Any]], seconds: float) -> 
         flt = parse_filter(body["filter"]) if body.get("filter") else None
         return Query(text=positives, negative=negatives, filter=flt, limit=body["limit"])
 
-    for body in bodies[:32]:
+    for body in warm_up(bodies, 8):
         engine.search(query(body))
     latencies: list[float] = []
     started = time.perf_counter()
@@ -241,8 +297,12 @@ def run_inprocess(engine: Any, bodies: list[dict[str, Any]], seconds: float) -> 
         [r.as_dict() for r in page.results]  # what the API serialises
         latencies.append(time.perf_counter() - t0)
     wall = time.perf_counter() - started
-    return {"requests": len(latencies), "seconds": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 1),
-            **_percentiles(latencies)}  # fmt: skip
+    return {
+        "requests": len(latencies),
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        **_percentiles(latencies),
+    }
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -250,8 +310,12 @@ def run_inprocess(engine: Any, bodies: list[dict[str, Any]], seconds: float) -> 
 
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETLENS_")}
-    return env | {"ASSETLENS_CLIP_MODEL": "tiny", "ASSETLENS_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
-                  "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
+    return env | {
+        "ASSETLENS_CLIP_MODEL": "tiny",
+        "ASSETLENS_DATA_DIR": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
 
 
 def _cli() -> list[str]:
@@ -263,8 +327,11 @@ def create_key(data_dir: Path) -> str:
     """A read key made by ``assetlens keys create``."""
     out = subprocess.run(
         [*_cli(), "--data-dir", str(data_dir), "keys", "create", "--scope", "read", "--json"],
-        env=_env(data_dir), capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=_env(data_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return str(json.loads(out.stdout)["key"])
 
 
@@ -274,21 +341,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(data_dir: Path, port: int, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     """``assetlens serve`` on loopback; returns once it answers."""
     import httpx
 
     handle = log.open("wb")
     proc = subprocess.Popen(
-        [*_cli(), "--data-dir", str(data_dir), "serve", "--host", HOST, "--port", str(port)],
-        env=_env(data_dir), stdout=handle, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            *_cli(),
+            "--data-dir",
+            str(data_dir),
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=_env(data_dir),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"assetlens serve exited with {proc.returncode}; see {log}")
         try:
-            if httpx.get(f"http://{HOST}:{port}/openapi.json", timeout=2, trust_env=False).status_code == 200:
+            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=2, trust_env=False).status_code == 200:
                 return proc
         except httpx.HTTPError:
             pass
@@ -315,9 +397,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--requests", type=int, default=2000, help="most requests per scenario")
     parser.add_argument("--seconds", type=float, default=20.0, help="most seconds per scenario")
+    parser.add_argument("--workers", type=int, default=1, help="assetlens serve --workers")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench" / "api")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--load-worker", type=Path, help=argparse.SUPPRESS)  # internal: the load process
     args = parser.parse_args()
+    if args.load_worker:
+        _load_worker(args.load_worker)
+        return
     os.environ["HF_HUB_OFFLINE"] = "1"
     sys.path.insert(0, str(ROOT))
 
@@ -340,11 +427,11 @@ def main() -> None:
 
     key = create_key(data_dir)
     port = free_port()
-    server = start_server(data_dir, port, args.workdir / "server.log")
+    server = start_server(data_dir, port, args.workdir / "server.log", args.workers)
     try:
         for name, scenario in bodies.items():
             rows[f"http {name}"] = run_http(
-                f"http://{HOST}:{port}", key, scenario, args.clients, args.seconds, server.pid
+                f"http://{HOST}:{port}", key, scenario, args.clients, args.seconds, server.pid, args.workdir
             )
     finally:
         stop_server(server)
@@ -352,19 +439,27 @@ def main() -> None:
     doc = {
         "library": library,
         "clients": args.clients,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "server_workers": args.workers,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "results": rows,
     }
     if args.json:
         print(json.dumps(doc, indent=2))
         return
-    print(f"library: {args.assets} assets ({'reused' if library['reused'] else 'built'}), "
-          f"{args.clients} HTTP clients, {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'path':<22} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>8} {'server cpu':>10}")
+    print(
+        f"library: {args.assets} assets ({'reused' if library['reused'] else 'built'}), "
+        f"{args.clients} HTTP clients, {os.cpu_count()} CPUs"
+    )
+    header = ("path", "requests", "req/s", "p50 ms", "p99 ms", "errors", "server cpu")
+    print(f"{header[0]:<22}" + "".join(f"{h:>11}" for h in header[1:]))
     for name, row in rows.items():
         errors = sum(row.get("errors", {}).values()) if "errors" in row else ""
-        print(f"{name:<22} {row['requests']:>8} {row['requests_per_s']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8} "
-              f"{errors!s:>8} {row.get('server_cpu', '')!s:>10}")  # fmt: skip
+        cells = (row["requests"], row["requests_per_s"], row["p50_ms"], row["p99_ms"], errors)
+        print(f"{name:<22}" + "".join(f"{c!s:>11}" for c in (*cells, row.get("server_cpu", ""))))
 
 
 if __name__ == "__main__":

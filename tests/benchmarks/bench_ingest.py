@@ -1,54 +1,67 @@
-"""Ingest throughput: the AssetLens pipeline against a naive one-image-at-a-time CLIP loop.
+"""Ingest throughput: the AssetLens pipeline in every CPU precision against a naive CLIP loop.
 
-Measures, on the same camera-size JPEGs, in the same process and with the same network
-(``ViT-B-32@random`` by default: seeded random weights, so timing only, no meaningful tags):
+One run, one corpus (``ingest_corpus.py``: camera-size JPEGs, some PNGs, a few videos), one
+network (``ViT-B-32@random`` by default: seeded random weights, so timing only). Measured:
 
-- naive: ``Image.open().convert("RGB")``, open_clip's own preprocess transform, and
-  ``encode_image`` on one image at a time (the baseline);
-- pipeline: ``Ingester.ingest`` into a fresh store (hashing, draft-mode decode in worker
-  threads, batched encode, tagging, SQLite writes, index sync). The one-off vocabulary
-  label-embedding cost is computed before the timed region and reported separately;
-- decode-only: ``decode_image`` + ``prepare_image``, single thread, no network.
+- naive: ``Image.open().convert("RGB")``, open_clip's preprocess and fp32 ``encode_image`` on
+  one image at a time (the baseline), over the JPEGs;
+- decode-only: ``decode_image`` (draft mode) + ``prepare_image`` in one thread, no network;
+- pipeline: ``Ingester.ingest`` of the JPEGs into a fresh library in each precision (hashing,
+  decode threads, batched encode, tagging, SQLite writes, index sync), with resident memory
+  sampled; the best mode again with other decode-thread counts and on the mixed corpus;
+- CLI: ``assetlens ingest`` of the JPEGs in a subprocess (model load included, default precision);
+- text: one query's embedding latency per precision (and fp32 without padding trimming).
 
-Run on demand (not collected by pytest)::
+One-off costs (label embeddings, the ONNX export) are reported, not timed in the runs. With
+``--memory-only``, ingests ``--images`` small JPEGs with the tiny model and reports resident
+memory against files done (start, middle, end). Run on demand (pytest does not collect it)::
 
-    python tests/benchmarks/bench_ingest.py [--images N] [--model ViT-B-32@random] [--workdir DIR] [--json]
+    python tests/benchmarks/bench_ingest.py [--images 500] [--json]
+    python tests/benchmarks/bench_ingest.py --memory-only --images 10000 [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import platform
-import random
 import resource
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import open_clip
 import torch
-from PIL import Image, ImageEnhance, ImageOps
+from ingest_corpus import SIZES, make_corpus, make_small_corpus
+from PIL import Image
 
 from enrich.decode import decode_image
-from enrich.pipeline import Ingester, IngestOptions
+from enrich.pipeline import Ingester, IngestOptions, default_workers
 from enrich.tagging import Tagger
 from models.clip import ClipEncoder, prepare_image
+from models.precision import cpu_supports_bf16, onnx_available
 from models.registry import resolve_model
 from models.settings import ModelSettings
 from models.vocab import load_vocabulary
 from search.library import Library
 from search.settings import SearchSettings
+from search.store import Store
 
-PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
-SIZES = ((4000, 3000), (1920, 1080))  # 12 MP camera frame, full-HD still, alternately
-SEED = 1234
-CORPUS_VERSION = 1  # bump when the generation below changes
+MODES = ("fp32", "bf16", "int8", "onnx-int8")
+QUERIES = [f"{a} {b}" for a in ("a red sneaker", "a woman in a blue dress", "a bottle of olive oil",
+           "a city skyline", "a laptop on a desk") for b in ("on white", "outdoors at sunset",
+           "in a studio", "close-up", "flat lay", "with a logo", "in the rain", "product shot")]  # fmt: skip
 Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process, all threads)
 
 
@@ -63,61 +76,58 @@ def _since(start: Timing) -> Timing:
 
 def _row(n: int, timing: Timing) -> dict[str, float]:
     wall, cpu = timing
-    # cpu_cores well below the threads in use means other processes took the CPU meanwhile.
-    return {"seconds": round(wall, 2), "images_per_s": round(n / wall, 2), "cpu_cores": round(cpu / wall, 2)}
+    # cpu_cores well below the threads in use means other processes took the CPU meanwhile;
+    # images per CPU-second is what the machine would do per core, were it ours alone.
+    return {"seconds": round(wall, 2), "images_per_s": round(n / wall, 2), "cpu_cores": round(cpu / wall, 2),
+            "images_per_cpu_s": round(n / max(cpu, 1e-9), 2)}  # fmt: skip
 
 
-def make_corpus(directory: Path, count: int) -> list[Path]:
-    """Write ``count`` JPEGs (quality 90) derived from the test photos; reuse a matching corpus."""
-    manifest = directory / "corpus.json"
-    want = {"images": count, "seed": SEED, "version": CORPUS_VERSION}
-    files = [directory / f"img{i:05d}.jpg" for i in range(count)]
-    if manifest.exists() and json.loads(manifest.read_text()) == want and all(f.exists() for f in files):
-        return files
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    sources = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))]
-    rng, noise = random.Random(SEED), np.random.default_rng(SEED)
-    for i, path in enumerate(files):
-        im, (w, h) = sources[i % len(sources)], SIZES[i % 2]
-        # Random crop with the target aspect ratio covering 60-100% of the source's width or height.
-        scale = rng.uniform(0.6, 1.0)
-        cw = min(im.width, im.height * w / h) * scale
-        ch = cw * h / w
-        x, y = rng.uniform(0, im.width - cw), rng.uniform(0, im.height - ch)
-        out = im.resize((w, h), Image.Resampling.BICUBIC, box=(x, y, x + cw, y + ch))
-        if rng.random() < 0.5:
-            out = ImageOps.mirror(out)
-        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-            out = enhance(out).enhance(rng.uniform(0.75, 1.25))
-        # Sensor-like grain: upscaled photos are unnaturally smooth and would make the JPEGs
-        # (and their entropy decoding) far cheaper than real camera files.
-        grain = noise.normal(0, 4, (h, w, 1)).astype(np.int16)
-        pixels = np.clip(np.asarray(out, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(path, quality=90)
-    manifest.write_text(json.dumps(want))
-    return files
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux ``/proc/self/statm``)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class RssSampler(threading.Thread):
+    """Samples resident memory (and, optionally, files done) every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.5, progress: Callable[[], int] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.progress = interval, progress
+        self.samples: list[tuple[float, float, int]] = []  # (seconds, MB, files done)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        while True:
+            done = self.progress() if self.progress else 0
+            self.samples.append((round(time.perf_counter() - start, 2), round(rss_mb(), 1), done))
+            if self._stop_event.wait(self.interval):
+                break
+
+    def stop(self) -> list[tuple[float, float, int]]:
+        self._stop_event.set()
+        self.join()
+        return self.samples
+
+
+def encoder_for(model: str, mode: str, cache: Path) -> ClipEncoder:
+    settings = ModelSettings(clip_model=model, clip_precision=mode, device="cpu", model_cache_dir=cache)  # type: ignore[arg-type]
+    return ClipEncoder(resolve_model(model), settings)
 
 
 def bench_naive(encoder: ClipEncoder, files: list[Path]) -> Timing:
-    """Time of the baseline loop: full decode, open_clip preprocess, batch-of-one encode."""
+    """Time of the baseline loop: full decode, open_clip preprocess, batch-of-one fp32 encode."""
     model = encoder._model
     cfg = open_clip.get_model_preprocess_cfg(model)
-    preprocess = open_clip.image_transform(
-        cfg["size"],
-        is_train=False,
-        mean=cfg["mean"],
-        std=cfg["std"],
-        resize_mode=cfg.get("resize_mode"),
-        interpolation=cfg.get("interpolation"),
-    )
+    args = cfg["size"], False, cfg["mean"], cfg["std"], cfg.get("resize_mode"), cfg.get("interpolation")
+    preprocess = open_clip.image_transform(*args)  # CLIP's own eval transform
     with torch.inference_mode():
         for path in files[:3]:  # warm-up: the first batch-of-one calls are several times slower
-            model.encode_image(preprocess(Image.open(path).convert("RGB"))[None].to(encoder.device))
+            model.encode_image(preprocess(Image.open(path).convert("RGB"))[None])
         start = _clock()
         for path in files:
-            tensor = preprocess(Image.open(path).convert("RGB"))
-            model.encode_image(tensor[None].to(encoder.device))
+            model.encode_image(preprocess(Image.open(path).convert("RGB"))[None])
     return _since(start)
 
 
@@ -129,141 +139,224 @@ def bench_decode(files: list[Path], size: int) -> Timing:
     return _since(start)
 
 
-def bench_pipeline(encoder: ClipEncoder, name: str, corpus: Path, workdir: Path) -> dict[str, Any]:
-    """Ingest ``corpus`` into a fresh library; returns timings and the ingest report."""
+def bench_pipeline(encoder: ClipEncoder, root: Path, workdir: Path, workers: int) -> dict[str, Any]:
+    """Ingest ``root`` into a fresh library; timings, memory and the ingest report."""
     data_dir = Path(tempfile.mkdtemp(prefix="library-", dir=workdir))
-    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model=name))
+    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model=encoder.spec.name))
     try:
-        # Label embeddings are cached across runs in the work dir (minutes on a small CPU).
         tagger = Tagger(encoder, load_vocabulary(), workdir / "label-cache")
-        cached = (workdir / "label-cache" / f"labels-{tagger.cache_key}.npy").exists()
-        start = time.perf_counter()
-        tagger.label_embeddings()
-        labels_s = time.perf_counter() - start
-        options = IngestOptions(progress=False)
+        tagger.label_embeddings()  # cached in the work dir; computed (minutes) on the first run only
+        options = IngestOptions(workers=workers)
+        gc.collect()
+        sampler = RssSampler()
+        sampler.start()
         start = _clock()
-        report = Ingester(lib.store, encoder, tagger, lib.index).ingest([corpus], options)
-        return {
-            "timing": _since(start),
-            "label_embeddings_s": round(labels_s, 2),
-            "label_embeddings_cached": cached,
-            "vocabulary_tags": len(tagger.tags),
-            "workers": options.workers,
-            "batch_size": options.batch_size,
-            "report": report.as_dict(),
-        }
+        report = Ingester(lib.store, encoder, tagger, lib.index).ingest([root], options)
+        timing = _since(start)
+        memory = [mb for _, mb, _ in sampler.stop()]
+        frames = lib.store.count_vectors()
+        done = report.added + report.updated
+        return {**_row(done, timing), "files": done, "frames": frames,
+                "frames_per_s": round(frames / timing[0], 2), "workers": workers,
+                "batch_size": options.batch_size, "rss_start_mb": memory[0], "rss_peak_mb": max(memory),
+                "failed": report.failed, "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
     finally:
         lib.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, cores, library versions and torch threads."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "open_clip": open_clip.__version__,
-        "pillow": Image.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+def bench_cli(model: str, root: Path, workdir: Path, cache: Path, labels: Path) -> dict[str, Any]:
+    """``assetlens ingest ROOT --json`` in a subprocess: process start and model load included."""
+    data_dir = Path(tempfile.mkdtemp(prefix="cli-", dir=workdir))
+    (data_dir / "cache").mkdir()
+    for npy in labels.glob("labels-*.npy"):  # the one-off label embeddings, as after a first run
+        shutil.copy(npy, data_dir / "cache" / npy.name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETLENS_")}
+    env |= {"ASSETLENS_CLIP_MODEL": model, "ASSETLENS_MODEL_CACHE_DIR": str(cache), "ASSETLENS_DATA_DIR": str(data_dir)}
+    command = [str(Path(sys.executable).with_name("assetlens")), "ingest", str(root), "--json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-500:], "returncode": done.returncode}
+    report = json.loads(done.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**_row(report["added"], (wall, cpu)), "report": report, "command": " ".join(command[1:3]) + " ROOT --json",
+            "peak_rss_mb": round(after.ru_maxrss / 1024, 1)}  # fmt: skip
+
+
+def bench_text(encoder: ClipEncoder, untrimmed: bool = False) -> dict[str, float]:
+    """One query at a time (uncached): median and 90th-percentile latency in milliseconds."""
+    def once(query: str) -> None:
+        if untrimmed:  # open_clip's own encode_text: all 77 positions
+            with torch.inference_mode():
+                encoder._model.encode_text(encoder._tokenizer([query]))
+        else:
+            encoder.encode_texts([query], remember=False)
+
+    for query in QUERIES[:3]:
+        once(query)
+    walls, cpus = [], []
+    for query in QUERIES:
+        wall, cpu = _clock()
+        once(query)
+        walls.append((time.perf_counter() - wall) * 1000)
+        cpus.append((time.process_time() - cpu) * 1000)
+    return {"median_ms": round(statistics.median(walls), 2), "p90_ms": round(np.percentile(walls, 90), 2),
+            "median_cpu_ms": round(statistics.median(cpus), 2), "queries": len(QUERIES)}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir)
-    corpus = workdir / f"corpus-{args.images}"
+    cache = workdir / "model-cache"
     start = time.perf_counter()
-    files = make_corpus(corpus, args.images)
+    corpus = make_corpus(workdir / f"corpus-v2-{args.images}", args.images)
     corpus_s = time.perf_counter() - start
-    spec = resolve_model(args.model)
-    encoder = ClipEncoder(spec, ModelSettings(clip_model=args.model))
-    start = time.perf_counter()
-    encoder.load()
-    load_s = time.perf_counter() - start
-    # Warm-up outside every timed region: page cache, and the batched encode's first call.
-    load_before = os.getloadavg()[0]
-    decode = bench_decode(files, encoder.image_size)
-    encoder.encode_prepared(np.zeros((32, encoder.image_size, encoder.image_size, 3), np.uint8))
-    naive = bench_naive(encoder, files)
-    pipe = bench_pipeline(encoder, args.model, corpus, workdir)
-    n = len(files)
-    pipe_timing = pipe.pop("timing")
-    return {
-        "benchmark": "ingest",
-        "model": spec.model_id,
-        "semantic": spec.semantic,
-        "images": n,
-        "corpus": {
-            "dir": str(corpus),
-            "sizes": [f"{w}x{h}" for w, h in SIZES],
-            "mean_file_mb": round(sum(f.stat().st_size for f in files) / n / 1e6, 2),
-            "generated_or_checked_s": round(corpus_s, 1),
-        },
-        "machine": machine(),
-        "model_load_s": round(load_s, 2),
-        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
-        "naive": _row(n, naive),
-        "pipeline": {**pipe, **_row(n, pipe_timing)},
-        "ratio_pipeline_over_naive": round(naive[0] / pipe_timing[0], 2),
-        "decode_only": {**_row(n, decode), "threads": 1},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    jpegs, jpeg_root = corpus["jpeg"], corpus["jpeg"][0].parent
+    n = len(jpegs)
+    modes = [m for m in MODES if (m != "bf16" or cpu_supports_bf16()) and (m != "onnx-int8" or onnx_available())]
+    result: dict[str, Any] = {"benchmark": "ingest", "model": args.model, "images": n, "machine": machine(),
+              "load_average_1min": {"start": round(os.getloadavg()[0], 2)}, "pipeline": {}, "text": {},
+              "one_off": {"corpus_generated_or_checked_s": round(corpus_s, 1)}}  # fmt: skip
+    for mode in modes:
+        encoder = encoder_for(args.model, mode, cache)
+        start = time.perf_counter()
+        encoder.load()
+        load_s = round(time.perf_counter() - start, 2)
+        if encoder.onnx_meta is not None:
+            meta = encoder.onnx_meta
+            result["one_off"]["onnx_export_s"] = meta["export_s"]
+            result["one_off"]["onnx_check"] = {k: meta[k] for k in ("image_min_cosine", "text_min_cosine")}
+        encoder.encode_prepared(np.zeros((32, encoder.image_size, encoder.image_size, 3), np.uint8))
+        if mode == "fp32":
+            bench_decode(jpegs[:20], encoder.image_size)  # warm the page cache and Pillow
+            result["decode_only"] = {**_row(n, bench_decode(jpegs, encoder.image_size)), "threads": 1}
+            result["naive"] = _row(n, bench_naive(encoder, jpegs))
+            result["text"]["fp32, untrimmed 77 tokens"] = bench_text(encoder, untrimmed=True)
+            start = time.perf_counter()
+            Tagger(encoder, load_vocabulary(), workdir / "label-cache").label_embeddings()
+            result["one_off"]["label_embeddings_s"] = round(time.perf_counter() - start, 2)
+        run_ = bench_pipeline(encoder, jpeg_root, workdir, default_workers())
+        result["pipeline"][mode] = {**run_, "model_load_s": load_s, "precision": encoder.precision}
+        result["text"][mode] = bench_text(encoder)
+        if mode == modes[-1]:  # the best mode: decode threads, and the mixed corpus
+            for workers in args.workers_sweep:
+                if workers != default_workers():
+                    result["pipeline"][f"{mode}, {workers} decode threads"] = bench_pipeline(
+                        encoder, jpeg_root, workdir, workers
+                    )
+            result["mixed"] = bench_pipeline(encoder, jpeg_root.parent, workdir, default_workers())
+        del encoder
+        gc.collect()
+    result["cli"] = bench_cli(args.model, jpeg_root, workdir, cache, workdir / "label-cache")
+    best = max(result["pipeline"].values(), key=lambda r: r["images_per_s"])
+    result["ratio_best_pipeline_over_naive"] = round(best["images_per_s"] / result["naive"]["images_per_s"], 2)
+    result["ratios_over_naive"] = {
+        k: round(v["images_per_s"] / result["naive"]["images_per_s"], 2) for k, v in result["pipeline"].items()
     }
+    result["load_average_1min"]["end"] = round(os.getloadavg()[0], 2)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["corpus"] = {"dir": str(jpeg_root.parent), "jpeg_sizes": [f"{w}x{h}" for w, h in SIZES],
+                        "jpegs": n, "pngs": len(corpus["png"]), "videos": len(corpus["video"]),
+                        "mean_jpeg_mb": round(sum(f.stat().st_size for f in jpegs) / n / 1e6, 2)}  # fmt: skip
+    return result
+
+
+def run_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Ingest ``--images`` small JPEGs with the tiny model; resident memory against files done."""
+    workdir = Path(args.workdir)
+    start = time.perf_counter()
+    files = make_small_corpus(workdir / f"small-{args.images}", args.images)
+    corpus_s = round(time.perf_counter() - start, 1)
+    data_dir = Path(tempfile.mkdtemp(prefix="memory-", dir=workdir))
+    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model="tiny"))
+    try:
+        tagger = Tagger(lib.encoder, load_vocabulary(), workdir / "label-cache")
+        tagger.label_embeddings()
+        lib.store  # noqa: B018 - create the database, so the sampler can open it read-only
+        local = threading.local()
+
+        def done() -> int:
+            if not hasattr(local, "store"):  # a connection of the sampler's own thread
+                local.store = Store(lib.settings.db_path, readonly=True)
+            return sum(local.store.count_assets().values())
+
+        sampler = RssSampler(interval=1.0, progress=done)
+        sampler.start()
+        start_clock = _clock()
+        report = Ingester(lib.store, lib.encoder, tagger, lib.index).ingest([files[0].parents[1]], IngestOptions())
+        timing = _since(start_clock)
+        samples = sampler.stop()
+    finally:
+        lib.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    n = len(files)
+    curve = {}
+    for share in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0):
+        sample = next((s for s in samples if s[2] >= share * n), samples[-1])
+        curve[f"{int(share * 100)}%"] = {"files_done": sample[2], "rss_mb": sample[1], "seconds": sample[0]}
+    quarter, end = curve["25%"], curve["100%"]
+    per_1000 = (end["rss_mb"] - quarter["rss_mb"]) / max(end["files_done"] - quarter["files_done"], 1) * 1000
+    return {"benchmark": "ingest-memory", "model": "tiny", "images": n, "machine": machine(),
+            "corpus_generated_or_checked_s": corpus_s, "run": _row(report.added, timing), "report": report.as_dict(),
+            "rss_curve": curve, "rss_peak_mb": max(s[1] for s in samples),
+            "growth_mb_per_1000_files_after_25pct": round(per_1000, 2), "samples": len(samples)}  # fmt: skip
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, library versions and threads."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    import onnxruntime
+
+    return {"cpu": names[0] if names else platform.processor() or "unknown", "cores": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "onnxruntime": onnxruntime.__version__, "open_clip": open_clip.__version__, "pillow": Image.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}  # fmt: skip
 
 
 def print_table(r: dict[str, Any]) -> None:
-    m, p = r["machine"], r["pipeline"]
-    print(f"AssetLens ingest benchmark: {r['images']} images, model {r['model']}")
-    if not r["semantic"]:
-        print("  random weights: timing only, tags and vectors carry no meaning")
-    print(f"  machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads)")
-    print(
-        f"  corpus: {r['corpus']['dir']} ({', '.join(r['corpus']['sizes'])} alternately, "
-        f"mean {r['corpus']['mean_file_mb']} MB)"
-    )
-    print()
-    print(f"  {'run':<34}{'seconds':>10}{'images/s':>12}{'CPU cores':>11}")
-    rows = [
-        ("naive loop (baseline)", r["naive"]),
-        (f"pipeline ({p['workers']} workers, batch {p['batch_size']})", p),
-        ("decode + prepare only (1 thread)", r["decode_only"]),
-    ]
-    for label, row in rows:
-        print(f"  {label:<34}{row['seconds']:>10.2f}{row['images_per_s']:>12.2f}{row['cpu_cores']:>11.2f}")
-    print()
-    print(f"  pipeline / naive: {r['ratio_pipeline_over_naive']:.2f}x")
-    how = "loaded from cache" if p["label_embeddings_cached"] else "computed"
-    print(
-        f"  label embeddings ({p['vocabulary_tags']} tags, {how}, one-off, not timed above): "
-        f"{p['label_embeddings_s']:.2f} s"
-    )
-    load = r["load_average_1min"]
-    print(f"  1-min load average: {load['start']} at start, {load['end']} at end (other processes)")
-    print(f"  model load: {r['model_load_s']:.2f} s; peak RSS: {r['peak_rss_mb']:.0f} MB")
-    print(f"  ingest report: {p['report']}")
+    m = r["machine"]
+    print(f"AssetLens ingest benchmark: {r['images']} JPEGs, model {r['model']} (random weights: timing only)")
+    print(f"  machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, onnxruntime {m['onnxruntime']}")
+    print(f"  corpus: {r['corpus']}")
+    print(f"\n  {'run':<36}{'seconds':>9}{'img/s':>9}{'cores':>7}{'img/CPU-s':>11}{'x naive':>9}{'peak RSS':>10}")
+    rows = [("naive loop (baseline)", r["naive"], None), ("decode + prepare only (1 thread)", r["decode_only"], None)]
+    rows += [(f"pipeline {k}", v, r["ratios_over_naive"][k]) for k, v in r["pipeline"].items()]
+    rows += [("pipeline, mixed corpus (files)", r["mixed"], None), ("assetlens ingest (CLI, auto)", r["cli"], None)]
+    for label, row, ratio in rows:
+        if "error" in row:
+            print(f"  {label:<36} failed: {row['error']}")
+            continue
+        rss = row.get("rss_peak_mb", row.get("peak_rss_mb"))
+        print(f"  {label:<36}{row['seconds']:>9.2f}{row['images_per_s']:>9.2f}{row['cpu_cores']:>7.2f}"
+              f"{row['images_per_cpu_s']:>11.2f}{f'{ratio:.1f}x' if ratio else '':>9}{f'{rss:.0f} MB' if rss else '':>10}")  # fmt: skip
+    print("\n  text query latency (one query, uncached):")
+    for mode, t in r["text"].items():
+        print(f"    {mode:<28} median {t['median_ms']:7.2f} ms  p90 {t['p90_ms']:7.2f} ms  CPU {t['median_cpu_ms']:.2f} ms")
+    print(f"\n  one-off: {r['one_off']}")
+    print(f"  load average (1 min): {r['load_average_1min']}; process peak RSS {r['peak_rss_mb']:.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=200, help="corpus size (default 200)")
+    parser.add_argument("--images", type=int, default=500, help="JPEGs in the corpus (default 500)")
     parser.add_argument("--model", default="ViT-B-32@random", help="CLIP model (default ViT-B-32@random)")
     parser.add_argument("--workdir", default=".bench/ingest", help="corpus and scratch dir (git-ignored)")
+    parser.add_argument("--workers-sweep", default="1", help="other decode-thread counts for the best mode")
+    parser.add_argument("--memory-only", action="store_true", help="resident memory over a long ingest")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     args = parser.parse_args()
     if args.images < 1:
         parser.error("--images must be at least 1")
+    args.workers_sweep = [int(w) for w in args.workers_sweep.split(",") if w]
     logging.basicConfig(level=logging.ERROR)  # open_clip's "initialized randomly" and our own warning
-    result = run(args)
-    if args.json:
+    result = run_memory(args) if args.memory_only else run(args)
+    if args.json or args.memory_only:
         print(json.dumps(result, indent=2))
     else:
         print_table(result)

@@ -276,3 +276,22 @@ def test_store_survives_sqlite_check_after_ingest(lib: Library, photos: Path) ->
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     orphans = db.execute("SELECT count(*) FROM vectors WHERE asset_id NOT IN (SELECT id FROM assets)")
     assert orphans.fetchone()[0] == 0
+
+
+def test_hostile_names_and_extreme_strips_do_not_stop_a_run(lib: Library, photos: Path) -> None:
+    # A name that is not UTF-8 once crashed the whole run (SQLite cannot bind it), and a
+    # 1 x 20 000 strip took 13 s and 5 GB to scale before its centre crop.
+    Path(os.fsdecode(bytes(photos) + b"/caf\xe9.png")).write_bytes((photos / "cat.jpg").read_bytes())
+    Image.new("RGB", (1, 20_000), "red").save(photos / "strip.png")
+    Image.new("RGB", (20_000, 1), "blue").save(photos / "band.png")
+
+    report = ingester_for(lib).ingest([photos])
+    again = ingester_for(lib).ingest([photos])
+
+    assert (report.added, report.failed) == (N_PHOTOS + 2, 1)
+    failed = lib.store.asset_by_uri(f"{photos}/caf\\xe9.png")
+    assert failed is not None and failed.error is not None and "not valid UTF-8" in failed.error
+    for name in ("strip.png", "band.png"):
+        asset = lib.store.asset_by_uri(str(photos / name))
+        assert asset is not None and asset.status == "ok" and lib.store.has_vectors(asset.id)
+    assert (again.added, again.updated, again.failed, again.skipped) == (0, 0, 0, N_PHOTOS + 3)

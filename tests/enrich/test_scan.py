@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, features
 
-from enrich.scan import MEDIA_EXTENSIONS, Candidate, ScanFailure, scan, sniff, sniff_file
+from enrich.scan import MEDIA_EXTENSIONS, Candidate, ScanFailure, path_uri, scan, sniff, sniff_file
 
 
 def _image_bytes(fmt: str, **save_args: object) -> bytes:
@@ -442,3 +442,20 @@ def test_path_too_long_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     found, failed = _run(tmp_path)
     assert _rels(found, tmp_path) == ["top.png"]
     assert len(failed) == 1 and "too long" in failed[0].reason
+
+
+def test_names_that_are_not_utf8_are_failures_with_a_storable_uri(tmp_path: Path) -> None:
+    # Linux names are bytes; SQLite stores UTF-8 text. Such a file is reported, never a crash.
+    bad_file = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.png"))
+    bad_folder = Path(os.fsdecode(bytes(tmp_path) + b"/d\xfcr"))
+    _write(bad_file)
+    _write(bad_folder / "inside.png")
+    _write(tmp_path / "café.png")
+
+    found, failed = _run(tmp_path)
+
+    assert _rels(found, tmp_path) == ["café.png"]
+    assert sorted(f.path for f in failed) == sorted([bad_file, bad_folder])
+    assert {f.reason for f in failed} == {"file name is not valid UTF-8: rename it (e.g. with convmv)"}
+    assert path_uri(bad_file) == f"{tmp_path}/caf\\xe9.png"
+    assert path_uri(tmp_path / "café.png") == f"{tmp_path}/café.png"

@@ -569,9 +569,13 @@ def test_auto_and_cpu_devices(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def vit_b_32_random(module_tmp: Path) -> ClipEncoder:
+    # The reference precision: tests/models/test_precision.py covers the other modes (and
+    # ``auto``, which exports this architecture to ONNX on CPUs with VNNI) on the same network.
     enc = ClipEncoder(
         resolve_model("ViT-B-32@random"),
-        ModelSettings(device="cpu", hub_offline=True, model_cache_dir=module_tmp / "models"),
+        ModelSettings(
+            device="cpu", hub_offline=True, model_cache_dir=module_tmp / "models", clip_precision="fp32"
+        ),
     )
     enc.load()
     return enc

@@ -328,6 +328,7 @@
     }
 
     const similar = card.querySelector(".similar");
+    similar.hidden = result.kind === "audio"; // sound has no picture to compare
     similar.setAttribute("aria-label", `Find assets similar to ${name}`);
     similar.addEventListener("click", () => similarToAsset(result));
     return card;

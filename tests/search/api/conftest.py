@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from helpers import ingester_for
 
 from search.api import ApiSettings, create_app
-from search.api.auth import create_key
+from search.api.keys import create_key
 from search.library import Library
 
 PROBLEM = "application/problem+json"

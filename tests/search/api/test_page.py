@@ -12,7 +12,6 @@ it never downloads a browser (no ``playwright install``).
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -25,9 +24,16 @@ from helpers import ingester_for, open_library
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-proxy-server",  # loopback only, whatever proxy the environment names
+]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 HTML_NAME = '<img src=x onerror="window.__xss=1">.jpg'
 TIMEOUT_MS = 30_000
@@ -75,8 +81,8 @@ def served(tmp_path: Path, photos: Path) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def page(served: tuple[str, str]) -> Iterator[Any]:
-    """A fresh Chromium page; JavaScript errors collect in ``page.js_errors``, HTTP errors in ``page.failed``."""
+def page(served: tuple[str, str], request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh Chromium page; JavaScript errors land in ``page.js_errors``, HTTP errors in ``page.failed``."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
@@ -91,10 +97,24 @@ def page(served: tuple[str, str]) -> Iterator[Any]:
             pg.failed = []
             pg.on("response", lambda r: r.status >= 400 and pg.failed.append((r.status, r.url)))
             # The browser logs every failed request as a console error: those are checked by status.
-            pg.on("console", lambda msg: msg.type == "error" and not msg.text.startswith("Failed to load resource")
-                  and pg.js_errors.append(msg.text))
-            pg.on("dialog", lambda dialog: pg.js_errors.append(f"dialog: {dialog.message}"))
+            pg.on(
+                "console",
+                lambda msg: (
+                    msg.type == "error"
+                    and not msg.text.startswith("Failed to load resource")
+                    and pg.js_errors.append(msg.text)
+                ),
+            )
+            pg.on(
+                "dialog", lambda dialog: (pg.js_errors.append(f"dialog: {dialog.message}"), dialog.dismiss())
+            )
+            failed_before = request.session.testsfailed
             yield pg
+            if request.session.testsfailed > failed_before:  # keep what the page showed when it failed
+                ARTIFACTS.mkdir(exist_ok=True)
+                shot = ARTIFACTS / f"failed-{request.node.name}.png"
+                pg.screenshot(path=str(shot), full_page=True)
+                print(f"\n[artefact] screenshot of the failure: {shot}")
         finally:
             browser.close()
 
@@ -108,13 +128,18 @@ def _wait_thumbnails(page: Any) -> None:
     page.wait_for_function(
         """() => {
             const imgs = [...document.querySelectorAll('#results img')];
-            return imgs.length > 0 && imgs.every(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0);
+            return imgs.length > 0
+                && imgs.every(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0);
         }"""
     )
 
 
 def test_search_page(
-    page: Any, served: tuple[str, str], photos: Path, capsys: pytest.CaptureFixture[str]
+    page: Any,
+    served: tuple[str, str],
+    photos: Path,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Any,
 ) -> None:
     url, key = served
     page.goto(url + "/")
@@ -172,6 +197,16 @@ def test_search_page(
     page.wait_for_function("() => document.querySelector('#status').textContent.includes('kind:image')")
     assert page.input_value("#filter") == "kind:image"
     _wait_thumbnails(page)
+    assert page.get_attribute("#facet-kind button", "aria-pressed") == "true"
+
+    # A filter without text lists what passes it (newest first).
+    page.fill("#q", "")
+    page.press("#filter", "Enter")
+    page.wait_for_function(
+        "() => /^9 results in \\d+ ms where kind:image$/.test(document.querySelector('#status').textContent)"
+    )
+    _wait_thumbnails(page)
+    page.fill("#q", "a cat on a sofa")
 
     # A broken filter: the problem's title and detail are shown, the filter field marked.
     page.fill("#filter", "kind:image OR")
@@ -222,6 +257,7 @@ def test_search_page(
     assert page.js_errors == []
     # Only the failures provoked above: 401 without a key, 400 for the broken filter.
     assert {status for status, _ in page.failed} <= {400, 401}, page.failed
+    record_property("screenshot", str(shot))  # junit XML
     with capsys.disabled():
         print(f"\n[artefact] search page screenshot: {shot}")
 
@@ -243,25 +279,62 @@ def test_video_and_audio_results(page: Any, served: tuple[str, str], photos: Pat
     url, key = served
     canned = {
         "results": [
-            {"asset_id": 101, "uri": "/media/launch.mp4", "kind": "video", "score": 0.31, "relevance": 0.87,
-             "t": 83.4, "match": "both", "segment": {"start": 81.0, "end": 85.5, "text": ' the <b>spring</b> line '},
-             "tags": [{"tag": "shoe", "score": 0.3, "source": "clip"}], "meta": {}, "explanation": {}},
-            {"asset_id": 102, "uri": "/media/voice.mp3", "kind": "audio", "score": None, "relevance": None,
-             "t": 3725.0, "match": "text", "segment": {"start": 3725.0, "end": 3729.0, "text": "spring collection"},
-             "tags": [], "meta": {}, "explanation": {}},
+            {
+                "asset_id": 101,
+                "uri": "/media/launch.mp4",
+                "kind": "video",
+                "score": 0.31,
+                "relevance": 0.87,
+                "t": 83.4,
+                "match": "both",
+                "segment": {"start": 81.0, "end": 85.5, "text": " the <b>spring</b> line "},
+                "tags": [{"tag": "shoe", "score": 0.3, "source": "clip"}],
+                "meta": {},
+                "explanation": {},
+            },
+            {
+                "asset_id": 102,
+                "uri": "/media/voice.mp3",
+                "kind": "audio",
+                "score": None,
+                "relevance": None,
+                "t": 3725.0,
+                "match": "text",
+                "segment": {"start": 3725.0, "end": 3729.0, "text": "spring collection"},
+                "tags": [],
+                "meta": {},
+                "explanation": {},
+            },
         ],
         "next_cursor": None,
         "took_ms": 1.5,
-    }  # fmt: skip
-    picture = (photos / "bikes.jpg" if (photos / "bikes.jpg").exists() else photos / "motorcycle.jpg").read_bytes()
-    page.route("**/v1/search", lambda route: route.fulfill(status=200, content_type="application/json",
-                                                            body=json.dumps(canned)))  # fmt: skip
-    page.route("**/v1/assets/101/thumbnail*", lambda route: route.fulfill(status=200, content_type="image/jpeg",
-                                                                          body=picture))  # fmt: skip
-    page.route("**/v1/assets/102/thumbnail*", lambda route: route.fulfill(
-        status=404, content_type="application/problem+json",
-        body=json.dumps({"type": "urn:assetlens:problem:no-thumbnail", "title": "No thumbnail", "status": 404,
-                         "detail": "audio has no picture"})))  # fmt: skip
+    }
+    picture = (
+        photos / "bikes.jpg" if (photos / "bikes.jpg").exists() else photos / "motorcycle.jpg"
+    ).read_bytes()
+    page.route(
+        "**/v1/search",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(canned)),
+    )
+    page.route(
+        "**/v1/assets/101/thumbnail*",
+        lambda route: route.fulfill(status=200, content_type="image/jpeg", body=picture),
+    )
+    page.route(
+        "**/v1/assets/102/thumbnail*",
+        lambda route: route.fulfill(
+            status=404,
+            content_type="application/problem+json",
+            body=json.dumps(
+                {
+                    "type": "urn:assetlens:problem:no-thumbnail",
+                    "title": "No thumbnail",
+                    "status": 404,
+                    "detail": "audio has no picture",
+                }
+            ),
+        ),
+    )
     page.goto(url + "/")
     page.evaluate("key => localStorage.setItem('assetlens.apiKey', key)", key)
     page.fill("#q", "spring collection")
@@ -271,9 +344,9 @@ def test_video_and_audio_results(page: Any, served: tuple[str, str], photos: Pat
     assert video.inner_text().count("1:23") == 1  # the matched frame time on the thumbnail
     assert video.query_selector(".badge").inner_text().lower() == "video"
     said = video.query_selector(".said")
-    assert said.is_visible() and said.inner_text() == "1:21–1:25 “the <b>spring</b> line”"
+    assert said.is_visible() and said.inner_text() == "1:21\u20131:25 the <b>spring</b> line"
     assert "relevance 87%" in video.inner_text() and "words + image" in video.inner_text()
-    assert audio.query_selector(".said").inner_text().startswith("1:02:05–1:02:09")
+    assert audio.query_selector(".said").inner_text().startswith("1:02:05\u20131:02:09")
     page.wait_for_selector("#results > li >> nth=1 >> .thumb.missing")
     page.wait_for_function("() => document.querySelector('#results img').naturalWidth > 0")
     assert "score" not in audio.query_selector(".scores").inner_text()
