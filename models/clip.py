@@ -34,6 +34,7 @@ from models.precision import (
 )
 from models.registry import RANDOM_SEED, ModelSpec, _arch_config, _register_tiny_config
 from models.settings import ModelSettings
+from models.text import can_trim, encode_text_trimmed, full_text_features, text_features, trim_tokens
 
 __all__ = ["ClipEncoder", "cpu_supports_bf16", "encode_text_trimmed", "prepare_image", "resolve_weights"]
 
@@ -174,7 +175,7 @@ class ClipEncoder:
         return True
 
     def _export_onnx(self, model: Any, tokenizer: Any) -> None:
-        from models.onnx_towers import OnnxTowers, export_towers
+        from models.onnx_towers import PROBE_TEXTS, OnnxTowers, export_towers
 
         log.warning(
             "preparing the int8 ONNX version of %s in %s (once per model; ViT-B-32 takes about "
@@ -182,8 +183,6 @@ class ClipEncoder:
             self.model_id,
             self.onnx_cache,
         )
-        from models.onnx_towers import PROBE_TEXTS
-
         trimmed = can_trim(model)
         tokens = tokenizer(list(PROBE_TEXTS))
         assert self._mean is not None and self._std is not None
@@ -196,7 +195,7 @@ class ClipEncoder:
                 mean=self._mean.flatten().cpu().numpy(),
                 std=self._std.flatten().cpu().numpy(),
                 tokens=trim_tokens(tokens) if trimmed else tokens,
-                text_forward=text_features if trimmed else _full_text_features,
+                text_forward=text_features if trimmed else full_text_features,
                 text_trimmed=trimmed,
             )
         except Exception as exc:  # an architecture the exporter cannot handle, a full disk...
@@ -301,54 +300,6 @@ def default_cache_root() -> Path:
     """Model cache used when no ``model_cache_dir`` is set (the CLI and API always set one)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "assetlens"
-
-
-def can_trim(model: Any) -> bool:
-    """Whether :func:`encode_text_trimmed` may drop the padding of this model's text input."""
-    mask = getattr(model, "attn_mask", None)
-    return isinstance(model, open_clip.model.CLIP) and model.text_pool_type == "argmax" and mask is not None
-
-
-def trim_tokens(tokens: torch.Tensor) -> torch.Tensor:
-    """Cut the tokens after the longest text's end-of-text token (the highest token id)."""
-    n = int(tokens.argmax(dim=-1).max()) + 1
-    return tokens[:, :n]
-
-
-def encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` without the padding: the same result, several times faster.
-
-    CLIP's text tower is causal and pools at the end-of-text token (the highest token id), so
-    positions after the longest prompt's end can never influence the result; dropping them
-    turns 77-token work into ~10-token work for typical queries and tag prompts. Models of
-    another shape fall back to the full computation.
-    """
-    if not can_trim(model):
-        return model.encode_text(tokens)
-    return text_features(model, trim_tokens(tokens))
-
-
-def text_features(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """Text features of tokens already trimmed by :func:`trim_tokens` (any length up to 77).
-
-    Written with tensor shapes only, so the ONNX export keeps the sequence axis dynamic.
-    """
-    n = tokens.shape[1]
-    try:
-        cast = model.transformer.get_cast_dtype()
-    except AttributeError:  # dynamically quantised Linear layers have no weight tensor: float
-        cast = torch.float32
-    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
-    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
-    x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-    projection = model.text_projection
-    if projection is None:
-        return x
-    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
-
-
-def _full_text_features(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    return model.encode_text(tokens)  # type: ignore[no-any-return]
 
 
 def _normalise_array(vectors: np.ndarray) -> np.ndarray:

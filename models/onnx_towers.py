@@ -119,6 +119,9 @@ class OnnxTowers:
 
 
 class _ImageTower(torch.nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: Any, mean: np.ndarray, std: np.ndarray) -> None:
         super().__init__()
         self.model = model
@@ -127,7 +130,7 @@ class _ImageTower(torch.nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
-        return self.model.encode_image(x)  # type: ignore[no-any-return]
+        return self.model.encode_image(x)
 
 
 class _TextTower(torch.nn.Module):
@@ -341,7 +344,9 @@ def _traceable_attention(model: torch.nn.Module) -> Iterator[None]:
             setattr(parent, name, child)
 
 
-def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, name: str, axes: dict[int, str]) -> None:
+def _export(
+    module: torch.nn.Module, example: torch.Tensor, path: Path, name: str, axes: dict[int, str]
+) -> None:
     with warnings.catch_warnings(), _traceable_attention(module):
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs the
         # onnxscript package; the TorchScript one exports these graphs correctly and quickly.

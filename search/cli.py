@@ -174,14 +174,19 @@ def index_status(ctx: click.Context, as_json: bool) -> None:
 
 
 @index.command("build")
+@click.option(
+    "--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), help="Index kind (default: by size)."
+)
 @json_option
 @click.pass_context
-def index_build(ctx: click.Context, as_json: bool) -> None:
-    """Rebuild the index from every vector in the store and save it."""
+def index_build(ctx: click.Context, kind: str | None, as_json: bool) -> None:
+    """Rebuild the index from every vector in the store and save it.
+
+    The kind is chosen by size (exact flat search for small libraries, HNSW or IVF above), or
+    forced with --kind / ASSETLENS_INDEX_KIND.
+    """
     lib = library(ctx)
-    for path in (lib.index.path, lib.index.sidecar):
-        path.unlink(missing_ok=True)
-    lib.index.sync()
+    lib.index.build(kind)
     status = lib.index.status()
     emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
 

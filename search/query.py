@@ -29,7 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.clip import ClipEncoder
 from search.errors import QueryError
-from search.filters import BUILTIN_FIELDS, Filter, compile_filter, fts_query, to_json
+from search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, fts_query, to_json
 from search.index import VectorIndex
 from search.paging import Cursor, after, decode_cursor, fingerprint
 from search.ranking import Calibrator, fuse
@@ -190,7 +190,9 @@ class SearchEngine:
         digest = fingerprint(query.describe())
         cursor = decode_cursor(query.cursor, digest) if query.cursor else None
         snapshot = cursor.snapshot if cursor else self.store.max_asset_id()
-        where, params = self._where(query, snapshot)
+        schema = self._schema()
+        condition = self._condition(query, snapshot)
+        where, params = compile_filter(condition, schema=schema)
         vector = self._query_vector(query)
         field_sort = query.sort not in (None, "score")
         if vector is None and (query.mode == "semantic" or not query.text) and not field_sort:
@@ -198,7 +200,7 @@ class SearchEngine:
                 "nothing to search for: give text, an image or an asset, or sort a filter by a field"
             )
         depth = HYBRID_DEPTH if query.mode == "hybrid" else (cursor.served if cursor else 0) + query.limit + 1
-        hits, plan = self._rank(query, vector, where, params, depth, field_sort)
+        hits, plan = self._rank(query, vector, (condition, schema, where, params), depth, field_sort)
         hits = self._apply_relevance(query, vector, hits)
         descending = not (field_sort and str(query.sort).endswith(":asc"))
         if cursor is not None:
@@ -230,15 +232,14 @@ class SearchEngine:
                 f"set ASSETLENS_CLIP_MODEL (and ASSETLENS_CLIP_CHECKPOINT) to the library's model"
             )
 
-    def _where(self, query: Query, snapshot: int) -> tuple[str, list[Any]]:
-        where, params = "a.status = 'ok' AND a.id <= ?", [snapshot]
+    def _condition(self, query: Query, snapshot: int) -> Filter:
+        """The whole condition a result must pass: ingested, inside the snapshot, the user's filter."""
+        parts: list[Filter] = [Cmp("ingest_status", "eq", "ok"), Cmp("id", "lte", snapshot)]
         if query.asset_id is not None:
-            where += " AND a.id != ?"
-            params.append(query.asset_id)
+            parts.append(Not(Cmp("id", "eq", query.asset_id)))
         if query.filter is not None:
-            sql, more = compile_filter(query.filter, schema=self._schema())
-            where, params = f"{where} AND ({sql})", params + more
-        return where, params
+            parts.append(query.filter)
+        return And(tuple(parts))
 
     def _schema(self) -> Any:
         from search.meta import load_schema  # the field schema lives with the meta commands
@@ -268,19 +269,19 @@ class SearchEngine:
         self,
         query: Query,
         vector: np.ndarray | None,
-        where: str,
-        params: list[Any],
+        condition: tuple[Filter, Any, str, list[Any]],
         depth: int,
         field_sort: bool,
     ) -> tuple[list[_Hit], dict[str, Any]]:
+        """Both rankings of a query; ``condition`` is (AST, schema, compiled SQL, parameters)."""
+        ast, schema, where, params = condition
         plan: dict[str, Any] = {"mode": query.mode}
         hits: dict[int, _Hit] = {}
         semantic: list[int] = []
         lexical: list[int] = []
         if vector is not None and query.mode != "lexical":
-            found, plan["vector"] = self.vectors.search(
-                vector, where, params, depth if not field_sort else MAX_LIMIT * 10
-            )
+            k = depth if not field_sort else MAX_LIMIT * 10
+            found, plan["vector"] = self.vectors.search(vector, ast, k, schema)
             for asset_id, score, t in found:
                 hits[asset_id] = _Hit(asset_id, score, t)
                 semantic.append(asset_id)

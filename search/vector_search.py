@@ -1,7 +1,7 @@
-"""Vector search restricted to the assets that pass a filter, best keyframe per asset.
+"""Vector search for the query engine: the planner's best keyframe per asset, with its time.
 
-Unfiltered queries go to the FAISS index. Filtered ones take the ids of the vectors that pass
-the (SQL) filter and score exactly those, so a filter never costs recall.
+The planner (:mod:`search.planner`) decides between an exact scan of the candidates and a
+filtered ANN search, and re-checks every hit against the SQL filter.
 """
 
 from __future__ import annotations
@@ -10,40 +10,34 @@ from typing import Any
 
 import numpy as np
 
+from search.columns import ColumnCache
+from search.fields import FieldSchema
+from search.filter_ast import Filter
 from search.index import VectorIndex
+from search.planner import Planner
 from search.store import Store
 
 
 class VectorSearch:
-    """Finds the best assets for a query vector.
+    """Finds the best assets for a query vector among those that pass a filter.
 
     Args:
         store: The library's store.
-        index: Its vector index (synced on first use).
+        index: Its vector index.
     """
 
     def __init__(self, store: Store, index: VectorIndex) -> None:
-        self.store, self.index = store, index
-        self._synced = False
+        self.store = store
+        self.planner = Planner(index, ColumnCache(store), store)
 
     def search(
-        self, vector: np.ndarray, where: str, params: list[Any], k: int
+        self, vector: np.ndarray, condition: Filter, k: int, schema: FieldSchema | None = None
     ) -> tuple[list[tuple[int, float, float | None]], dict[str, Any]]:
         """Top ``k`` assets as ``(asset_id, cosine, t)``, best first, and how they were found."""
-        if not self._synced:
-            self.index.sync(save=False)
-            self._synced = True
-        candidates = self.store.filtered_vector_ids(where, params)
-        vectors = self.store.vectors_by_id(candidates)
-        scores = vectors @ vector if len(candidates) else np.zeros(0, np.float32)
-        order = np.argsort(-scores, kind="stable")
-        owners = self.store.vector_owners([int(candidates[i]) for i in order])
-        best: dict[int, tuple[float, float | None]] = {}
-        for i in order:
-            owner = owners.get(int(candidates[i]))
-            if owner is not None and owner[0] not in best:
-                best[owner[0]] = (float(scores[i]), owner[1])
-                if len(best) >= k:
-                    break
-        ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))
-        return [(aid, s, t) for aid, (s, t) in ranked], {"path": "exact", "candidates": len(candidates)}
+        result = self.planner.search(vector, condition, k, per_asset=True, schema=schema)
+        owners = self.store.vector_owners([h.vector_id for h in result.hits])
+        found = [
+            (h.asset_id, float(h.score), owners[h.vector_id][1]) for h in result.hits if h.vector_id in owners
+        ]
+        found.sort(key=lambda item: (-item[1], item[0]))
+        return found, result.explain()

@@ -85,12 +85,13 @@ class JobRunner:
         self, paths: list[str], flags: list[str], uploads: Mapping[str, str] | None = None
     ) -> int:
         """Queue ``assetlens ingest FLAGS -- PATHS``; ``uploads`` maps stored paths to client file names."""
-        argv = ["ingest", "--json", *flags, "--", *paths]
+        # --wait: a job submitted while another writer holds the library queues behind it.
+        argv = ["ingest", "--json", "--wait", *flags, "--", *paths]
         return self._submit("ingest", argv, {"paths": paths, "flags": flags, "uploads": dict(uploads or {})})
 
     def submit_tag(self, vocab: Path | None) -> int:
         """Queue ``assetlens tag [--vocab FILE]``."""
-        argv = ["tag", "--json", *(["--vocab", str(vocab)] if vocab else [])]
+        argv = ["tag", "--json", "--wait", *(["--vocab", str(vocab)] if vocab else [])]
         return self._submit("tag", argv, {"vocab": str(vocab) if vocab else None})
 
     def _submit(self, kind: str, argv: list[str], args: dict[str, Any]) -> int:

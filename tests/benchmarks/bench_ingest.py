@@ -27,7 +27,6 @@ import gc
 import json
 import logging
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -36,14 +35,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import open_clip
 import torch
-from ingest_corpus import SIZES, make_corpus, make_small_corpus
+from ingest_support import SIZES, RssSampler, machine, make_corpus, make_small_corpus, vm_hwm_kb
 from PIL import Image
 
 from enrich.decode import decode_image
@@ -59,9 +57,26 @@ from search.settings import SearchSettings
 from search.store import Store
 
 MODES = ("fp32", "bf16", "int8", "onnx-int8")
-QUERIES = [f"{a} {b}" for a in ("a red sneaker", "a woman in a blue dress", "a bottle of olive oil",
-           "a city skyline", "a laptop on a desk") for b in ("on white", "outdoors at sunset",
-           "in a studio", "close-up", "flat lay", "with a logo", "in the rain", "product shot")]  # fmt: skip
+QUERIES = [
+    f"{a} {b}"
+    for a in (
+        "a red sneaker",
+        "a woman in a blue dress",
+        "a bottle of olive oil",
+        "a city skyline",
+        "a laptop on a desk",
+    )
+    for b in (
+        "on white",
+        "outdoors at sunset",
+        "in a studio",
+        "close-up",
+        "flat lay",
+        "with a logo",
+        "in the rain",
+        "product shot",
+    )
+]
 Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process, all threads)
 
 
@@ -78,37 +93,12 @@ def _row(n: int, timing: Timing) -> dict[str, float]:
     wall, cpu = timing
     # cpu_cores well below the threads in use means other processes took the CPU meanwhile;
     # images per CPU-second is what the machine would do per core, were it ours alone.
-    return {"seconds": round(wall, 2), "images_per_s": round(n / wall, 2), "cpu_cores": round(cpu / wall, 2),
-            "images_per_cpu_s": round(n / max(cpu, 1e-9), 2)}  # fmt: skip
-
-
-def rss_mb() -> float:
-    """Resident memory of this process now (Linux ``/proc/self/statm``)."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class RssSampler(threading.Thread):
-    """Samples resident memory (and, optionally, files done) every ``interval`` seconds."""
-
-    def __init__(self, interval: float = 0.5, progress: Callable[[], int] | None = None) -> None:
-        super().__init__(daemon=True)
-        self.interval, self.progress = interval, progress
-        self.samples: list[tuple[float, float, int]] = []  # (seconds, MB, files done)
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        start = time.perf_counter()
-        while True:
-            done = self.progress() if self.progress else 0
-            self.samples.append((round(time.perf_counter() - start, 2), round(rss_mb(), 1), done))
-            if self._stop_event.wait(self.interval):
-                break
-
-    def stop(self) -> list[tuple[float, float, int]]:
-        self._stop_event.set()
-        self.join()
-        return self.samples
+    return {
+        "seconds": round(wall, 2),
+        "images_per_s": round(n / wall, 2),
+        "cpu_cores": round(cpu / wall, 2),
+        "images_per_cpu_s": round(n / max(cpu, 1e-9), 2),
+    }
 
 
 def encoder_for(model: str, mode: str, cache: Path) -> ClipEncoder:
@@ -156,10 +146,18 @@ def bench_pipeline(encoder: ClipEncoder, root: Path, workdir: Path, workers: int
         memory = [mb for _, mb, _ in sampler.stop()]
         frames = lib.store.count_vectors()
         done = report.added + report.updated
-        return {**_row(done, timing), "files": done, "frames": frames,
-                "frames_per_s": round(frames / timing[0], 2), "workers": workers,
-                "batch_size": options.batch_size, "rss_start_mb": memory[0], "rss_peak_mb": max(memory),
-                "failed": report.failed, "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
+        return {
+            **_row(done, timing),
+            "files": done,
+            "frames": frames,
+            "frames_per_s": round(frames / timing[0], 2),
+            "workers": workers,
+            "batch_size": options.batch_size,
+            "rss_start_mb": memory[0],
+            "rss_peak_mb": max(memory),
+            "failed": report.failed,
+            "load_avg_1min": round(os.getloadavg()[0], 2),
+        }
     finally:
         lib.close()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -172,24 +170,41 @@ def bench_cli(model: str, root: Path, workdir: Path, cache: Path, labels: Path) 
     for npy in labels.glob("labels-*.npy"):  # the one-off label embeddings, as after a first run
         shutil.copy(npy, data_dir / "cache" / npy.name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETLENS_")}
-    env |= {"ASSETLENS_CLIP_MODEL": model, "ASSETLENS_MODEL_CACHE_DIR": str(cache), "ASSETLENS_DATA_DIR": str(data_dir)}
+    env |= {
+        "ASSETLENS_CLIP_MODEL": model,
+        "ASSETLENS_MODEL_CACHE_DIR": str(cache),
+        "ASSETLENS_DATA_DIR": str(data_dir),
+    }
     command = [str(Path(sys.executable).with_name("assetlens")), "ingest", str(root), "--json"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
+        peak_kb = 0
+        while child.poll() is None:  # VmHWM: the child's own peak (ru_maxrss would count the fork)
+            peak_kb = max(peak_kb, vm_hwm_kb(child.pid))
+            time.sleep(0.2)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     shutil.rmtree(data_dir, ignore_errors=True)
-    if done.returncode != 0:
-        return {"error": done.stderr.strip()[-500:], "returncode": done.returncode}
-    report = json.loads(done.stdout)
+    if child.returncode != 0:
+        return {"error": stderr.strip()[-500:], "returncode": child.returncode}
+    report = json.loads(stdout)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {**_row(report["added"], (wall, cpu)), "report": report, "command": " ".join(command[1:3]) + " ROOT --json",
-            "peak_rss_mb": round(after.ru_maxrss / 1024, 1)}  # fmt: skip
+    return {
+        **_row(report["added"], (wall, cpu)),
+        "report": report,
+        "command": " ".join(command[1:3]) + " ROOT --json",
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
 
 
 def bench_text(encoder: ClipEncoder, untrimmed: bool = False) -> dict[str, float]:
     """One query at a time (uncached): median and 90th-percentile latency in milliseconds."""
+
     def once(query: str) -> None:
         if untrimmed:  # open_clip's own encode_text: all 77 positions
             with torch.inference_mode():
@@ -205,8 +220,12 @@ def bench_text(encoder: ClipEncoder, untrimmed: bool = False) -> dict[str, float
         once(query)
         walls.append((time.perf_counter() - wall) * 1000)
         cpus.append((time.process_time() - cpu) * 1000)
-    return {"median_ms": round(statistics.median(walls), 2), "p90_ms": round(np.percentile(walls, 90), 2),
-            "median_cpu_ms": round(statistics.median(cpus), 2), "queries": len(QUERIES)}  # fmt: skip
+    return {
+        "median_ms": round(statistics.median(walls), 2),
+        "p90_ms": round(np.percentile(walls, 90), 2),
+        "median_cpu_ms": round(statistics.median(cpus), 2),
+        "queries": len(QUERIES),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -217,10 +236,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     corpus_s = time.perf_counter() - start
     jpegs, jpeg_root = corpus["jpeg"], corpus["jpeg"][0].parent
     n = len(jpegs)
-    modes = [m for m in MODES if (m != "bf16" or cpu_supports_bf16()) and (m != "onnx-int8" or onnx_available())]
-    result: dict[str, Any] = {"benchmark": "ingest", "model": args.model, "images": n, "machine": machine(),
-              "load_average_1min": {"start": round(os.getloadavg()[0], 2)}, "pipeline": {}, "text": {},
-              "one_off": {"corpus_generated_or_checked_s": round(corpus_s, 1)}}  # fmt: skip
+    modes = [
+        m for m in MODES if (m != "bf16" or cpu_supports_bf16()) and (m != "onnx-int8" or onnx_available())
+    ]
+    result: dict[str, Any] = {
+        "benchmark": "ingest",
+        "model": args.model,
+        "images": n,
+        "machine": machine(),
+        "load_average_1min": {"start": round(os.getloadavg()[0], 2)},
+        "pipeline": {},
+        "text": {},
+        "one_off": {"corpus_generated_or_checked_s": round(corpus_s, 1)},
+    }
     for mode in modes:
         encoder = encoder_for(args.model, mode, cache)
         start = time.perf_counter()
@@ -253,15 +281,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
     result["cli"] = bench_cli(args.model, jpeg_root, workdir, cache, workdir / "label-cache")
     best = max(result["pipeline"].values(), key=lambda r: r["images_per_s"])
-    result["ratio_best_pipeline_over_naive"] = round(best["images_per_s"] / result["naive"]["images_per_s"], 2)
+    result["ratio_best_pipeline_over_naive"] = round(
+        best["images_per_s"] / result["naive"]["images_per_s"], 2
+    )
     result["ratios_over_naive"] = {
-        k: round(v["images_per_s"] / result["naive"]["images_per_s"], 2) for k, v in result["pipeline"].items()
+        k: round(v["images_per_s"] / result["naive"]["images_per_s"], 2)
+        for k, v in result["pipeline"].items()
     }
     result["load_average_1min"]["end"] = round(os.getloadavg()[0], 2)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    result["corpus"] = {"dir": str(jpeg_root.parent), "jpeg_sizes": [f"{w}x{h}" for w, h in SIZES],
-                        "jpegs": n, "pngs": len(corpus["png"]), "videos": len(corpus["video"]),
-                        "mean_jpeg_mb": round(sum(f.stat().st_size for f in jpegs) / n / 1e6, 2)}  # fmt: skip
+    result["corpus"] = {
+        "dir": str(jpeg_root.parent),
+        "jpeg_sizes": [f"{w}x{h}" for w, h in SIZES],
+        "jpegs": n,
+        "pngs": len(corpus["png"]),
+        "videos": len(corpus["video"]),
+        "mean_jpeg_mb": round(sum(f.stat().st_size for f in jpegs) / n / 1e6, 2),
+    }
     return result
 
 
@@ -287,7 +323,9 @@ def run_memory(args: argparse.Namespace) -> dict[str, Any]:
         sampler = RssSampler(interval=1.0, progress=done)
         sampler.start()
         start_clock = _clock()
-        report = Ingester(lib.store, lib.encoder, tagger, lib.index).ingest([files[0].parents[1]], IngestOptions())
+        report = Ingester(lib.store, lib.encoder, tagger, lib.index).ingest(
+            [files[0].parents[1]], IngestOptions()
+        )
         timing = _since(start_clock)
         samples = sampler.stop()
     finally:
@@ -300,44 +338,51 @@ def run_memory(args: argparse.Namespace) -> dict[str, Any]:
         curve[f"{int(share * 100)}%"] = {"files_done": sample[2], "rss_mb": sample[1], "seconds": sample[0]}
     quarter, end = curve["25%"], curve["100%"]
     per_1000 = (end["rss_mb"] - quarter["rss_mb"]) / max(end["files_done"] - quarter["files_done"], 1) * 1000
-    return {"benchmark": "ingest-memory", "model": "tiny", "images": n, "machine": machine(),
-            "corpus_generated_or_checked_s": corpus_s, "run": _row(report.added, timing), "report": report.as_dict(),
-            "rss_curve": curve, "rss_peak_mb": max(s[1] for s in samples),
-            "growth_mb_per_1000_files_after_25pct": round(per_1000, 2), "samples": len(samples)}  # fmt: skip
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, cores, library versions and threads."""
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    import onnxruntime
-
-    return {"cpu": names[0] if names else platform.processor() or "unknown", "cores": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "onnxruntime": onnxruntime.__version__, "open_clip": open_clip.__version__, "pillow": Image.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}  # fmt: skip
+    return {
+        "benchmark": "ingest-memory",
+        "model": "tiny",
+        "images": n,
+        "machine": machine(),
+        "corpus_generated_or_checked_s": corpus_s,
+        "run": _row(report.added, timing),
+        "report": report.as_dict(),
+        "rss_curve": curve,
+        "rss_peak_mb": max(s[1] for s in samples),
+        "growth_mb_per_1000_files_after_25pct": round(per_1000, 2),
+        "samples": len(samples),
+    }
 
 
 def print_table(r: dict[str, Any]) -> None:
     m = r["machine"]
-    print(f"AssetLens ingest benchmark: {r['images']} JPEGs, model {r['model']} (random weights: timing only)")
+    print(
+        f"AssetLens ingest benchmark: {r['images']} JPEGs, model {r['model']} (random weights: timing only)"
+    )
     print(f"  machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, onnxruntime {m['onnxruntime']}")
     print(f"  corpus: {r['corpus']}")
-    print(f"\n  {'run':<36}{'seconds':>9}{'img/s':>9}{'cores':>7}{'img/CPU-s':>11}{'x naive':>9}{'peak RSS':>10}")
-    rows = [("naive loop (baseline)", r["naive"], None), ("decode + prepare only (1 thread)", r["decode_only"], None)]
+    head = f"{'seconds':>9}{'img/s':>9}{'cores':>7}{'img/CPU-s':>11}{'x naive':>9}{'peak RSS':>10}"
+    print(f"\n  {'run':<36}{head}")
+    rows = [
+        ("naive loop (baseline)", r["naive"], None),
+        ("decode + prepare only (1 thread)", r["decode_only"], None),
+    ]
     rows += [(f"pipeline {k}", v, r["ratios_over_naive"][k]) for k, v in r["pipeline"].items()]
-    rows += [("pipeline, mixed corpus (files)", r["mixed"], None), ("assetlens ingest (CLI, auto)", r["cli"], None)]
+    rows += [
+        ("pipeline, mixed corpus (files)", r["mixed"], None),
+        ("assetlens ingest (CLI, auto)", r["cli"], None),
+    ]
     for label, row, ratio in rows:
         if "error" in row:
             print(f"  {label:<36} failed: {row['error']}")
             continue
         rss = row.get("rss_peak_mb", row.get("peak_rss_mb"))
-        print(f"  {label:<36}{row['seconds']:>9.2f}{row['images_per_s']:>9.2f}{row['cpu_cores']:>7.2f}"
-              f"{row['images_per_cpu_s']:>11.2f}{f'{ratio:.1f}x' if ratio else '':>9}{f'{rss:.0f} MB' if rss else '':>10}")  # fmt: skip
+        times = f"{row['seconds']:>9.2f}{row['images_per_s']:>9.2f}{row['cpu_cores']:>7.2f}"
+        extra = f"{f'{ratio:.1f}x' if ratio else '':>9}{f'{rss:.0f} MB' if rss else '':>10}"
+        print(f"  {label:<36}{times}{row['images_per_cpu_s']:>11.2f}{extra}")
     print("\n  text query latency (one query, uncached):")
     for mode, t in r["text"].items():
-        print(f"    {mode:<28} median {t['median_ms']:7.2f} ms  p90 {t['p90_ms']:7.2f} ms  CPU {t['median_cpu_ms']:.2f} ms")
+        cpu = f"CPU {t['median_cpu_ms']:.2f} ms"
+        print(f"    {mode:<28} median {t['median_ms']:7.2f} ms  p90 {t['p90_ms']:7.2f} ms  {cpu}")
     print(f"\n  one-off: {r['one_off']}")
     print(f"  load average (1 min): {r['load_average_1min']}; process peak RSS {r['peak_rss_mb']:.0f} MB")
 

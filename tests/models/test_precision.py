@@ -112,7 +112,9 @@ def test_tiny_model_modes_match_fp32_on_real_photos(
 
 
 @pytest.fixture(scope="module")
-def vit_b_32(module_tmp: Path, photos: list[Image.Image]) -> dict[str, tuple[np.ndarray, np.ndarray, ClipEncoder]]:
+def vit_b_32(
+    module_tmp: Path, photos: list[Image.Image]
+) -> dict[str, tuple[np.ndarray, np.ndarray, ClipEncoder]]:
     """ViT-B-32@random embeddings of the photos and texts in every supported CPU mode (built once)."""
     out: dict[str, tuple[np.ndarray, np.ndarray, ClipEncoder]] = {}
     for mode in ["fp32", *CPU_MODES]:
@@ -141,7 +143,9 @@ def test_real_size_modes_match_fp32(
 
 @pytest.mark.slow
 def test_auto_on_the_real_size_model(
-    module_tmp: Path, photos: list[Image.Image], vit_b_32: dict[str, tuple[np.ndarray, np.ndarray, ClipEncoder]]
+    module_tmp: Path,
+    photos: list[Image.Image],
+    vit_b_32: dict[str, tuple[np.ndarray, np.ndarray, ClipEncoder]],
 ) -> None:
     enc = encoder(module_tmp / "vit", "auto", "ViT-B-32@random")  # the same cache: no second export
     expected = "onnx-int8" if cpu_supports_int8_dot() and onnx_available() else "fp32"
@@ -218,7 +222,9 @@ def test_onnx_cache_is_reused_without_exporting_again(tmp_path: Path, photos: li
     assert meta["image_min_cosine"] >= MIN_COSINE and meta["text_min_cosine"] >= MIN_COSINE
     before = _mtimes(cache)
 
-    second = ClipEncoder(resolve_model("tiny"), settings(tmp_path, clip_precision="onnx-int8", clip_threads=1))
+    second = ClipEncoder(
+        resolve_model("tiny"), settings(tmp_path, clip_precision="onnx-int8", clip_threads=1)
+    )
     np.testing.assert_allclose(second.encode_images(photos[:3]), vectors, atol=1e-6)
     assert _mtimes(cache) == before, "the second load exported again"
     assert second._model is None  # no PyTorch model was built either
@@ -251,7 +257,9 @@ def test_a_cache_recorded_for_another_model_is_replaced(tmp_path: Path, photos: 
     skip_unless_supported("onnx-int8")
     cache = cache_dir_for(tmp_path, "assetlens-tiny@random")
     cache.mkdir(parents=True)
-    (cache / "meta.json").write_text(json.dumps({"model_id": "something else", "format": FORMAT, "passed": True}))
+    (cache / "meta.json").write_text(
+        json.dumps({"model_id": "something else", "format": FORMAT, "passed": True})
+    )
     (cache / "image.onnx").write_bytes(b"not a model")
     (cache / "text.onnx").write_bytes(b"not a model")
     enc = encoder(tmp_path, "onnx-int8")
@@ -296,7 +304,9 @@ def test_auto_falls_back_to_fp32_when_the_export_fails_its_check(
 
 
 @pytest.mark.parametrize("mode", ["int8", "onnx-int8"])
-def test_int8_vectors_barely_depend_on_the_batch(mode: str, tmp_path: Path, photos: list[Image.Image]) -> None:
+def test_int8_vectors_barely_depend_on_the_batch(
+    mode: str, tmp_path: Path, photos: list[Image.Image]
+) -> None:
     # Activations are quantised per call, so batch mates shift a vector, but only slightly.
     skip_unless_supported(mode)
     enc = encoder(tmp_path, mode)

@@ -116,8 +116,8 @@ def test_bad_files_fail_with_reasons_and_good_files_ingest(
             if asset is not None or failure is not None:
                 problems.append(f"{case.kind}: expected to be ignored, got an asset or a failure")
         elif outcome == "ok":
-            ok = asset is not None and asset["status"] == "ok" and failure is None
-            if not ok or (case.asset_kind and asset["kind"] != case.asset_kind):
+            wrong_kind = asset is not None and case.asset_kind not in (None, asset["kind"])
+            if asset is None or asset["status"] != "ok" or failure is not None or wrong_kind:
                 problems.append(f"{case.kind}: expected an ok {case.asset_kind}, got {_describe(asset)}")
             elif asset["kind"] in ("image", "video") and not (
                 vectors.get(asset["id"]) and tags.get(asset["id"])

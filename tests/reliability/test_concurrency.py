@@ -69,7 +69,8 @@ class _Searcher(threading.Thread):
 
     def __init__(self, data: Path) -> None:
         super().__init__(name="searcher", daemon=True)
-        self.data, self.errors, self.done = data, [], 0
+        self.data, self.done = data, 0
+        self.errors: list[str] = []
         self.stop = threading.Event()
 
     def run(self) -> None:

@@ -1,4 +1,5 @@
-"""Benchmark corpora for ``bench_ingest.py``, generated from the test photos (fixed seeds, cached).
+"""Support for ``bench_ingest.py``: its corpora (generated from the test photos, fixed seeds,
+cached), resident-memory sampling and the machine description.
 
 - :func:`make_corpus`: camera-size JPEGs (4000x3000 and 1920x1080 alternately, quality 90, with
   sensor-like grain), some PNGs (full-HD stills and RGBA product cut-outs) and a few H.264 videos.
@@ -11,13 +12,21 @@ A corpus is reused while its ``corpus.json`` manifest matches what was asked for
 from __future__ import annotations
 
 import json
+import os
+import platform
 import random
 import shutil
+import threading
+import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+import open_clip
+import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
@@ -90,7 +99,12 @@ def make_corpus(directory: Path, jpegs: int, pngs: int = 10, videos: int = 3) ->
 
 
 def _write_video(
-    path: Path, scenes: list[Image.Image], *, seconds_per_scene: float, rng: random.Random, noise: np.random.Generator
+    path: Path,
+    scenes: list[Image.Image],
+    *,
+    seconds_per_scene: float,
+    rng: random.Random,
+    noise: np.random.Generator,
 ) -> None:
     """An H.264 MP4 at 1280x720, 25 fps: each scene a slow pan across a photo (so frames differ)."""
     fps, size = 25, (1280, 720)
@@ -133,3 +147,61 @@ def make_small_corpus(directory: Path, count: int) -> list[Path]:
         Image.fromarray(pixels).save(path, quality=85)
     (directory / "corpus.json").write_text(json.dumps(want))
     return files
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux ``/proc/self/statm``)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class RssSampler(threading.Thread):
+    """Samples resident memory (and, optionally, files done) every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.5, progress: Callable[[], int] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.progress = interval, progress
+        self.samples: list[tuple[float, float, int]] = []  # (seconds, MB, files done)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        while True:
+            done = self.progress() if self.progress else 0
+            self.samples.append((round(time.perf_counter() - start, 2), round(rss_mb(), 1), done))
+            if self._stop_event.wait(self.interval):
+                break
+
+    def stop(self) -> list[tuple[float, float, int]]:
+        self._stop_event.set()
+        self.join()
+        return self.samples
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """Peak resident memory of another process since it started its program (Linux)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, library versions and threads."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    import onnxruntime
+
+    return {
+        "cpu": names[0] if names else platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "onnxruntime": onnxruntime.__version__,
+        "open_clip": open_clip.__version__,
+        "pillow": Image.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
