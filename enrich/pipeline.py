@@ -11,7 +11,6 @@ duplicate, whose vectors, tags and transcript are reused without decoding.
 from __future__ import annotations
 
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +25,7 @@ from enrich.decode import DEFAULT_MAX_PIXELS
 from enrich.errors import DecodeError
 from enrich.lock import close_abandoned_jobs, library_lock
 from enrich.prepare import Prepared, make_worker
+from enrich.records import asset_values, original_id, reuse_known_content, size_mtime, write_failure
 from enrich.scan import Candidate, ScanFailure, path_uri, scan
 from enrich.tagging import Tagger
 from enrich.transcribe import needs_transcript, transcribe_assets, transcribe_file
@@ -33,7 +33,7 @@ from enrich.video import KeyframeOptions
 from models.clip import ClipEncoder
 from models.whisper import Transcriber
 from search.index import VectorIndex
-from search.store import Asset, Store, now_iso
+from search.store import Asset, Store
 
 
 def default_workers() -> int:
@@ -194,7 +194,7 @@ class Ingester:
         """Same size and mtime as stored, and complete (embedded, sound-only, or failed)."""
         if options.force or existing is None:
             return False
-        size, mtime = _size_mtime(item.path) if isinstance(item, ScanFailure) else (item.size, item.mtime)
+        size, mtime = size_mtime(item.path) if isinstance(item, ScanFailure) else (item.size, item.mtime)
         if existing.size != size or existing.mtime != mtime:
             return False
         return existing.status == "failed" or existing.kind == "audio" or self.store.has_vectors(existing.id)
@@ -295,28 +295,11 @@ class Ingester:
         transcript: list[dict[str, Any]] | str | None,
         report: IngestReport,
     ) -> None:
-        c, uri = p.candidate, str(p.candidate.path)
+        uri = str(p.candidate.path)
         assert p.content_hash is not None
         existing = self.store.asset_by_uri(uri)
         originals = [a for a in self.store.assets_by_hash(p.content_hash) if a.uri != uri]
-        values: dict[str, Any] = {
-            "uri": uri, "content_hash": p.content_hash, "kind": p.kind, "mime": c.mime, "size": c.size,
-            "mtime": c.mtime, "created": _file_time(c.mtime), "status": "ok", "error": None,
-            "duplicate_of": _root(originals[0]) if originals else None, "ingested_at": now_iso(),
-            "poster_t": _poster_time(vectors, p.times) if p.kind == "video" else None,
-        }  # fmt: skip
-        if p.metadata is not None:
-            meta = p.metadata.as_dict()
-            embedded = {
-                k: v for k, v in meta.items() if k not in ("width", "height", "created", "exif", "xmp")
-            }
-            created = meta["created"] or values["created"]
-            values |= {"width": meta["width"], "height": meta["height"], "embedded": embedded,
-                       "exif": meta["exif"], "xmp": meta["xmp"], "created": created}  # fmt: skip
-        if p.probe is not None:
-            probe = p.probe.as_dict()
-            values |= {"width": probe["width"], "height": probe["height"], "duration": probe["duration"],
-                       "media": probe, "created": probe["created"] or values["created"]}  # fmt: skip
+        values = asset_values(p, vectors, original_id(originals[0]) if originals else None)
         asset_id = self.store.upsert_asset(values)
         self.store.replace_vectors(asset_id, self.encoder.model_id, vectors, list(p.times))
         self.store.replace_tags(
@@ -345,63 +328,19 @@ class Ingester:
         self._write(redo, vectors, transcript, report)
 
     def _reuse(self, p: Prepared, report: IngestReport) -> bool:
-        """Known content without decoding: a touched file, a rename or a duplicate."""
-        assert p.content_hash is not None
-        c, uri = p.candidate, str(p.candidate.path)
-        sources = self.store.assets_by_hash(p.content_hash)
-        if not sources:
-            return False
-        same = next((a for a in sources if a.uri == uri), None)
-        if same is not None:  # touched (mtime changed) but same content
-            self.store.update_asset(same.id, {"size": c.size, "mtime": c.mtime})
-            report.skipped += 1
-            return True
-        moved = next((a for a in sources if not os.path.exists(a.uri)), None)
-        if moved is not None:
-            stale = self.store.asset_by_uri(uri)
-            if stale is not None:
-                self.store.delete_asset(stale.id)
-            self.store.update_asset(moved.id, {"uri": uri, "size": c.size, "mtime": c.mtime})
-            report.renamed += 1
-            return True
-        source = sources[0]
-        copied = ("kind", "mime", "width", "height", "duration", "created", "embedded", "exif", "xmp",
-                  "media", "poster_t")  # fmt: skip
-        asset_id = self.store.upsert_asset(
-            {k: getattr(source, k) for k in copied}
-            | {
-                "uri": uri,
-                "content_hash": p.content_hash,
-                "size": c.size,
-                "mtime": c.mtime,
-                "status": "ok",
-                "error": None,
-                "duplicate_of": _root(source),
-                "ingested_at": now_iso(),
-            }
-        )
-        self.store.copy_enrichment(source.id, asset_id)
-        report.added += 1
-        report.duplicates += 1
-        return True
+        """Reuse known content (see :func:`reuse_known_content`); False if its source vanished."""
+        done = reuse_known_content(self.store, p)
+        report.skipped += done == "touched"
+        report.renamed += done == "renamed"
+        report.added += done == "duplicate"
+        report.duplicates += done == "duplicate"
+        return done is not None
 
     def _write_failure(
         self, path: Path, stage: str, reason: str, report: IngestReport, candidate: Candidate | None
     ) -> None:
-        uri = path_uri(path)
-        size, mtime = _size_mtime(path)
-        asset_id = self.store.upsert_asset({
-            "uri": uri, "content_hash": None, "kind": candidate.kind if candidate else None,
-            "mime": candidate.mime if candidate else None, "size": size, "mtime": mtime,
-            "status": "failed", "error": f"{stage}: {reason}", "ingested_at": now_iso(),
-        })  # fmt: skip
-        # The file's old vectors, tags and transcript describe content that is no longer there.
-        self.store.replace_vectors(
-            asset_id, self.encoder.model_id, np.zeros((0, self.encoder.dim), np.float32), []
-        )
-        self.store.replace_tags(asset_id, "clip", [])
-        self.store.replace_segments(asset_id, None, [])
-        self.store.record_failure(report.job_id, uri, stage, reason)
+        write_failure(self.store, report.job_id, path, stage, reason, candidate, self.encoder.model_id,
+                      self.encoder.dim)  # fmt: skip
         report.failed += 1
 
     def _prune(self, roots: Sequence[Path], report: IngestReport) -> None:
@@ -426,28 +365,3 @@ def reembed_library(ingester: Ingester, options: IngestOptions | None = None) ->
             store.reset_model(model)
     files = [Path(uri) for _, uri in store.uris() if os.path.exists(uri)]
     return ingester.ingest(files, options)
-
-
-def _poster_time(vectors: np.ndarray, times: Sequence[float | None]) -> float | None:
-    """The most representative keyframe: the one closest to the mean of all keyframes."""
-    if not len(vectors):
-        return None
-    centre = vectors.mean(axis=0)
-    return times[int(np.argmax(vectors @ centre))]
-
-
-def _size_mtime(path: Path) -> tuple[int, float]:
-    """Size and mtime of a file that failed (of the link itself when it is broken)."""
-    try:
-        st = path.lstat()
-    except OSError:
-        return 0, 0.0
-    return st.st_size, st.st_mtime
-
-
-def _root(asset: Asset) -> int:
-    return asset.duplicate_of or asset.id
-
-
-def _file_time(mtime: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))

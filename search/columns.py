@@ -21,7 +21,6 @@ epoch, and at most every ``refresh_seconds``, so a search during an ingest does 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -38,17 +37,14 @@ from search.filter_sql import BUILTIN_FIELDS, _Compiler, _date_sql, compile_filt
 from search.store import Store
 
 TEXT, INTEGER, REAL, TRUE, FALSE, NULL, ARRAY, OBJECT, DEAD = range(9)
-_JSON_TYPE = {str: TEXT, bool: TRUE, int: INTEGER, float: REAL, list: ARRAY, dict: OBJECT}
+_SQL_KIND = {
+    "text": TEXT, "integer": INTEGER, "real": REAL, "true": TRUE, "false": FALSE,
+    "null": NULL, "array": ARRAY, "object": OBJECT,
+}  # fmt: skip
 _EXACT = 2.0**53  # numbers beyond this are not exact in float64: SQL decides
 _MOMENT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")
 _PERIOD = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2}(?:T\d{2}:\d{2}:\d{2})?)?)?")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "number": (int, float),
-    "boolean": (int,),
-    "string": (str,),
-    "date": (str,),
-}
 _TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "gt": lambda x, p: x > p,
@@ -98,48 +94,32 @@ class _Column:
         self.dates = _Grow(np.int64)  # per text: normalised date as YYYYMMDDHHMMSS, -1 if none
         self.bools = _Grow(np.int64)  # per text: 1 true/yes/on, 0 false/no/off, -1 other
         self.supported, self.dead = True, 0
-        self._staged: tuple[list[int], list[int], list[float], list[int]] = ([], [], [], [])
         self._views: dict[str, Any] = {}
 
-    def add(self, row: int, value: Any) -> None:
-        """Stage the elements of one row's value (``flush`` makes them visible)."""
-        rows, kinds, nums, codes = self._staged
-        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
-        for item in items:
-            kind = NULL if item is None else _JSON_TYPE.get(type(item))
-            if kind is None or (kind == REAL and not math.isfinite(item)):
-                self.supported = False
-                continue
-            if kind == TRUE and item is False:
-                kind = FALSE
-            code, num = -1, math.nan
-            if kind == TEXT:
-                code = self.codes.get(item, -1)
-                if code < 0:
-                    code = self.codes[item] = len(self.words)
-                    self.words.append(item)
-            elif kind in (INTEGER, REAL):
-                if abs(item) > _EXACT:
-                    self.supported = False
-                num = float(item)
-            rows.append(row)
-            kinds.append(kind)
-            nums.append(num)
-            codes.append(code)
-
-    def add_scored(self, row: int, text: str, score: float) -> None:
-        """Stage a text element carrying a number (a tag and its score)."""
-        self.add(row, text)
-        self._staged[2][-1] = score
-
-    def flush(self) -> None:
-        rows, kinds, nums, codes = self._staged
-        self.row.extend(np.array(rows, np.int32))
-        self.type.extend(np.array(kinds, np.uint8))
-        self.num.extend(np.array(nums, np.float64))
-        self.code.extend(np.array(codes, np.int32))
-        self._staged = ([], [], [], [])
+    def ingest(self, rows: np.ndarray, kinds: np.ndarray, nums: np.ndarray, texts: list[Any]) -> None:
+        """Append elements: rows (-1: an asset the cache does not hold, skipped), JSON types,
+        numbers (NaN when not numeric) and the texts of the TEXT elements, in order."""
+        if np.any(kinds == DEAD):
+            self.supported = False  # a value of a type filters do not compare (a BLOB)
+        numeric = (kinds == INTEGER) | (kinds == REAL)
+        if not np.all(np.abs(nums[numeric]) <= _EXACT):
+            self.supported = False  # too big (or not finite) for float64 to compare exactly
+        codes = np.full(len(rows), -1, np.int32)
+        codes[kinds == TEXT] = self._encode(texts)
+        keep = rows >= 0
+        self.row.extend(rows[keep])
+        self.type.extend(kinds[keep])
+        self.num.extend(nums[keep])
+        self.code.extend(codes[keep])
         self._views.clear()
+
+    def _encode(self, texts: list[Any]) -> np.ndarray:
+        codes = self.codes
+        for word in dict.fromkeys(texts):  # C-speed de-duplication, then codes for new words
+            if word not in codes:
+                codes[word] = len(self.words)
+                self.words.append(word)
+        return np.fromiter(map(codes.__getitem__, texts), np.int32, len(texts))
 
     def drop_rows(self, rows: np.ndarray) -> None:
         """Orphan the elements of rows about to be re-read (they never match again)."""
@@ -280,8 +260,7 @@ class ColumnCache:
 
     def _rebuild(self) -> None:
         self.ids, self.present = _Grow(np.int64), _Grow(np.bool_)
-        for rows in self.store.asset_column_rows([]):
-            self.ids.extend(r[0] for r in rows)
+        self.ids.extend(self.store.asset_ids())
         self.present.extend(np.ones(self.ids.n, bool))
         self._index_rows()
         self.columns, self.tags = {}, None  # rebuilt on first use
@@ -295,7 +274,7 @@ class ColumnCache:
         self.row_of[ids] = np.arange(len(ids), dtype=np.int32)
 
     def _apply(self, changed: np.ndarray) -> None:
-        found = {int(r[0]) for rows in self.store.asset_column_rows([], ids=changed.tolist()) for r in rows}
+        found = {a for ids, _ in self.store.asset_values("1", ids=changed.tolist()) for a in ids}
         known = self.rows_of(changed)
         new = [int(a) for a, r in zip(changed, known, strict=True) if r < 0 and int(a) in found]
         if new:
@@ -315,7 +294,7 @@ class ColumnCache:
             self.tags.drop_rows(rows)
             self._read_tags(self.tags, changed.tolist())
 
-    def rows_of(self, asset_ids: np.ndarray) -> np.ndarray:
+    def rows_of(self, asset_ids: np.ndarray | list[int]) -> np.ndarray:
         """Rows of asset ids (-1 for assets the cache does not hold)."""
         ids = np.asarray(asset_ids, dtype=np.int64)
         inside = (ids >= 0) & (ids < len(self.row_of))
@@ -336,33 +315,42 @@ class ColumnCache:
 
     def _read(self, field: str, column: _Column, ids: list[int] | None) -> None:
         if field in BUILTIN_FIELDS:
-            spec = BUILTIN_FIELDS[field]
-            want = _PYTHON_TYPES.get(spec.type)
-            for rows in self.store.asset_column_rows([spec.sql], ids=ids):
-                for asset_id, value in rows:
-                    row = self._row(asset_id)
-                    if row >= 0 and value is not None:
-                        if want is None or not isinstance(value, want):
-                            column.supported = False  # e.g. text in a number column: SQL compares it
-                        column.add(row, value)
-            column.flush()
+            for found, values in self.store.asset_values(BUILTIN_FIELDS[field].sql, ids):
+                self._ingest_builtin(column, BUILTIN_FIELDS[field].type, found, values)
             return
-        else:
-            name = check_meta_name(field.removeprefix("meta."))
-            path = "$" + "".join(f'."{part}"' for part in name.split("."))
-            expression = "coalesce(a.meta -> ?, a.embedded -> ?)"
-            for rows in self.store.asset_column_rows([expression], [path, path], ids=ids):
-                for asset_id, text in rows:
-                    row = self._row(asset_id)
-                    if row >= 0 and text is not None:
-                        column.add(row, json.loads(text))
-        column.flush()
+        name = check_meta_name(field.removeprefix("meta."))
+        path = "$" + "".join(f'."{part}"' for part in name.split("."))
+        # SQLite's json_each yields the elements, so lists, objects and types agree with SQL.
+        for found, types, values in self.store.meta_elements(path, ids):
+            kinds = np.fromiter(map(_SQL_KIND.__getitem__, types), np.uint8, len(types))
+            nums = np.full(len(values), math.nan)
+            numeric = np.flatnonzero((kinds == INTEGER) | (kinds == REAL))
+            objects = np.array(values, dtype=object)
+            nums[numeric] = objects[numeric].astype(np.float64)
+            column.ingest(self.rows_of(found), kinds, nums, objects[kinds == TEXT].tolist())
 
-    def _row(self, asset_id: int) -> int:
-        return int(self.row_of[asset_id]) if 0 <= asset_id < len(self.row_of) else -1
+    def _ingest_builtin(self, column: _Column, kind: str, found: list[int], values: list[Any]) -> None:
+        rows = self.rows_of(found)
+        if kind in ("number", "boolean"):
+            try:
+                nums = np.array(values, dtype=np.float64)  # None -> NaN
+            except (TypeError, ValueError):
+                column.supported = False  # text in a number column: SQL compares it its own way
+                return
+            present = ~np.isnan(nums)
+            kinds = np.full(int(present.sum()), REAL, np.uint8)
+            column.ingest(rows[present], kinds, nums[present], [])
+            return
+        present = np.fromiter((v is not None for v in values), bool, len(values))
+        texts = [v for v in values if v is not None]
+        if not all(type(v) is str for v in texts):
+            column.supported = False
+            return
+        kinds = np.full(len(texts), TEXT, np.uint8)
+        column.ingest(rows[present], kinds, np.full(len(texts), math.nan), texts)
 
     def tag_column(self) -> _Column:
-        """Tags as elements: the tag lowercased as SQLite does (ASCII) and its score."""
+        """Tags as elements: the tag lowercased by SQLite (as filters compare it) and its score."""
         with self.lock:
             if self.tags is None:
                 self.tags = _Column(builtin=True)
@@ -370,12 +358,9 @@ class ColumnCache:
             return self.tags
 
     def _read_tags(self, column: _Column, ids: list[int] | None) -> None:
-        for rows in self.store.tag_rows(ids):
-            for asset_id, tag, score in rows:
-                row = self._row(asset_id)
-                if row >= 0:
-                    column.add_scored(row, tag.translate(_ASCII_LOWER), float(score))
-        column.flush()
+        for found, tags, scores in self.store.tag_rows(ids):
+            kinds = np.full(len(tags), TEXT, np.uint8)
+            column.ingest(self.rows_of(found), kinds, np.array(scores, np.float64), tags)
 
     def warm(self, fields: Iterable[str], tags: bool = False) -> None:
         """Build columns now (first queries would otherwise pay for reading them)."""

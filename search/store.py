@@ -1078,48 +1078,63 @@ class Store:
         rows = self.db.execute("SELECT asset_id FROM asset_changes WHERE epoch > ? ORDER BY 1", (epoch,))
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    def asset_column_rows(
-        self,
-        expressions: Sequence[str],
-        params: Sequence[Any] = (),
-        ids: Sequence[int] | None = None,
-        batch: int = 50_000,
-    ) -> Iterator[list[tuple[Any, ...]]]:
-        """``(id, *expressions)`` of every asset (or of ``ids``), in id order, by batches.
+    def asset_ids(self) -> np.ndarray:
+        """Every asset id, sorted."""
+        rows = self.db.execute("SELECT id FROM assets ORDER BY id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-        ``expressions`` are SQL over ``assets a`` built by our code (the built-in fields of
-        ``search.filters``, JSON paths as ``params``), never user text.
-        """
-        columns = ", ".join(["a.id", *expressions])
+    def _id_ranges(self, ids: Sequence[int] | None, batch: int) -> Iterator[tuple[str, list[int]]]:
+        # Whole-table reads go by ranges of ids (each query short, so no long-lived cursor);
+        # reads of some assets go by chunks of ids.
         if ids is not None:
-            for chunk in _chunks(sorted(int(i) for i in ids), 500):
-                marks = ",".join("?" * len(chunk))
-                yield self.db.execute(
-                    f"SELECT {columns} FROM assets a WHERE a.id IN ({marks}) ORDER BY a.id", [*params, *chunk]
-                ).fetchall()
+            for chunk in _chunks(sorted({int(i) for i in ids}), 500):
+                yield f"a.id IN ({','.join('?' * len(chunk))})", chunk
             return
-        last = -(2**63)
-        while True:
+        low, high = self.db.execute("SELECT min(id), max(id) FROM assets").fetchone()
+        if low is None:
+            return
+        for start in range(int(low), int(high) + 1, batch):
+            yield "a.id >= ? AND a.id < ?", [start, start + batch]
+
+    def asset_values(
+        self, expression: str, ids: Sequence[int] | None = None, batch: int = 100_000
+    ) -> Iterator[tuple[list[int], list[Any]]]:
+        """``(asset ids, values)`` of an SQL expression over ``assets a`` (built by our code: the
+        built-in fields of ``search.filters``), for every asset or for ``ids``, by batches."""
+        for where, params in self._id_ranges(ids, batch):
+            sql = f"SELECT a.id, {expression} FROM assets a WHERE {where}"
+            rows = self.db.execute(sql, params).fetchall()
+            if rows:
+                found, values = zip(*rows, strict=True)
+                yield list(found), list(values)
+
+    def meta_elements(
+        self, path: str, ids: Sequence[int] | None = None, batch: int = 100_000
+    ) -> Iterator[tuple[list[int], list[str], list[Any]]]:
+        """``(asset ids, JSON types, values)`` of what ``json_each`` yields for the value at ``path``
+        of user meta, else of embedded metadata: the value itself, or each item of a list, or each
+        member of an object. The elements a meta filter compares (``search.filters``)."""
+        source = "json_each(coalesce(a.meta -> ?, a.embedded -> ?)) j"
+        for where, params in self._id_ranges(ids, batch):
             rows = self.db.execute(
-                f"SELECT {columns} FROM assets a WHERE a.id > ? ORDER BY a.id LIMIT ?", [*params, last, batch]
+                f"SELECT a.id, j.type, j.value FROM assets a, {source} WHERE {where}", [path, path, *params]
             ).fetchall()
-            if not rows:
-                return
-            yield rows
-            last = int(rows[-1][0])
+            if rows:
+                found, types, values = zip(*rows, strict=True)
+                yield list(found), list(types), list(values)
 
-    def tag_rows(self, ids: Sequence[int] | None = None) -> Iterator[list[tuple[int, str, float]]]:
-        """``(asset_id, tag, score)`` of every tag (or of the assets ``ids``), by batches."""
-        if ids is not None:
-            for chunk in _chunks(sorted(int(i) for i in ids), 500):
-                marks = ",".join("?" * len(chunk))
-                yield self.db.execute(
-                    f"SELECT asset_id, tag, score FROM tags WHERE asset_id IN ({marks})", chunk
-                ).fetchall()
-            return
-        cursor = self.db.execute("SELECT asset_id, tag, score FROM tags")
-        while rows := cursor.fetchmany(50_000):
-            yield rows
+    def tag_rows(
+        self, ids: Sequence[int] | None = None, batch: int = 100_000
+    ) -> Iterator[tuple[list[int], list[str], list[float]]]:
+        """``(asset ids, tags lowercased by SQLite, scores)`` of every tag (or of the assets ``ids``)."""
+        for where, params in self._id_ranges(ids, batch):
+            rows = self.db.execute(
+                f"SELECT asset_id, lower(tag), score FROM tags WHERE {where.replace('a.id', 'asset_id')}",
+                params,
+            ).fetchall()
+            if rows:
+                found, tags, scores = zip(*rows, strict=True)
+                yield list(found), list(tags), list(scores)
 
     def matching_asset_ids(
         self, where: str, params: Sequence[Any], ids: Sequence[int] | None = None
