@@ -12,8 +12,8 @@ import click
 
 from search.errors import AssetNotFoundError, QueryError
 from search.filters import parse_filter
-from search.meta_cli import COMMANDS as META_COMMANDS
 from search.library import Library
+from search.meta_cli import COMMANDS as META_COMMANDS
 from search.query import MAX_LIMIT, Page, Query, Result, open_query_image, parse_text
 from search.store import Asset
 from search.transcripts import FORMATS, format_transcript

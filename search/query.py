@@ -118,7 +118,8 @@ class Result:
             "score": None if self.score is None else round(self.score, 6),
             "relevance": None if self.relevance is None else round(self.relevance, 4),
             "t": self.t, "match": self.match, "segment": self.segment,
-            "tags": [{"tag": t.tag, "score": round(t.score, 4), "source": t.source} for t in self.tags[:max_tags]],
+            "tags": [{"tag": t.tag, "score": round(t.score, 4), "source": t.source}
+                     for t in self.tags[:max_tags]],
             "meta": self.meta, "explanation": self.explanation,
         }  # fmt: skip
 
@@ -366,8 +367,9 @@ class SearchEngine:
             explanation = _explain(
                 h, asset.uri, asset.meta, asset.embedded, tags[h.asset_id], words, query.filter
             )
-            out.append(Result(h.asset_id, asset.uri, asset.kind, h.score, t, tuple(tags[h.asset_id]), h.segment,
-                              match, h.relevance, asset.meta, explanation))  # fmt: skip
+            result = Result(h.asset_id, asset.uri, asset.kind, h.score, t, tuple(tags[h.asset_id]),
+                            h.segment, match, h.relevance, asset.meta, explanation)  # fmt: skip
+            out.append(result)
         return out
 
 

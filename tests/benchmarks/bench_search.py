@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,29 +207,30 @@ def sweep(
     index: VectorIndex, columns: ColumnCache, store: Store, cases: dict[str, Any], args: Any, log: Any
 ) -> list[dict[str, Any]]:
     """Latency and recall of each path at several efforts: what the planner's defaults rest on."""
-    out = []
-    base = index.config
-    for ef in (32, 48, 64, 96, 128):
-        index.config = replace(base, hnsw_ef_search=ef)
-        out.append(
-            {
-                "filter": "none",
-                "ef_search": ef,
-                **run(Planner(index, columns, store), cases["none"], args.k, 100),
-            }
-        )
-        log(json.dumps(out[-1]))
-    index.config = base
-    for selectivity in ("1%", "10%", "50%"):
+    out: list[dict[str, Any]] = []
+    planner = Planner(index, columns, store)
+    efforts = {"none": (32, 64, 96, 128, 192, 256), "50%": (64, 96, 128, 192, 256),
+               "10%": (128, 256, 384, 512, 768), "1%": (512, 1024, 2048, 4096)}  # fmt: skip
+    for selectivity, choices in efforts.items():
+        case = cases[selectivity]
+        masks = [
+            None if f is None else planner._vector_mask(columns.evaluate(f)) for f in case["filters"][:100]
+        ]
+        for effort in choices:
+            lat, recalls = [], []
+            for q, allowed, expected in zip(case["queries"], masks, case["truth"], strict=False):
+                t0 = time.perf_counter()
+                _, rows = index.search_rows(q, args.k, allowed, effort=effort)
+                lat.append((time.perf_counter() - t0) * 1000)
+                recalls.append(len(expected & set(index.ids[rows].tolist())) / max(len(expected), 1))
+            recall = round(float(np.mean(recalls)), 4)
+            out.append({"filter": selectivity, "path": "ann", "effort": effort, "p50_ms": percentile(lat, 50),
+                        "p99_ms": percentile(lat, 99), "recall_at_k": recall})  # fmt: skip
+            log(json.dumps(out[-1]))
+    for selectivity in ("1%", "10%"):
         exact = Planner(index, columns, store, PlannerConfig(exact_max=10**12))
         out.append({"filter": selectivity, "path": "exact", **run(exact, cases[selectivity], args.k, 100)})
         log(json.dumps(out[-1]))
-        for boost in (0.5, 0.75, 1.0):
-            ann = Planner(index, columns, store, PlannerConfig(exact_max=0, ann_boost=boost))
-            out.append(
-                {"filter": selectivity, "ann_boost": boost, **run(ann, cases[selectivity], args.k, 100)}
-            )
-            log(json.dumps(out[-1]))
     return out
 
 

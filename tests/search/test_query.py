@@ -33,19 +33,21 @@ def test_filter_restricts_results_and_is_explained(lib: Library, photos: Path) -
         with lib.store.transaction():
             lib.store.update_asset(asset.id, {"meta": {"campaign": "spring", "region": ["DE", "AT"]}})
 
-    page = lib.engine.search(Query(text=(("a photo", 1.0),), filter=parse_filter("campaign:spring region:DE")))
+    page = lib.engine.search(
+        Query(text=(("a photo", 1.0),), filter=parse_filter("campaign:spring region:DE"))
+    )
 
     assert {Path(r.uri).name for r in page.results} == {"cat.jpg", "coffee.jpg"}
-    assert all(r.explanation["filter"] == {"and": [
-        {"field": "meta.campaign", "eq": "spring"}, {"field": "meta.region", "eq": "DE"}]} for r in page.results)  # fmt: skip
+    expected = {"and": [{"field": "meta.campaign", "eq": "spring"}, {"field": "meta.region", "eq": "DE"}]}
+    assert all(r.explanation["filter"] == expected for r in page.results)
     assert all(r.meta["campaign"] == "spring" for r in page.results)
 
 
 def test_hybrid_finds_a_transcript_only_match(lib: Library, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     with lib.store.transaction():
-        audio = lib.store.upsert_asset({"uri": "/voice/briefing.wav", "kind": "audio", "size": 1, "mtime": 0.0,
-                                        "status": "ok"})  # fmt: skip
+        row = {"uri": "/voice/briefing.wav", "kind": "audio", "size": 1, "mtime": 0.0, "status": "ok"}
+        audio = lib.store.upsert_asset(row)
         lib.store.replace_segments(audio, "faster-whisper:tiny.en", [
             {"start": 12.5, "end": 15.0, "text": "the zorblax launch is on Monday"}])  # fmt: skip
 
@@ -76,7 +78,9 @@ def test_lexical_matches_file_names_tags_and_meta(lib: Library, photos: Path) ->
     assert Path(by_name.results[0].uri).name == "cat.jpg"
     assert [r.asset_id for r in by_meta.results] == [rocket.id]
     assert by_meta.results[0].explanation["text_fields"] == ["meta.product"]
-    assert [r.asset_id for r in by_tag.results] == [rocket.id] and by_tag.results[0].explanation["tags"] == ["spacecraft"]
+    assert [r.asset_id for r in by_tag.results] == [rocket.id] and by_tag.results[0].explanation["tags"] == [
+        "spacecraft"
+    ]
 
 
 def test_negative_phrases_move_the_query_vector(lib: Library, photos: Path) -> None:
@@ -84,7 +88,9 @@ def test_negative_phrases_move_the_query_vector(lib: Library, photos: Path) -> N
     pos, neg = lib.encoder.encode_texts(["a cat", "a dark photo"])
     expected = (pos - neg) / np.linalg.norm(pos - neg)
 
-    page = lib.engine.search(Query(text=(("a cat", 1.0),), negative=(("a dark photo", 1.0),), mode="semantic"))
+    page = lib.engine.search(
+        Query(text=(("a cat", 1.0),), negative=(("a dark photo", 1.0),), mode="semantic")
+    )
 
     for r in page.results:
         assert r.score == pytest.approx(float(lib.store.vectors_of(r.asset_id)[0][0] @ expected), abs=1e-5)
@@ -99,7 +105,9 @@ def _variants(folder: Path, count: int) -> None:
             im.rotate(7 * i, expand=False).save(folder / f"variant-{i:02}.jpg", quality=85)
 
 
-def test_paging_is_complete_and_stable_while_assets_are_added(lib: Library, photos: Path, tmp_path: Path) -> None:
+def test_paging_is_complete_and_stable_while_assets_are_added(
+    lib: Library, photos: Path, tmp_path: Path
+) -> None:
     _variants(photos, 24)
     ingester_for(lib).ingest([photos])
     anchor = lib.store.asset_by_uri(str(photos / "cat.jpg"))
@@ -142,7 +150,9 @@ def test_filter_only_query_sorted_by_a_field_pages_in_order(lib: Library, photos
     order: list[str] = []
     cursor = None
     while True:
-        page = lib.engine.search(Query(filter=parse_filter("kind:image"), sort="meta.sku:asc", limit=3, cursor=cursor))
+        page = lib.engine.search(
+            Query(filter=parse_filter("kind:image"), sort="meta.sku:asc", limit=3, cursor=cursor)
+        )
         order += [r.meta["sku"] for r in page.results]
         cursor = page.next_cursor
         if cursor is None:
@@ -164,14 +174,18 @@ def test_min_relevance_means_the_same_across_queries(tmp_path: Path) -> None:
 
     def add(uri: str, vector: np.ndarray) -> int:
         with store.transaction():
-            asset_id = store.upsert_asset({"uri": uri, "kind": "image", "size": 1, "mtime": 0.0, "status": "ok"})
+            asset_id = store.upsert_asset(
+                {"uri": uri, "kind": "image", "size": 1, "mtime": 0.0, "status": "ok"}
+            )
             store.replace_vectors(asset_id, TINY, (vector / np.linalg.norm(vector))[None, :], [None])
         return asset_id
 
     # Every asset leans towards `common`: a query near it scores them all high (~0.8).
     for i in range(300):
         add(f"/lib/{i}.jpg", 2.0 * common + rng.normal(size=dim).astype(np.float32) * 0.3)
-    planted = [add(f"/lib/match-{i}.jpg", 2.0 * common + 3.0 * target + rng.normal(size=dim) * 0.3) for i in range(5)]
+    planted = [
+        add(f"/lib/match-{i}.jpg", 2.0 * common + 3.0 * target + rng.normal(size=dim) * 0.3) for i in range(5)
+    ]
     near_target = add("/query/target.jpg", target)
     near_common = add("/query/common.jpg", common)
 

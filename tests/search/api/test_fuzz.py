@@ -20,12 +20,11 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
+import schemathesis
 from helpers import PHOTOS, ingester_for, open_library
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 pytestmark = pytest.mark.slow
 MAX_EXAMPLES = int(os.environ.get("ASSETLENS_FUZZ_EXAMPLES", "25"))  # per operation and phase
