@@ -183,7 +183,7 @@ def index_build(ctx: click.Context, kind: str | None, as_json: bool) -> None:
     """Rebuild the index from every vector in the store and save it.
 
     The kind is chosen by size (exact flat search for small libraries, HNSW or IVF above), or
-    forced with --kind / ASSETLENS_INDEX_KIND.
+    forced with --kind.
     """
     lib = library(ctx)
     lib.index.build(kind)

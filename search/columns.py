@@ -6,13 +6,17 @@ few numpy operations over arrays. The semantics are exactly those of
 results with it, and anything this cache cannot evaluate exactly (a full-text match, an odd value)
 is evaluated by SQL for that part of the filter only.
 
-Every field is a column of *elements*: what SQL's ``json_each`` yields for a meta value (the value,
-or each item of a list, or each member of an object), and one element (none when NULL) for a
-built-in field. An element has a JSON type, a number (NaN when not numeric) and a code into the
-column's dictionary of texts; dates and booleans of texts come from per-dictionary tables, the
-dates normalised by SQLite itself (``strftime``), so time zones and odd spellings agree with SQL.
+Every field is a column of *elements*: what SQLite's ``json_each`` yields for a meta value (the
+value, or each item of a list, or each member of an object; read with SQLite's own JSON functions),
+and one element (none when NULL) for a built-in field (its SQL expression, evaluated by SQLite).
+An element has a JSON type, a number (NaN when not numeric) and a code into the column's
+dictionary of texts. Per-dictionary tables give each text as a date and as a boolean, computed by
+SQLite with the very expressions the SQL filter uses (``strftime`` for dates, so zones and odd
+spellings agree; ``lower(trim())`` for words like ``yes``); tags are lowercased by SQLite too.
+Values filters would type in the compiler are typed by the compiler itself (``_Compiler.values``).
 A term matches a row if any of its elements matches; ``ne``/``nin`` are the complement, as in SQL.
-Tags are kept as ``(row, tag, score)`` entries. Columns are built on first use.
+Tags are kept as elements (the tag, its score as the number). Columns are built on first use
+(about 5 s per field per million assets on 2 busy cores) and then patched, never rebuilt.
 
 Staleness: every change to an asset or its tags bumps the store's ``assets_epoch`` and logs the
 asset (``asset_changes``). :meth:`ColumnCache.refresh` re-reads only the assets changed since its
@@ -22,7 +26,6 @@ epoch, and at most every ``refresh_seconds``, so a search during an ingest does 
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,182 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from search.column_data import DEAD, INTEGER, NULL, REAL, SQL_KIND, TEXT, Column, Growable, Unsupported
 from search.fields import FieldSchema, check_meta_name, coerce_value
 from search.filter_ast import And, Cmp, Filter, Not, Or, TagIs
-from search.filter_sql import BUILTIN_FIELDS, _Compiler, _date_sql, compile_filter
+from search.filter_sql import BUILTIN_FIELDS, _Compiler, compile_filter
 from search.store import Store
-
-TEXT, INTEGER, REAL, TRUE, FALSE, NULL, ARRAY, OBJECT, DEAD = range(9)
-_SQL_KIND = {
-    "text": TEXT, "integer": INTEGER, "real": REAL, "true": TRUE, "false": FALSE,
-    "null": NULL, "array": ARRAY, "object": OBJECT,
-}  # fmt: skip
-_EXACT = 2.0**53  # numbers beyond this are not exact in float64: SQL decides
-_MOMENT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})")
-_PERIOD = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2}(?:T\d{2}:\d{2}:\d{2})?)?)?")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "gt": lambda x, p: x > p,
-    "gte": lambda x, p: x >= p,
-    "lt": lambda x, p: x < p,
-    "lte": lambda x, p: x <= p,
-}
-
-
-class _Unsupported(Exception):
-    """This term cannot be evaluated exactly from the cache: SQL evaluates it."""
-
-
-class _Grow:
-    """A numpy array with amortised appends."""
-
-    def __init__(self, dtype: Any) -> None:
-        self.data, self.n = np.zeros(1024, dtype), 0
-
-    def extend(self, values: Iterable[Any] | np.ndarray) -> None:
-        values = np.asarray(values if isinstance(values, np.ndarray) else list(values), self.data.dtype)
-        if self.n + len(values) > len(self.data):
-            grown = np.zeros(max(2 * len(self.data), self.n + len(values)), self.data.dtype)
-            grown[: self.n] = self.data[: self.n]
-            self.data = grown
-        self.data[self.n : self.n + len(values)] = values
-        self.n += len(values)
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.data[: self.n]
-
-
-class _Column:
-    """One field's elements: row, JSON type, number and text code, plus per-text tables.
-
-    Views derived from the elements (texts, dates, booleans, the row layout) are cached until the
-    column changes: queries then cost one comparison and one scatter over the elements.
-    """
-
-    def __init__(self, builtin: bool) -> None:
-        self.builtin = builtin  # built-in booleans compare as numbers; meta ones by the words rule
-        self.row, self.type = _Grow(np.int32), _Grow(np.uint8)
-        self.num, self.code = _Grow(np.float64), _Grow(np.int32)
-        self.words: list[str] = []
-        self.codes: dict[str, int] = {}
-        self.dates = _Grow(np.int64)  # per text: normalised date as YYYYMMDDHHMMSS, -1 if none
-        self.bools = _Grow(np.int64)  # per text: 1 true/yes/on, 0 false/no/off, -1 other
-        self.supported, self.dead = True, 0
-        self._views: dict[str, Any] = {}
-
-    def ingest(self, rows: np.ndarray, kinds: np.ndarray, nums: np.ndarray, texts: list[Any]) -> None:
-        """Append elements: rows (-1: an asset the cache does not hold, skipped), JSON types,
-        numbers (NaN when not numeric) and the texts of the TEXT elements, in order."""
-        if np.any(kinds == DEAD):
-            self.supported = False  # a value of a type filters do not compare (a BLOB)
-        numeric = (kinds == INTEGER) | (kinds == REAL)
-        if not np.all(np.abs(nums[numeric]) <= _EXACT):
-            self.supported = False  # too big (or not finite) for float64 to compare exactly
-        codes = np.full(len(rows), -1, np.int32)
-        codes[kinds == TEXT] = self._encode(texts)
-        keep = rows >= 0
-        self.row.extend(rows[keep])
-        self.type.extend(kinds[keep])
-        self.num.extend(nums[keep])
-        self.code.extend(codes[keep])
-        self._views.clear()
-
-    def _encode(self, texts: list[Any]) -> np.ndarray:
-        codes = self.codes
-        for word in dict.fromkeys(texts):  # C-speed de-duplication, then codes for new words
-            if word not in codes:
-                codes[word] = len(self.words)
-                self.words.append(word)
-        return np.fromiter(map(codes.__getitem__, texts), np.int32, len(texts))
-
-    def drop_rows(self, rows: np.ndarray) -> None:
-        """Orphan the elements of rows about to be re-read (they never match again)."""
-        gone = np.isin(self.row.view, rows) & (self.type.view != DEAD)
-        self.type.view[gone] = DEAD
-        self.num.view[gone] = math.nan
-        self.code.view[gone] = -1
-        self.dead += int(gone.sum())
-        self._views.clear()
-
-    def _view(self, name: str, make: Callable[[], Any]) -> Any:
-        if name not in self._views:
-            self._views[name] = make()
-        return self._views[name]
-
-    # -- typed views over elements (invalid: -1 code/date, NaN number, -1 boolean) --
-
-    def texts(self) -> np.ndarray:
-        return self._view("texts", lambda: np.where(self.type.view == TEXT, self.code.view, -1))
-
-    def dates_view(self, store: Store) -> np.ndarray:
-        """Per element: its text as a date (SQLite's ``strftime`` rules, so zones and odd
-        spellings agree with SQL) coded YYYYMMDDHHMMSS, -1 when not a date."""
-        if new := self.words[self.dates.n :]:
-            self.dates.extend(_date_code(d) for d in store.map_texts(_date_sql("j.value"), new))
-            self._views.pop("dates", None)
-        return self._view("dates", lambda: np.append(self.dates.view, -1)[self.texts()])
-
-    def booleans(self) -> np.ndarray:
-        """Per element: 1/0 for true/false (and, for meta, the words SQL reads as such), else -1."""
-        if self.builtin:
-            return self._view("bools", lambda: np.nan_to_num(self.num.view, nan=-1).astype(np.int8))
-        if new := self.words[self.bools.n :]:
-            lowered = (w.strip(" ").translate(_ASCII_LOWER) for w in new)  # SQLite's trim and lower
-            self.bools.extend(1 if w in _TRUE_WORDS else 0 if w in _FALSE_WORDS else -1 for w in lowered)
-            self._views.pop("bools", None)
-
-        def make() -> np.ndarray:
-            kinds = self.type.view
-            words = np.append(self.bools.view, -1).astype(np.int8)[self.texts()]
-            return np.where(kinds == TRUE, 1, np.where(kinds == FALSE, 0, words)).astype(np.int8)
-
-        return self._view("bools", make)
-
-    def word_table(self, test: Callable[[str], bool]) -> np.ndarray:
-        return np.fromiter((test(w) for w in self.words), bool, len(self.words))
-
-    def rows_mask(self, hits: np.ndarray, n_rows: int) -> np.ndarray:
-        """Rows with at least one hit among their elements."""
-        layout = self._view("layout", lambda: self._layout(n_rows))
-        if isinstance(layout, str) and layout == "identity":
-            return hits.copy()
-        if layout is not None and len(layout) == n_rows:
-            return np.append(hits, False)[layout]  # at most one element per row: a gather
-        mask = np.zeros(n_rows, bool)
-        mask[self.row.view[hits]] = True
-        return mask
-
-    def _layout(self, n_rows: int) -> Any:
-        rows = self.row.view
-        if self.dead == 0 and len(rows) == n_rows and np.array_equal(rows, np.arange(n_rows)):
-            return "identity"  # one element per row, in row order: hits are the row mask
-        live = np.flatnonzero(self.type.view != DEAD)
-        if len(live) and np.bincount(rows[live], minlength=n_rows).max() > 1:
-            return None  # lists: scatter
-        single = np.full(n_rows, len(rows), np.int64)  # no element -> the False appended to hits
-        single[rows[live]] = live
-        return single
-
-    def memory(self) -> int:
-        arrays = (self.row, self.type, self.num, self.code, self.dates, self.bools)
-        views = sum(v.nbytes for v in self._views.values() if isinstance(v, np.ndarray))
-        return sum(a.data.nbytes for a in arrays) + views + sum(len(w) + 90 for w in self.words)
-
-
-def _date_code(text: str | None) -> int:
-    m = _MOMENT.fullmatch(text) if isinstance(text, str) else None
-    return int("".join(m.groups())) if m else -1
-
-
-def _period(param: str) -> tuple[int, int]:
-    """``[lo, hi)`` of YYYYMMDDHHMMSS codes for a date period P: ``x >= P`` and ``x < P~`` in SQL."""
-    if not isinstance(param, str) or not _PERIOD.fullmatch(param):
-        raise _Unsupported(param)
-    digits = re.sub(r"\D", "", param)
-    scale = 10 ** (14 - len(digits))
-    return int(digits) * scale, (int(digits) + 1) * scale
 
 
 class ColumnCache:
@@ -224,12 +56,13 @@ class ColumnCache:
         self.store, self.refresh_seconds, self.clock = store, refresh_seconds, clock
         self.lock = threading.RLock()
         self.epoch, self.version, self.checked = -1, 0, -math.inf
-        self.ids = _Grow(np.int64)  # asset id of each row
-        self.present = _Grow(np.bool_)  # False once the asset is deleted
+        self.ids = Growable(np.int64)  # asset id of each row
+        self.present = Growable(np.bool_)  # False once the asset is deleted
         self.row_of = np.full(0, -1, np.int32)  # asset id -> row
-        self.columns: dict[str, _Column] = {}
-        self.tags: _Column | None = None  # elements: tag (lowercased) as text, score as number
+        self.columns: dict[str, Column] = {}
+        self.tags: Column | None = None  # elements: tag (lowercased) as text, score as number
         self.fallbacks: list[str] = []  # terms SQL evaluated in the last evaluate()
+        self._lowered: dict[str, str] = {}
         self.build_seconds = 0.0
 
     # --- keeping in step -------------------------------------------------------------------
@@ -259,7 +92,7 @@ class ColumnCache:
             return True
 
     def _rebuild(self) -> None:
-        self.ids, self.present = _Grow(np.int64), _Grow(np.bool_)
+        self.ids, self.present = Growable(np.int64), Growable(np.bool_)
         self.ids.extend(self.store.asset_ids())
         self.present.extend(np.ones(self.ids.n, bool))
         self._index_rows()
@@ -304,16 +137,16 @@ class ColumnCache:
 
     # --- columns, built on first use -------------------------------------------------------
 
-    def column(self, field: str) -> _Column:
+    def column(self, field: str) -> Column:
         """The column of a built-in field or of ``meta.NAME`` (read from the store on first use)."""
         with self.lock:
             if field not in self.columns:
-                column = _Column(builtin=field in BUILTIN_FIELDS)
+                column = Column(builtin=field in BUILTIN_FIELDS)
                 self._read(field, column, None)
                 self.columns[field] = column
             return self.columns[field]
 
-    def _read(self, field: str, column: _Column, ids: list[int] | None) -> None:
+    def _read(self, field: str, column: Column, ids: list[int] | None) -> None:
         if field in BUILTIN_FIELDS:
             for found, values in self.store.asset_values(BUILTIN_FIELDS[field].sql, ids):
                 self._ingest_builtin(column, BUILTIN_FIELDS[field].type, found, values)
@@ -322,14 +155,14 @@ class ColumnCache:
         path = "$" + "".join(f'."{part}"' for part in name.split("."))
         # SQLite's json_each yields the elements, so lists, objects and types agree with SQL.
         for found, types, values in self.store.meta_elements(path, ids):
-            kinds = np.fromiter(map(_SQL_KIND.__getitem__, types), np.uint8, len(types))
+            kinds = np.fromiter(map(SQL_KIND.__getitem__, types), np.uint8, len(types))
             nums = np.full(len(values), math.nan)
             numeric = np.flatnonzero((kinds == INTEGER) | (kinds == REAL))
             objects = np.array(values, dtype=object)
             nums[numeric] = objects[numeric].astype(np.float64)
             column.ingest(self.rows_of(found), kinds, nums, objects[kinds == TEXT].tolist())
 
-    def _ingest_builtin(self, column: _Column, kind: str, found: list[int], values: list[Any]) -> None:
+    def _ingest_builtin(self, column: Column, kind: str, found: list[int], values: list[Any]) -> None:
         rows = self.rows_of(found)
         if kind in ("number", "boolean"):
             try:
@@ -349,15 +182,15 @@ class ColumnCache:
         kinds = np.full(len(texts), TEXT, np.uint8)
         column.ingest(rows[present], kinds, np.full(len(texts), math.nan), texts)
 
-    def tag_column(self) -> _Column:
+    def tag_column(self) -> Column:
         """Tags as elements: the tag lowercased by SQLite (as filters compare it) and its score."""
         with self.lock:
             if self.tags is None:
-                self.tags = _Column(builtin=True)
+                self.tags = Column(builtin=True)
                 self._read_tags(self.tags, None)
             return self.tags
 
-    def _read_tags(self, column: _Column, ids: list[int] | None) -> None:
+    def _read_tags(self, column: Column, ids: list[int] | None) -> None:
         for found, tags, scores in self.store.tag_rows(ids):
             kinds = np.full(len(tags), TEXT, np.uint8)
             column.ingest(self.rows_of(found), kinds, np.array(scores, np.float64), tags)
@@ -412,7 +245,7 @@ class ColumnCache:
                 return self._tag(f)
             if isinstance(f, Cmp):
                 return self._cmp(f, compiler)
-        except _Unsupported:
+        except Unsupported:
             pass
         return self._sql(f, compiler)
 
@@ -425,12 +258,16 @@ class ColumnCache:
         mask[rows[rows >= 0]] = True
         return mask
 
-    def _rows(self, column: _Column, hits: np.ndarray) -> np.ndarray:
+    def _rows(self, column: Column, hits: np.ndarray) -> np.ndarray:
         return column.rows_mask(hits, self.ids.n)
 
     def _tag(self, f: TagIs) -> np.ndarray:
         column = self.tag_column()
-        code = column.codes.get(f.tag.translate(_ASCII_LOWER), -1)
+        if f.tag not in self._lowered:  # lowercased by SQLite itself, as the SQL filter does
+            if len(self._lowered) > 10_000:
+                self._lowered.clear()
+            self._lowered[f.tag] = str(self.store.map_texts("lower(j.value)", [f.tag])[0])
+        code = column.codes.get(self._lowered[f.tag], -1)
         if code < 0:
             return np.zeros(self.ids.n, bool)
         hits = column.code.view == code
@@ -443,7 +280,7 @@ class ColumnCache:
         declared = spec.type if spec is not None else compiler.schema.type_of(c.field.removeprefix("meta."))
         column = self.column(c.field)
         if not column.supported:
-            raise _Unsupported(c.field)
+            raise Unsupported(c.field)
         kinds = column.type.view
         if c.op == "exists":
             return self._rows(column, (kinds != NULL) & (kinds != DEAD))
@@ -456,59 +293,6 @@ class ColumnCache:
             return self._rows(column, table[column.texts()])
         op = {"ne": "eq", "nin": "in"}.get(c.op, c.op)
         typed = compiler.values(c, declared)
-        hits = self._compare(column, op, typed)
+        hits = column.compare(op, typed, self.store)
         mask = self._rows(column, hits)
         return ~mask if op != c.op else mask
-
-    def _compare(self, column: _Column, op: str, typed: list[tuple[str, Any, tuple[str, ...]]]) -> np.ndarray:
-        if op in ("eq", "in"):
-            hits = np.zeros(column.row.n, bool)
-            for kind in dict.fromkeys(k for k, _, _ in typed):
-                params = [p for k, p, _ in typed if k == kind]
-                if kind == "date":
-                    dates = column.dates_view(self.store)
-                    for p in params:
-                        lo, hi = _period(p)
-                        hits |= (dates >= lo) & (dates < hi)
-                elif kind == "string":
-                    hits |= self._in_texts(column, params)
-                elif kind == "number":
-                    if any(abs(p) > _EXACT for p in params):
-                        raise _Unsupported(params)
-                    hits |= _any_equal(column.num.view, params)
-                elif kind == "boolean":
-                    hits |= _any_equal(column.booleans(), params)
-            if texts := list(dict.fromkeys(t for _, _, ts in typed for t in ts)):
-                hits |= self._in_texts(column, texts)
-            return hits
-        kind, param, _ = typed[0]
-        if kind == "date":
-            dates = column.dates_view(self.store)
-            lo, hi = _period(param)
-            bound = lo if op in ("gte", "lt") else hi
-            return dates >= bound if op in ("gt", "gte") else (dates >= 0) & (dates < bound)
-        if kind == "string":
-            table = np.append(column.word_table(lambda w: bool(_OPS[op](w, param))), False)
-            return table[column.texts()]
-        if kind == "number":
-            if abs(param) > _EXACT:
-                raise _Unsupported(param)
-            with np.errstate(invalid="ignore"):
-                return np.asarray(_OPS[op](column.num.view, float(param)))
-        raise _Unsupported(kind)
-
-    def _in_texts(self, column: _Column, texts: list[Any]) -> np.ndarray:
-        codes = [column.codes[t] for t in texts if isinstance(t, str) and t in column.codes]
-        if len(codes) <= 4:
-            return _any_equal(column.texts(), codes)
-        table = np.zeros(len(column.words) + 1, bool)
-        table[codes] = True
-        return table[column.texts()]
-
-
-def _any_equal(values: np.ndarray, params: list[Any]) -> np.ndarray:
-    """``values IN params``: a few ``==`` beat ``np.isin`` for the short lists filters have."""
-    out = np.zeros(len(values), bool)
-    for p in params:
-        out |= values == p
-    return out

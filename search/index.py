@@ -24,7 +24,6 @@ catches a save half-way sees a mismatch and reloads.
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import threading
@@ -37,56 +36,17 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
+from search.ann import IndexConfig, estimate_bytes, knn_rows, merge_top, new_index
 from search.store import Store
+
+__all__ = ["IndexConfig", "IndexState", "VectorIndex", "knn_rows", "merge_top"]
 
 INDEX_FILE = "index.faiss"
 SIDECAR_FILE = "index.json"
 ROWS_FILE = "index.rows.npz"
-KINDS = ("auto", "flat", "hnsw", "ivf")
 FORMAT = 2  # sidecar layout; older sidecars mean a rebuild
 # The SWIG module's stubs miss keyword constructors and free functions used here.
 faiss: Any = _faiss
-
-
-@dataclass(frozen=True)
-class IndexConfig:
-    """How the index is built and searched.
-
-    Attributes:
-        kind: ``auto`` (by size), ``flat`` (exact), ``hnsw`` or ``ivf``.
-        flat_max: ``auto`` keeps an exact flat index up to this many vectors.
-        ivf_min: ``auto`` builds IVF from this many vectors (HNSW build time grows too fast beyond).
-        hnsw_m: HNSW graph degree (memory: about ``8 * m`` bytes per vector).
-        hnsw_ef_construction: HNSW build effort.
-        hnsw_ef_search: HNSW search effort for an unfiltered top-10 (the planner raises it).
-        ivf_nlist: IVF lists (None: about ``4 * sqrt(n)``).
-        ivf_nprobe: IVF lists probed for an unfiltered top-10.
-        max_deleted_fraction: Tombstones beyond this fraction make a writer rebuild.
-        max_delta: New vectors held beside an ANN index (scored exactly) before being folded in.
-    """
-
-    kind: str = "auto"
-    flat_max: int = 50_000
-    ivf_min: int = 5_000_000
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 64
-    hnsw_ef_search: int = 64
-    ivf_nlist: int | None = None
-    ivf_nprobe: int = 32
-    max_deleted_fraction: float = 0.1
-    max_delta: int = 50_000
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown index kind {self.kind!r}: use one of {', '.join(KINDS)}")
-
-    def kind_for(self, count: int) -> str:
-        """The concrete kind for a library of ``count`` vectors."""
-        if self.kind != "auto":
-            return self.kind
-        if count <= self.flat_max:
-            return "flat"
-        return "ivf" if count >= self.ivf_min else "hnsw"
 
 
 @dataclass(frozen=True)
@@ -179,6 +139,8 @@ class VectorIndex:
     def _wrong_kind(self) -> bool:
         # A flat index that grew past flat_max, or a kind the configuration no longer names.
         wanted = self.config.kind_for(self.size)
+        if wanted == "ivf" and self.state.kind == "flat" and self.size < 39 * 16:
+            return False  # still too few vectors to train IVF lists (see _new_index)
         if self.config.kind == "auto":
             return self.state.kind == "flat" and wanted != "flat"
         return wanted != self.state.kind
@@ -226,7 +188,7 @@ class VectorIndex:
         total = self.store.count_vectors()
         kind = self.config.kind_for(total)
         dim = self._store_dim()
-        main, params = self._new_index(kind, dim, total)
+        main, params, kind = new_index(kind, dim, total, self.config, self.store.sample_vectors)
         ids, assets = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         done = 0
         for vid, owner, vectors in self.store.iter_vector_rows(upto_id=top, batch=32768):
@@ -246,24 +208,6 @@ class VectorIndex:
         self.rebuilt = True
         self.version += 1
         self.build_seconds = time.perf_counter() - started
-
-    def _new_index(self, kind: str, dim: int, total: int) -> tuple[Any, dict[str, int]]:
-        cfg = self.config
-        if kind == "hnsw":
-            hnsw = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            hnsw.hnsw.efConstruction = cfg.hnsw_ef_construction
-            return hnsw, {"m": cfg.hnsw_m, "ef_construction": cfg.hnsw_ef_construction}
-        if kind == "ivf":
-            nlist = cfg.ivf_nlist or max(16, 2 ** round(math.log2(max(4 * math.sqrt(max(total, 1)), 1))))
-            quantizer = faiss.IndexFlatIP(dim)
-            ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            sample = self.store.sample_vectors(min(total, 32 * nlist), seed=0)
-            if len(sample) < nlist:
-                raise ValueError(f"an IVF index of {nlist} lists needs at least {nlist} vectors")
-            ivf.cp.niter = 10  # coarse centroids only route queries: a few iterations are enough
-            ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
-            return ivf, {"nlist": nlist}
-        return faiss.IndexFlatIP(dim), {}
 
     def _set_search_params(self) -> None:
         if self.state.kind == "hnsw":
@@ -458,52 +402,5 @@ class VectorIndex:
     def memory_bytes(self) -> int:
         """Bytes held: the FAISS index (vectors, graph or lists), the delta and the row arrays."""
         with self.lock:
-            main = 0 if self._main is None else _estimate_bytes(self._main, self.state)
+            main = 0 if self._main is None else estimate_bytes(self._main, self.state.kind, self.state.dim)
             return main + self._delta.nbytes + self.ids.nbytes + self.assets.nbytes + self.alive.nbytes
-
-
-def _estimate_bytes(index: Any, state: IndexState) -> int:
-    n, d = int(index.ntotal), state.dim
-    if state.kind == "hnsw":
-        hnsw = faiss.downcast_index(index).hnsw
-        return n * d * 4 + int(hnsw.neighbors.size()) * 4 + int(hnsw.offsets.size()) * 8 + n * 5
-    if state.kind == "ivf":
-        nlist = int(state.params.get("nlist", 0))
-        return n * (d * 4 + 8) + nlist * d * 4
-    return n * d * 4
-
-
-def knn_rows(query: np.ndarray, base: Any, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k inner products of ``query`` with ``base[rows]``, best first, without copying rows.
-
-    ``base`` is a float32 matrix or a FAISS flat index (its storage is read in place). FAISS's
-    ``knn_inner_products_by_idx`` runs on one thread with no OpenMP region, which keeps latency
-    steady on small machines, and reads each selected row once.
-    """
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    k = min(k, len(rows))
-    if k == 0:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    if isinstance(base, np.ndarray):
-        ptr, total, dim = faiss.swig_ptr(base), base.shape[0], base.shape[1]
-    else:
-        ptr, total, dim = base.get_xb(), int(base.ntotal), int(base.d)
-    vals = np.empty(k, np.float32)
-    ids = np.empty(k, np.int64)
-    query = np.ascontiguousarray(query, dtype=np.float32)
-    faiss.knn_inner_products_by_idx(
-        faiss.swig_ptr(query), ptr, faiss.swig_ptr(rows), dim, 1, total, len(rows), k,
-        faiss.swig_ptr(vals), faiss.swig_ptr(ids), 0,
-    )  # fmt: skip
-    keep = ids >= 0
-    return vals[keep], ids[keep]
-
-
-def merge_top(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` of several ``(scores, rows)`` lists, best first (ties by row)."""
-    if not parts:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    scores = np.concatenate([p[0] for p in parts])
-    rows = np.concatenate([p[1] for p in parts])
-    order = np.lexsort((rows, -scores))[:k]
-    return scores[order], rows[order]

@@ -13,12 +13,13 @@ httpx, ``--clients`` concurrent connections, bounded by ``--requests`` and ``--s
 
 The baseline is the same request bodies run through ``SearchEngine.search`` in this process,
 one at a time (no HTTP, no JSON, no auth). Client and server share the machine: on a small one
-the load generator takes CPU from the server, which the ``server_cpu`` column shows.
+the load generator takes CPU from the server; the ``server cpu`` and ``client cpu`` columns show
+the cores each used (server: all its processes, from /proc) during the timed window.
 
 Run on demand (not collected by pytest)::
 
     python tests/benchmarks/bench_api.py [--assets 10000] [--clients 16] [--requests 2000]
-        [--seconds 20] [--workdir .bench/api] [--json]
+        [--seconds 20] [--workers 1] [--workdir .bench/api] [--json]
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ async def _drive(
         # Warm up: connections, the server's caches and calibrator (not timed; not taken from the queue).
         await asyncio.gather(*(http.post("/v1/search", json=body) for body in warm_up(bodies, clients)))
         deadline = time.perf_counter() + seconds
-        cpu_before = _process_cpu(server_pid)
+        cpu_before, client_before = _process_cpu(server_pid), time.process_time()
         started = time.perf_counter()
 
         async def client() -> None:
@@ -223,6 +224,7 @@ async def _drive(
         await asyncio.gather(*(client() for _ in range(clients)))
         wall = time.perf_counter() - started
         cpu = _process_cpu(server_pid) - cpu_before
+        client_cpu = time.process_time() - client_before
     return {
         "requests": len(latencies),
         "seconds": round(wall, 2),
@@ -230,6 +232,7 @@ async def _drive(
         "requests_per_s": round(len(latencies) / wall, 1),
         **_percentiles(latencies),
         "server_cpu": round(cpu / wall, 2),
+        "client_cpu": round(client_cpu / wall, 2),
     }
 
 
@@ -454,12 +457,15 @@ def main() -> None:
         f"library: {args.assets} assets ({'reused' if library['reused'] else 'built'}), "
         f"{args.clients} HTTP clients, {os.cpu_count()} CPUs"
     )
-    header = ("path", "requests", "req/s", "p50 ms", "p99 ms", "errors", "server cpu")
+    header = ("path", "requests", "req/s", "p50 ms", "p99 ms", "errors", "server cpu", "client cpu")
     print(f"{header[0]:<22}" + "".join(f"{h:>11}" for h in header[1:]))
     for name, row in rows.items():
         errors = sum(row.get("errors", {}).values()) if "errors" in row else ""
         cells = (row["requests"], row["requests_per_s"], row["p50_ms"], row["p99_ms"], errors)
-        print(f"{name:<22}" + "".join(f"{c!s:>11}" for c in (*cells, row.get("server_cpu", ""))))
+        print(
+            f"{name:<22}"
+            + "".join(f"{c!s:>11}" for c in (*cells, row.get("server_cpu", ""), row.get("client_cpu", "")))
+        )
 
 
 if __name__ == "__main__":

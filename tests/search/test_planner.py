@@ -223,3 +223,14 @@ def test_auto_kind_grows_from_flat_to_hnsw_and_ivf_works(tmp_path: Path) -> None
         assert ann.path == "ann" and exact.path == "exact"
         assert [h.vector_id for h in exact.hits] == brute_force(lib, query, f, 10)
         assert len({h.vector_id for h in ann.hits} & set(brute_force(lib, query, f, 10))) >= 8
+
+
+def test_a_flat_index_is_searched_exactly_at_any_selectivity(lib: Library, tmp_path: Path) -> None:
+    flat = VectorIndex(lib.store, tmp_path, IndexConfig(kind="flat")).build()
+    planner = Planner(flat, lib.columns, lib.store, PlannerConfig(exact_max=100))
+    for f in (bucket_filter(0.5), bucket_filter(0.001), None):
+        for query in lib.queries[:3]:
+            result = planner.search(query, f, 10)
+            assert result.path == "exact" and [h.vector_id for h in result.hits] == brute_force(
+                lib, query, f, 10
+            )
