@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from search_library import make_store, uri
 
 from search.errors import AssetNotFoundError, FieldTypeError, FilterError
 from search.fields import FieldSchema
@@ -21,45 +22,7 @@ from search.meta import (
     save_schema,
     set_meta,
 )
-from search.store import Store, Tag
-
-# name (below tmp_path/files), columns, meta, embedded, tags
-ASSETS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], list[Tag]]] = [
-    ("photos/beach.jpg", {"kind": "image", "mime": "image/jpeg", "width": 4000, "content_hash": "h-beach",
-     "created": "2024-05-01T10:30:00Z"},
-     {"region": "DE", "keywords": ["summer", "beach"], "status": "approved"},
-     {"title": "Beach day", "keywords": ["sea"], "camera": "Canon EOS 5D"},
-     [Tag("beach", 0.9, "clip"), Tag("shoe", 0.3, "clip")]),
-    ("photos/shoe red.png", {"kind": "image", "mime": "image/png", "width": 1000, "content_hash": "h-shoe",
-     "created": "2023-01-02T00:00:00Z"},
-     {"region": "AT", "keywords": ["summer"]}, {}, [Tag("shoe", 0.8, "user"), Tag("red", 0.6, "clip")]),
-    ("videos/spring.mp4", {"kind": "video", "mime": "video/mp4", "width": 1920, "content_hash": "h-spring",
-     "created": "2024-06-01T12:00:00Z", "duration": 12.5},
-     {}, {"region": "FR"}, [Tag("beach", 0.4, "clip")]),
-    ("copies/beach copy.jpg", {"kind": "image", "mime": "image/jpeg", "width": 4000,
-     "content_hash": "h-beach", "created": "2024-05-01T10:30:00Z", "duplicate_of": 1},
-     {"region": None}, {"region": "DE"}, []),
-    ("broken/bad.jpg", {"status": "failed", "error": "decode error", "content_hash": "h-bad"}, {}, {}, []),
-]  # fmt: skip
-
-
-def make_store(root: Path) -> Store:
-    """A library of five assets whose files exist below ``root/files``."""
-    store = Store(root / "data" / "assetlens.db")
-    with store.transaction():
-        for name, columns, meta, embedded, tags in ASSETS:
-            path = root / "files" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"not really media")
-            values = {"uri": str(path), "size": 16, "mtime": 1_700_000_000.0, "status": "ok", "meta": meta,
-                      "embedded": embedded, **columns}  # fmt: skip
-            asset_id = store.upsert_asset(values)
-            for source in ("clip", "user"):
-                store.replace_tags(asset_id, source, [t for t in tags if t.source == source])
-    store.replace_segments(
-        3, "whisper", [{"start": 0.0, "end": 2.0, "text": " Welcome to the spring collection"}]
-    )
-    return store
+from search.store import Store
 
 
 @pytest.fixture
@@ -67,10 +30,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s = make_store(tmp_path)
     yield s
     s.close()
-
-
-def uri(tmp_path: Path, name: str) -> str:
-    return str(tmp_path / "files" / name)
 
 
 # --- schema ----------------------------------------------------------------------------------
