@@ -8,13 +8,17 @@ needs no PyTorch model at all (faster, and ~600 MB less memory for ViT-B-32).
 Why these choices (measured on ViT-B-32, 2-core AVX-512 VNNI EPYC; see BENCHMARKS.md):
 
 - Only ``MatMul`` is quantised. ORT's ``ConvInteger`` ran the 32x32 patch embedding (1% of the
-  FLOPs) in 17% of the image tower's time; left in float it takes 6%, and images/CPU-second
-  rose ~15%.
+  FLOPs) in 17% of the image tower's time. The patch embedding is traced as a matrix product
+  instead (:class:`_ExportPatchify`), so it is quantised with the rest.
+- Attention is traced from a plain implementation (:class:`_ExportAttention`, same weights):
+  PyTorch's own bakes the traced sequence length into reshapes (the text graph would accept one
+  length only) and emits many transposes. With it the image tower did ~15% more images per
+  CPU-second; with ORT's thread spinning off, ~20% more again on a shared 2-core machine.
 - The image tower takes ``uint8`` NHWC pixels and normalises them in the graph, so the caller
   hands over the prepared crops as they are (no float copies or transposes in Python).
 - The text tower takes tokens already cut after the longest end-of-text token (see
-  :func:`models.clip.encode_text_trimmed`); its sequence axis is dynamic.
-- ORT's transformer graph optimiser (attention/LayerNorm fusion) made the quantised image tower
+  :func:`models.text.encode_text_trimmed`); its sequence axis is dynamic.
+- ORT's transformer graph optimiser (LayerNorm/GELU fusion) made the quantised image tower
   slower here, so the exported graph is quantised as it is.
 
 The cache is a directory holding ``image.onnx``, ``text.onnx`` and ``meta.json``; ``meta.json``

@@ -3,7 +3,7 @@
 Modes (``ASSETLENS_CLIP_PRECISION``):
 
 - ``fp32``: PyTorch, float32. The reference; supported everywhere.
-- ``bf16``: PyTorch autocast to bfloat16. CPUs with AVX-512 BF16 or AMX, or CUDA.
+- ``bf16``: PyTorch with the weights in bfloat16. CPUs with AVX-512 BF16 or AMX, or CUDA.
 - ``fp16``: PyTorch autocast to float16. CUDA only.
 - ``int8``: PyTorch dynamic quantisation of the ``Linear`` layers (weights int8, activations
   quantised per batch). CPUs with a quantised engine (x86/fbgemm, or qnnpack on Arm).
@@ -140,9 +140,7 @@ def vit_param_estimate(vision_cfg: dict[str, Any]) -> int | None:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context of a PyTorch mode (a no-op for fp32 and int8)."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+    """The autocast context of a PyTorch mode: fp16 only (bf16 converts the weights instead)."""
     if precision == "fp16":
         return torch.autocast(device.type, dtype=torch.float16)
     return contextlib.nullcontext()
