@@ -168,8 +168,14 @@ vocab_option = click.option(
 @click.option("--hidden", is_flag=True, help="Also ingest hidden files and folders.")
 @click.option("--prune", is_flag=True, help="Remove assets under PATHS whose files are gone.")
 @click.option("--force", is_flag=True, help="Re-decode and re-embed even unchanged files.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), help="Images per batch (default 32).")
-@click.option("--workers", type=click.IntRange(1, 64), help="Decode threads (default: cores, max 4).")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 4096), help="Images per batch (default 32 on a CPU, 128 on CUDA)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Decode threads (default: cores, max 4 on a CPU; all on CUDA).",
+)
 @click.option("--no-video", is_flag=True, help="Skip video files.")
 @click.option("--no-audio", is_flag=True, help="Skip audio files.")
 @click.option(
@@ -237,9 +243,9 @@ def _ingest(
 def _options(as_json: bool, **flags: Any) -> IngestOptions:
     """Ingest options: command-line flags over ASSETLENS_* settings over defaults."""
     settings = EnrichSettings()
-    defaults: dict[str, Any] = {"max_pixels": settings.max_pixels, "batch_size": settings.batch_size}
-    if settings.workers:
-        defaults["workers"] = settings.workers
+    defaults: dict[str, Any] = {
+        "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers
+    }  # fmt: skip
     given = {k: v for k, v in flags.items() if v is not None}
     return IngestOptions(progress=_show_progress(as_json), **{**defaults, **given})
 
@@ -365,7 +371,7 @@ def models_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @click.pass_context
 def models_fetch(ctx: click.Context, name: str, as_json: bool) -> None:
     """Download NAME's weights into DATA_DIR/models (on a networked machine)."""
-    from models.clip import resolve_weights
+    from models.weights import resolve_weights
 
     lib = library(ctx)
     path = resolve_weights(resolve_model(name), lib.model_settings)

@@ -14,7 +14,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,20 @@ from search.index import VectorIndex
 from search.store import Asset, Store
 
 
-def default_workers() -> int:
-    """Decode threads: enough to keep the inference thread fed on a small machine."""
-    return max(1, min(4, (os.cpu_count() or 2)))
+def default_workers(device: str = "cpu") -> int:
+    """Decode threads that fit where the model runs.
+
+    On a CPU the network needs the cores too: up to 4 threads keep it fed (on 2 cores, 2
+    threads did 16% more images/s than 1). On a GPU decoding is all the CPU does and bounds the
+    run: every core (16 threads on an H200 host gave 3x the images/s of 4).
+    """
+    cores = os.cpu_count() or 2
+    return cores if device == "cuda" else max(1, min(4, cores))
+
+
+def default_batch_size(device: str = "cpu") -> int:
+    """Images per batch: 32 on a CPU; 128 on a GPU, which it keeps busier (+26% images/s, H200)."""
+    return 128 if device == "cuda" else 32
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,8 @@ class IngestOptions:
     audio: bool = True
     transcribe: bool = True
     keyframes: KeyframeOptions = field(default_factory=KeyframeOptions)
-    batch_size: int = 32
-    workers: int = field(default_factory=default_workers)
+    batch_size: int = 0  # 0: default_batch_size() of the encoder's device
+    workers: int = 0  # 0: default_workers() of the encoder's device
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = False
 
@@ -118,7 +129,16 @@ class Ingester:
         with library_lock(self.store.path.parent, "ingest") as fresh:
             if fresh:
                 close_abandoned_jobs(self.store)
-            return self._ingest(roots, options or IngestOptions())
+            return self._ingest(roots, self._fit(options or IngestOptions()))
+
+    def _fit(self, options: IngestOptions) -> IngestOptions:
+        """Fill in the batch size and decode threads left to the device (0)."""
+        device = self.encoder.device
+        return replace(
+            options,
+            batch_size=options.batch_size or default_batch_size(device),
+            workers=options.workers or default_workers(device),
+        )
 
     def _ingest(self, roots: Sequence[Path], options: IngestOptions) -> IngestReport:
         with self.store.transaction():

@@ -11,12 +11,12 @@ class EnrichSettings(BaseSettings):
 
     Attributes:
         max_pixels: Largest image (width x height) decoded; larger files fail (decompression bombs).
-        batch_size: Images per CLIP batch and per store transaction.
-        workers: Decode threads (0: as many as cores, at most 4).
+        batch_size: Images per CLIP batch and per store transaction (0: 32 on a CPU, 128 on CUDA).
+        workers: Decode threads (0: as many as cores, at most 4 on a CPU; every core with CUDA).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
 
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, ge=1)
-    batch_size: int = Field(default=32, ge=1, le=4096)
+    batch_size: int = Field(default=0, ge=0, le=4096)
     workers: int = Field(default=0, ge=0, le=64)

@@ -8,7 +8,7 @@ Modes (``ASSETLENS_CLIP_PRECISION``):
 - ``int8``: PyTorch dynamic quantisation of the ``Linear`` layers (weights int8, activations
   quantised per batch). CPUs with a quantised engine (x86/fbgemm, or qnnpack on Arm).
 - ``onnx-int8``: both towers exported to ONNX once per model, their matrix products dynamically
-  quantised to int8, run by ONNX Runtime (see :mod:`models.onnx_towers`). CPU only; needs the
+  quantised to int8, run by ONNX Runtime (see :mod:`models.onnx_export`). CPU only; needs the
   ``onnx`` and ``onnxruntime`` packages.
 - ``auto`` (the default): ``fp16`` on CUDA; on a CPU with int8 dot-product instructions
   (AVX-512 VNNI, AVX-VNNI or AMX) ``onnx-int8`` for ViT towers big enough for it to pay off,
@@ -21,15 +21,11 @@ the precision, and a mode is only used when its embeddings keep a cosine of at l
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import platform
-import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args
-
-import torch
 
 from models.errors import PrecisionError
 
@@ -60,6 +56,8 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    import torch  # imported late: deciding on other modes must not load torch
+
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
@@ -77,12 +75,12 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
-def resolve_precision(requested: str, device: torch.device, *, vit_params: int | None) -> str:
+def resolve_precision(requested: str, device: str, *, vit_params: int | None) -> str:
     """The mode to run: ``auto`` resolved, an explicit mode checked against this machine.
 
     Args:
         requested: ``ASSETLENS_CLIP_PRECISION``.
-        device: Where the model runs.
+        device: Where the model runs: ``cpu`` or ``cuda``.
         vit_params: Rough parameter count of the image tower when it is a plain ViT (the only
             kind ``auto`` exports to ONNX), else None.
 
@@ -97,7 +95,7 @@ def resolve_precision(requested: str, device: torch.device, *, vit_params: int |
         raise PrecisionError(
             f"unknown ASSETLENS_CLIP_PRECISION={requested!r}; valid: {', '.join(PRECISIONS)}"
         )
-    cuda = device.type == "cuda"
+    cuda = device == "cuda"
     if requested == "auto":
         if cuda:
             return "fp16"
@@ -139,33 +137,9 @@ def vit_param_estimate(vision_cfg: dict[str, Any]) -> int | None:
     return 12 * layers * width * width  # attention (4 W^2) + MLP (8 W^2) per block
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context of a PyTorch mode: fp16 only (bf16 converts the weights instead)."""
-    if precision == "fp16":
-        return torch.autocast(device.type, dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """PyTorch dynamic int8 quantisation of every ``nn.Linear`` (weights once, activations per call).
-
-    open_clip's attention keeps its packed in-projection and its out-projection (a
-    ``NonDynamicallyQuantizableLinear``) in float: only the MLP layers, about two thirds of the
-    FLOPs, become int8, which is why this mode gains less than ``onnx-int8``.
-    """
-    engines = torch.backends.quantized.supported_engines
-    if torch.backends.quantized.engine not in engines or torch.backends.quantized.engine == "none":
-        torch.backends.quantized.engine = next(e for e in ("x86", "fbgemm", "qnnpack") if e in engines)
-    from torch.ao.quantization import quantize_dynamic  # deprecated upstream, still the only CPU path
-
-    with warnings.catch_warnings():
-        # Deprecation notices of torch.ao (moving to torchao, not installed here); nothing to act on.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated", category=UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
 def _torch_quantized_engine() -> bool:
+    import torch
+
     engines = torch.backends.quantized.supported_engines
     has_api = importlib.util.find_spec("torch.ao.quantization") is not None
     return has_api and any(e in engines for e in ("x86", "fbgemm", "qnnpack"))

@@ -14,12 +14,13 @@ two different checkpoints are never mixed in one store.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
+import re
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import open_clip
 
 from models.errors import CheckpointError, UnknownModelError
 
@@ -96,16 +97,40 @@ CLIP_MODELS: dict[str, ModelSpec] = {
 }
 
 
-def _register_tiny_config() -> None:
-    # open_clip only builds architectures it has a config for; ours ships with the package.
+def register_tiny_config() -> None:
+    """Teach open_clip our tiny architecture (it only builds architectures it has a config for)."""
+    import open_clip
+
     if TINY_ARCH not in open_clip.list_models():
         open_clip.add_model_config(_CONFIG_DIR / f"{TINY_ARCH}.json")
 
 
 @cache
+def _arch_configs() -> dict[str, dict[str, Any]]:
+    """Every architecture's config: the JSON files open_clip ships, plus ours.
+
+    Read the way open_clip reads them, but without importing it: that import loads torch and
+    torchvision (about 5 s), which an ``onnx-int8`` run from a cached export never needs.
+    """
+    found = importlib.util.find_spec("open_clip")  # locates the package without running it
+    if found is None or found.origin is None:
+        raise UnknownModelError("the open_clip package is not installed")
+    configs: dict[str, dict[str, Any]] = {}
+    for directory in (Path(found.origin).parent / "model_configs", _CONFIG_DIR):
+        for path in directory.glob("*.json"):
+            cfg = json.loads(path.read_text())
+            if all(key in cfg for key in ("embed_dim", "vision_cfg", "text_cfg")):
+                configs[path.stem] = cfg
+    return {name: configs[name] for name in sorted(configs, key=_natural_key)}
+
+
+def _natural_key(name: str) -> list[int | str]:
+    # open_clip's order: ViT-B-16 before ViT-B-32, RN50 before RN101.
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
+
+
 def _arch_config(arch: str) -> dict[str, Any]:
-    _register_tiny_config()
-    cfg = open_clip.get_model_config(arch)
+    cfg = _arch_configs().get(arch)
     if cfg is None:
         raise UnknownModelError(f"unknown open_clip architecture {arch!r}")
     return dict(cfg)
@@ -113,8 +138,7 @@ def _arch_config(arch: str) -> dict[str, Any]:
 
 def known_architectures() -> list[str]:
     """Every architecture open_clip (plus our tiny one) can build."""
-    _register_tiny_config()
-    return list(open_clip.list_models())
+    return list(_arch_configs())
 
 
 def resolve_model(name: str, checkpoint: Path | None = None) -> ModelSpec:
@@ -162,6 +186,8 @@ def _parse_arch_tag(name: str) -> ModelSpec:
         return ModelSpec(
             name, arch, None, False, f"{arch} with seeded random weights: NOT SEMANTIC (timing only)"
         )
+    import open_clip  # imported late: only names with a pretrained tag need its tag list
+
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if tag not in tags:
         raise UnknownModelError(

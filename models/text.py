@@ -1,40 +1,46 @@
-"""CLIP text tower helpers: dropping the padding that cannot change the result.
+"""CLIP text tower helpers: the tokenizer, and dropping the padding that cannot change the result.
 
-Used by :class:`models.clip.ClipEncoder` in every PyTorch precision and traced into the ONNX
-text graph of the ``onnx-int8`` mode (:mod:`models.onnx_towers`).
+Used by :class:`models.torch_towers.TorchTowers` in every PyTorch precision and traced into the
+ONNX text graph of the ``onnx-int8`` mode (:mod:`models.onnx_export`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import numpy as np
 import open_clip
 import torch
 
+from models.registry import register_tiny_config
+
+TokensT = TypeVar("TokensT", np.ndarray, torch.Tensor)
+
 
 def can_trim(model: Any) -> bool:
-    """Whether :func:`encode_text_trimmed` may drop the padding of this model's text input."""
+    """Whether :func:`trim_tokens` may drop the padding of this model's text input."""
     mask = getattr(model, "attn_mask", None)
     return isinstance(model, open_clip.model.CLIP) and model.text_pool_type == "argmax" and mask is not None
 
 
-def trim_tokens(tokens: torch.Tensor) -> torch.Tensor:
-    """Cut the tokens after the longest text's end-of-text token (the highest token id)."""
-    n = int(tokens.argmax(dim=-1).max()) + 1
-    return tokens[:, :n]
+def tokenizer_for(arch: str) -> Callable[[list[str]], np.ndarray]:
+    """open_clip's tokenizer of an architecture, as texts -> ``int64`` array ``(N, context)``."""
+    register_tiny_config()
+    tokenizer = open_clip.get_tokenizer(arch)
+    return lambda texts: tokenizer(texts).numpy().astype(np.int64, copy=False)
 
 
-def encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text`` without the padding: the same result, several times faster.
+def trim_tokens(tokens: TokensT) -> TokensT:
+    """Cut the tokens (array or tensor) after the longest text's end-of-text token (the highest id).
 
-    CLIP's text tower is causal and pools at the end-of-text token (the highest token id), so
-    positions after the longest prompt's end can never influence the result; dropping them
-    turns 77-token work into ~10-token work for typical queries and tag prompts. Models of
-    another shape fall back to the full computation.
+    CLIP's text tower is causal and pools at the end-of-text token, so positions after the
+    longest text's end can never influence the result: :func:`text_features` of the trimmed
+    tokens equals ``model.encode_text`` of all 77, with ~10-token work instead of 77 for typical
+    queries and tag prompts (about 6x faster for ViT-B-32).
     """
-    if not can_trim(model):
-        return model.encode_text(tokens)
-    return text_features(model, trim_tokens(tokens))
+    n = int(tokens.argmax(-1).max()) + 1
+    return tokens[:, :n]
 
 
 def text_features(model: Any, tokens: torch.Tensor) -> torch.Tensor:

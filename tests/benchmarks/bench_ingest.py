@@ -108,7 +108,7 @@ def encoder_for(model: str, mode: str, cache: Path) -> ClipEncoder:
 
 def bench_naive(encoder: ClipEncoder, files: list[Path]) -> Timing:
     """Time of the baseline loop: full decode, open_clip preprocess, batch-of-one fp32 encode."""
-    model = encoder._model
+    model = encoder.torch_model
     cfg = open_clip.get_model_preprocess_cfg(model)
     args = cfg["size"], False, cfg["mean"], cfg["std"], cfg.get("resize_mode"), cfg.get("interpolation")
     preprocess = open_clip.image_transform(*args)  # CLIP's own eval transform
@@ -208,7 +208,7 @@ def bench_text(encoder: ClipEncoder, untrimmed: bool = False) -> dict[str, float
     def once(query: str) -> None:
         if untrimmed:  # open_clip's own encode_text: all 77 positions
             with torch.inference_mode():
-                encoder._model.encode_text(encoder._tokenizer([query]))
+                encoder.torch_model.encode_text(torch.from_numpy(encoder._tokens([query])))
         else:
             encoder.encode_texts([query], remember=False)
 

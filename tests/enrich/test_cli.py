@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from enrich.cli import cli
+from models.precision import onnx_available
 
 N_PHOTOS = 8
 
@@ -128,6 +129,54 @@ def test_ctrl_c_keeps_finished_batches_and_rerun_resumes(tmp_path: Path) -> None
     report = json.loads(resumed.stdout)
     assert resumed.returncode == 0 and report["skipped"] == done and report["added"] == 400 - done
     assert _count(db, "vectors") == 400 and _count(db, "assets") == 400
+
+
+# Run `python -m enrich ...` and list, at exit, which heavy packages the process imported.
+_IMPORT_PROBE = """
+import atexit, json, runpy, sys
+HEAVY = ("torch", "torchvision", "open_clip")
+def report():
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+    print(json.dumps(loaded), file=sys.stderr)
+atexit.register(report)
+sys.argv = ["assetlens", *sys.argv[1:]]
+runpy.run_module("enrich", run_name="__main__")
+"""
+
+
+def test_ingest_from_a_cached_onnx_export_never_imports_torch(tmp_path: Path, photos: Path) -> None:
+    # Importing torch and open_clip is ~5 s of every `assetlens ingest`; with the int8 export
+    # and the label embeddings cached (after the first run), images need neither.
+    if not onnx_available():
+        pytest.skip("onnx/onnxruntime not installed")
+    env = {
+        **os.environ,
+        "ASSETLENS_CLIP_MODEL": "tiny",
+        "ASSETLENS_CLIP_PRECISION": "onnx-int8",
+        "ASSETLENS_DEVICE": "cpu",
+        "ASSETLENS_DATA_DIR": str(tmp_path / "data"),
+    }
+    first = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, "ingest", str(photos), "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stderr.splitlines()[-1]) == ["open_clip", "torch", "torchvision"]  # the export
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for path in sorted(photos.glob("*.jpg"))[:3]:  # new content: encoded, not reused
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(fresh / path.name)
+
+    second = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, "ingest", str(fresh), "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stderr.splitlines()[-1]) == []
+    report = json.loads(second.stdout)
+    assert report["added"] == 3 and report["failed"] == 0
+    assert _count(tmp_path / "data" / "assetlens.db", "vectors") == N_PHOTOS + 3
 
 
 def _count(db: Path, table: str) -> int:

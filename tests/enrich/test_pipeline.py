@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -13,9 +14,9 @@ import torch
 from helpers import ingester_for, open_library
 from PIL import Image
 
-from enrich.pipeline import IngestOptions, reembed_library
+from enrich.pipeline import IngestOptions, default_batch_size, default_workers, reembed_library
 from enrich.tagging import Tagger, retag_library
-from models.registry import _register_tiny_config
+from models.registry import register_tiny_config
 from models.vocab import load_vocabulary
 from search.errors import ModelMismatchError
 from search.library import Library
@@ -48,6 +49,19 @@ def test_ingest_embeds_tags_and_indexes_every_photo(lib: Library, photos: Path) 
     assert [t.score for t in tags] == sorted((t.score for t in tags), reverse=True)
     assert lib.index.status()["vectors"] == N_PHOTOS and lib.index.status()["in_step"]
     assert lib.store.last_job()["status"] == "done"  # type: ignore[index]
+
+
+def test_batch_size_and_decode_threads_fit_the_device(lib: Library, photos: Path) -> None:
+    ingester_for(lib).ingest([photos])
+    args = json.loads(lib.store.last_job()["args"])  # type: ignore[index]
+    cores = os.cpu_count() or 2
+    # The tiny model runs on the CPU: batches of 32, at most 4 decode threads beside the network.
+    assert (args["batch_size"], args["workers"]) == (32, min(4, cores))
+    explicit = ingester_for(lib).ingest([photos], IngestOptions(batch_size=5, workers=1))
+    assert explicit.skipped == N_PHOTOS
+    assert json.loads(lib.store.last_job()["args"])["batch_size"] == 5  # type: ignore[index]
+    # With CUDA decoding bounds a run: every core decodes, and the GPU takes bigger batches.
+    assert (default_workers("cuda"), default_batch_size("cuda")) == (cores, 128)
 
 
 def test_rerun_does_no_work_and_touch_keeps_vectors(lib: Library, photos: Path) -> None:
@@ -197,7 +211,7 @@ def test_mixing_models_is_refused_and_reembed_switches(tmp_path: Path, photos: P
     ingester_for(tiny).ingest([photos])
     tiny.close()
     # Another model: the tiny architecture with other weights, from a checkpoint file.
-    _register_tiny_config()
+    register_tiny_config()
     import open_clip
 
     with torch.random.fork_rng():

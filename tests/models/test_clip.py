@@ -19,10 +19,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from models.clip import ClipEncoder, cpu_supports_bf16, prepare_image, resolve_weights
+from models.clip import ClipEncoder, prepare_image
 from models.errors import CheckpointError, ModelError, PrecisionError, WeightsMissingError
-from models.registry import _register_tiny_config, resolve_model
+from models.precision import cpu_supports_bf16
+from models.registry import register_tiny_config, resolve_model
 from models.settings import ModelSettings
+from models.weights import resolve_weights
 
 PHOTOS = Path(__file__).parents[1] / "data" / "photos"
 TEXTS = ["a photo of a cat", "an astronaut in a space suit", "a cup of coffee", "a rocket on the launch pad"]
@@ -143,7 +145,8 @@ def test_prepare_image_matches_open_clips_own_preprocessing(
     # What the weights were trained with: open_clip's transform (resize shorter side, centre crop).
     _, _, preprocess = open_clip.create_model_and_transforms("assetlens-tiny")
     with torch.inference_mode():
-        reference = encoder._model.encode_image(torch.stack([preprocess(im) for im in photo_images])).numpy()
+        batch = torch.stack([preprocess(im) for im in photo_images])
+        reference = encoder.torch_model.encode_image(batch).numpy()
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
     cosine = np.sum(encoder.encode_images(photo_images) * reference, axis=1)
     assert np.all(cosine > 0.995), cosine
@@ -233,12 +236,12 @@ def test_loading_is_lazy_idempotent_and_warns_about_random_weights(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     enc = tiny_encoder(tmp_path)
-    assert enc._model is None  # constructing costs nothing
+    assert enc.torch_model is None  # constructing costs nothing
     with caplog.at_level(logging.WARNING, logger="models.clip"):
         enc.load()
-        model = enc._model
+        model = enc.torch_model
         enc.load()
-    assert enc._model is model
+    assert model is not None and enc.torch_model is model
     warnings = [r for r in caplog.records if r.name == "models.clip"]
     assert len(warnings) == 1 and "no meaning" in warnings[0].getMessage()
 
@@ -326,7 +329,7 @@ def test_concurrent_text_queries_with_a_full_cache(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def other_model() -> torch.nn.Module:
     """The tiny architecture with weights other than our seeded ones (as if fine-tuned)."""
-    _register_tiny_config()
+    register_tiny_config()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(123)
         model = open_clip.create_model("assetlens-tiny")
@@ -559,9 +562,9 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_auto_and_cpu_devices(tmp_path: Path) -> None:
-    assert tiny_encoder(tmp_path, device="cpu").device.type == "cpu"
+    assert tiny_encoder(tmp_path, device="cpu").device == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert tiny_encoder(tmp_path, device="auto").device.type == expected
+    assert tiny_encoder(tmp_path, device="auto").device == expected
 
 
 # --- a real-size architecture (built once: a few seconds) ------------------------------------------

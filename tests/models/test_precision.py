@@ -29,7 +29,7 @@ from models.precision import (
     resolve_precision,
     vit_param_estimate,
 )
-from models.registry import _arch_config, _register_tiny_config, resolve_model
+from models.registry import _arch_config, register_tiny_config, resolve_model
 from models.settings import ModelSettings
 
 PHOTOS = Path(__file__).parents[1] / "data" / "photos"
@@ -122,7 +122,7 @@ def vit_b_32(
             continue
         enc = encoder(module_tmp / "vit", mode, "ViT-B-32@random")
         out[mode] = (enc.encode_images(photos), enc.encode_texts(TEXTS, remember=False), enc)
-        enc._model = enc._onnx = None  # keep only the vectors: four ViT-B-32 models are 2 GB
+        enc._towers = None  # keep only the vectors: four ViT-B-32 models are 2 GB
     return out
 
 
@@ -153,7 +153,7 @@ def test_auto_on_the_real_size_model(
     images = enc.encode_images(photos)
     assert np.all(cosines(images, vit_b_32["fp32"][0]) >= MIN_COSINE)
     if expected == "onnx-int8":
-        assert enc._model is None, "a cached export must load without building the PyTorch model"
+        assert enc.torch_model is None, "a cached export must load without building the PyTorch model"
         np.testing.assert_allclose(images, vit_b_32["onnx-int8"][0], atol=1e-5)
 
 
@@ -170,8 +170,8 @@ def test_auto_keeps_the_tiny_model_on_fp32(tmp_path: Path) -> None:
 
 def test_auto_is_the_default_and_fp16_on_cuda() -> None:
     assert ModelSettings().clip_precision == "auto"
-    assert resolve_precision("auto", torch.device("cuda"), vit_params=10**8) == "fp16"
-    assert resolve_precision("auto", torch.device("cpu"), vit_params=None) == "fp32"  # ResNet/timm towers
+    assert resolve_precision("auto", "cuda", vit_params=10**8) == "fp16"
+    assert resolve_precision("auto", "cpu", vit_params=None) == "fp32"  # ResNet/timm towers
 
 
 # --- refusals --------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_fp16_is_refused_on_cpu(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["int8", "onnx-int8"])
 def test_cpu_modes_are_refused_on_cuda(mode: str) -> None:
     with pytest.raises(PrecisionError, match=rf"{mode} is a CPU mode.*ASSETLENS_DEVICE=cpu"):
-        resolve_precision(mode, torch.device("cuda"), vit_params=10**8)
+        resolve_precision(mode, "cuda", vit_params=10**8)
 
 
 def test_onnx_int8_is_refused_without_onnxruntime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,14 +193,14 @@ def test_onnx_int8_is_refused_without_onnxruntime(tmp_path: Path, monkeypatch: p
     with pytest.raises(PrecisionError, match=r"needs the onnx and onnxruntime packages.*pip install"):
         encoder(tmp_path, "onnx-int8")
     # auto quietly stays on fp32 instead.
-    assert resolve_precision("auto", torch.device("cpu"), vit_params=10**8) == "fp32"
+    assert resolve_precision("auto", "cpu", vit_params=10**8) == "fp32"
 
 
 def test_unknown_precision_is_rejected_with_the_valid_ones() -> None:
     with pytest.raises(ValidationError, match=r"onnx-int8"):
         ModelSettings(clip_precision="int4")  # type: ignore[arg-type]
     with pytest.raises(PrecisionError, match=r"valid: auto, fp32"):
-        resolve_precision("int4", torch.device("cpu"), vit_params=None)
+        resolve_precision("int4", "cpu", vit_params=None)
 
 
 # --- the ONNX cache --------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_onnx_cache_is_reused_without_exporting_again(tmp_path: Path, photos: li
     )
     np.testing.assert_allclose(second.encode_images(photos[:3]), vectors, atol=1e-6)
     assert _mtimes(cache) == before, "the second load exported again"
-    assert second._model is None  # no PyTorch model was built either
+    assert second.torch_model is None  # no PyTorch model was built either
     assert second.onnx_meta is not None and second.onnx_meta["export_s"] == meta["export_s"]
 
 
@@ -237,7 +237,7 @@ def test_onnx_cache_follows_the_model_id(tmp_path: Path, photos: list[Image.Imag
     seeded_vectors = seeded.encode_images(photos[:2])
     seeded_files = _mtimes(seeded.onnx_cache)
     # Other weights (a local checkpoint) are another model id: their own export, the first kept.
-    _register_tiny_config()
+    register_tiny_config()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(123)
         other = open_clip.create_model("assetlens-tiny")

@@ -14,9 +14,11 @@ from models.registry import (
     CLIP_MODELS,
     TINY_ARCH,
     ModelSpec,
+    _arch_config,
     describe,
     file_digest,
     known_architectures,
+    register_tiny_config,
     resolve_model,
 )
 
@@ -124,6 +126,17 @@ def test_describe_is_json_ready() -> None:
 def test_known_architectures_include_ours_and_open_clips() -> None:
     archs = known_architectures()
     assert {"assetlens-tiny", "ViT-B-32", "ViT-L-14"} <= set(archs)
+
+
+def test_architecture_configs_are_read_exactly_as_open_clip_reads_them() -> None:
+    # The registry reads open_clip's config files itself so that naming a model never imports
+    # torch; what it reads must be what open_clip builds from.
+    import open_clip
+
+    register_tiny_config()
+    assert known_architectures() == open_clip.list_models()
+    for arch in known_architectures():
+        assert _arch_config(arch) == open_clip.get_model_config(arch), arch
 
 
 # --- unknown names ---------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ PRELOAD = (
     "search.meta",
     "search.export",
     "models.clip",
+    "models.torch_towers",
+    "models.onnx_export",
     "models.whisper",
     "faster_whisper",
     "ctranslate2",

@@ -23,6 +23,8 @@ from reliability.checks import assert_same_library, check_store, connect, count,
 from reliability.conftest import Cli, References
 
 from enrich.lock import holder_of
+from models.clip import ClipEncoder
+from models.registry import resolve_model
 from models.settings import ModelSettings
 from search.filters import parse_filter
 from search.library import Library
@@ -98,6 +100,9 @@ def test_searches_stay_consistent_while_an_ingest_writes(
     root, files = library
     reference, _ = references.get(BATCH)
     data = cli.new_data_dir(tmp_path / "data")
+    # Text queries load torch and open_clip on first use (seconds): pay that before the writer
+    # starts, or the in-process searcher may still be importing when the ingest is done.
+    ClipEncoder(resolve_model("tiny"), ModelSettings(device="cpu")).encode_texts(["warm-up"], remember=False)
 
     writer = cli.spawn(data, "ingest", str(root), "--batch-size", str(BATCH), "--json")
     searcher = _Searcher(data)
