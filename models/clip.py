@@ -29,7 +29,7 @@ from PIL import Image
 from models.errors import PrecisionError
 from models.onnx_towers import OnnxTowers, cache_dir_for, read_meta
 from models.precision import resolve_precision, vit_param_estimate
-from models.registry import ModelSpec, _arch_config
+from models.registry import ModelSpec, arch_config
 from models.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class ClipEncoder:
         self._tokenizer: Callable[[list[str]], np.ndarray] | None = None
         self._lock = threading.Lock()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        vision = _arch_config(spec.arch)["vision_cfg"]
+        vision = arch_config(spec.arch)["vision_cfg"]
         assert isinstance(vision, dict)
         self.image_size = int(vision["image_size"])
         self.dim = spec.embed_dim

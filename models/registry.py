@@ -64,7 +64,7 @@ class ModelSpec:
     @property
     def embed_dim(self) -> int:
         """Dimension of the embeddings."""
-        return int(_arch_config(self.arch)["embed_dim"])
+        return int(arch_config(self.arch)["embed_dim"])
 
 
 CLIP_MODELS: dict[str, ModelSpec] = {
@@ -129,7 +129,12 @@ def _natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
-def _arch_config(arch: str) -> dict[str, Any]:
+def arch_config(arch: str) -> dict[str, Any]:
+    """open_clip's config of an architecture (a copy).
+
+    Raises:
+        UnknownModelError: No such architecture.
+    """
     cfg = _arch_configs().get(arch)
     if cfg is None:
         raise UnknownModelError(f"unknown open_clip architecture {arch!r}")

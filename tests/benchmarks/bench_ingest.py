@@ -1,4 +1,4 @@
-"""Ingest throughput: the AssetLens pipeline in every CPU precision against a naive CLIP loop.
+"""Ingest throughput: the AssetLens pipeline in every precision against a naive CLIP loop.
 
 One run, one corpus (``ingest_corpus.py``: camera-size JPEGs, some PNGs, a few videos), one
 network (``ViT-B-32@random`` by default: seeded random weights, so timing only). Measured:
@@ -12,11 +12,14 @@ network (``ViT-B-32@random`` by default: seeded random weights, so timing only).
 - CLI: ``assetlens ingest`` of the JPEGs in a subprocess (model load included, default precision);
 - text: one query's embedding latency per precision (and fp32 without padding trimming).
 
+With ``--device cuda`` the same runs use the GPU modes (fp32, bf16, fp16) and the GPU defaults
+(batch 128, a decode thread per core); the naive loop runs fp32 on the GPU.
+
 One-off costs (label embeddings, the ONNX export) are reported, not timed in the runs. With
 ``--memory-only``, ingests ``--images`` small JPEGs with the tiny model and reports resident
 memory against files done (start, middle, end). Run on demand (pytest does not collect it)::
 
-    python tests/benchmarks/bench_ingest.py [--images 500] [--json]
+    python tests/benchmarks/bench_ingest.py [--images 500] [--device cuda] [--json]
     python tests/benchmarks/bench_ingest.py --memory-only --images 10000 [--json]
 """
 
@@ -45,7 +48,7 @@ from ingest_support import SIZES, RssSampler, machine, make_corpus, make_small_c
 from PIL import Image
 
 from enrich.decode import decode_image
-from enrich.pipeline import Ingester, IngestOptions, default_workers
+from enrich.pipeline import Ingester, IngestOptions, default_batch_size, default_workers
 from enrich.tagging import Tagger
 from models.clip import ClipEncoder, prepare_image
 from models.precision import cpu_supports_bf16, onnx_available
@@ -56,7 +59,7 @@ from search.library import Library
 from search.settings import SearchSettings
 from search.store import Store
 
-MODES = ("fp32", "bf16", "int8", "onnx-int8")
+MODES = {"cpu": ("fp32", "bf16", "int8", "onnx-int8"), "cuda": ("fp32", "bf16", "fp16")}
 QUERIES = [
     f"{a} {b}"
     for a in (
@@ -101,8 +104,8 @@ def _row(n: int, timing: Timing) -> dict[str, float]:
     }
 
 
-def encoder_for(model: str, mode: str, cache: Path) -> ClipEncoder:
-    settings = ModelSettings(clip_model=model, clip_precision=mode, device="cpu", model_cache_dir=cache)  # type: ignore[arg-type]
+def encoder_for(model: str, mode: str, cache: Path, device: str) -> ClipEncoder:
+    settings = ModelSettings(clip_model=model, clip_precision=mode, device=device, model_cache_dir=cache)  # type: ignore[arg-type]
     return ClipEncoder(resolve_model(model), settings)
 
 
@@ -112,12 +115,16 @@ def bench_naive(encoder: ClipEncoder, files: list[Path]) -> Timing:
     cfg = open_clip.get_model_preprocess_cfg(model)
     args = cfg["size"], False, cfg["mean"], cfg["std"], cfg.get("resize_mode"), cfg.get("interpolation")
     preprocess = open_clip.image_transform(*args)  # CLIP's own eval transform
+
+    def once(path: Path) -> None:  # .cpu(): the vector back on the host, as the pipeline's are
+        model.encode_image(preprocess(Image.open(path).convert("RGB"))[None].to(encoder.device)).cpu()
+
     with torch.inference_mode():
         for path in files[:3]:  # warm-up: the first batch-of-one calls are several times slower
-            model.encode_image(preprocess(Image.open(path).convert("RGB"))[None])
+            once(path)
         start = _clock()
         for path in files:
-            model.encode_image(preprocess(Image.open(path).convert("RGB"))[None])
+            once(path)
     return _since(start)
 
 
@@ -152,7 +159,7 @@ def bench_pipeline(encoder: ClipEncoder, root: Path, workdir: Path, workers: int
             "frames": frames,
             "frames_per_s": round(frames / timing[0], 2),
             "workers": workers,
-            "batch_size": options.batch_size,
+            "batch_size": options.batch_size or default_batch_size(encoder.device),
             "rss_start_mb": memory[0],
             "rss_peak_mb": max(memory),
             "failed": report.failed,
@@ -163,7 +170,9 @@ def bench_pipeline(encoder: ClipEncoder, root: Path, workdir: Path, workers: int
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def bench_cli(model: str, root: Path, workdir: Path, cache: Path, labels: Path) -> dict[str, Any]:
+def bench_cli(
+    model: str, root: Path, workdir: Path, cache: Path, labels: Path, device: str
+) -> dict[str, Any]:
     """``assetlens ingest ROOT --json`` in a subprocess: process start and model load included."""
     data_dir = Path(tempfile.mkdtemp(prefix="cli-", dir=workdir))
     (data_dir / "cache").mkdir()
@@ -174,8 +183,10 @@ def bench_cli(model: str, root: Path, workdir: Path, cache: Path, labels: Path) 
         "ASSETLENS_CLIP_MODEL": model,
         "ASSETLENS_MODEL_CACHE_DIR": str(cache),
         "ASSETLENS_DATA_DIR": str(data_dir),
+        "ASSETLENS_DEVICE": device,
     }
-    command = [str(Path(sys.executable).with_name("assetlens")), "ingest", str(root), "--json"]
+    # What the `assetlens` script runs, also where the package is not installed (a GPU host).
+    command = [sys.executable, "-m", "enrich", "ingest", str(root), "--json"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -197,7 +208,7 @@ def bench_cli(model: str, root: Path, workdir: Path, cache: Path, labels: Path) 
     return {
         **_row(report["added"], (wall, cpu)),
         "report": report,
-        "command": " ".join(command[1:3]) + " ROOT --json",
+        "command": "assetlens ingest ROOT --json (as python -m enrich)",
         "peak_rss_mb": round(peak_kb / 1024, 1),
     }
 
@@ -208,7 +219,8 @@ def bench_text(encoder: ClipEncoder, untrimmed: bool = False) -> dict[str, float
     def once(query: str) -> None:
         if untrimmed:  # open_clip's own encode_text: all 77 positions
             with torch.inference_mode():
-                encoder.torch_model.encode_text(torch.from_numpy(encoder._tokens([query])))
+                tokens = torch.from_numpy(encoder._tokens([query])).to(encoder.device)
+                encoder.torch_model.encode_text(tokens).cpu()
         else:
             encoder.encode_texts([query], remember=False)
 
@@ -237,7 +249,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     jpegs, jpeg_root = corpus["jpeg"], corpus["jpeg"][0].parent
     n = len(jpegs)
     modes = [
-        m for m in MODES if (m != "bf16" or cpu_supports_bf16()) and (m != "onnx-int8" or onnx_available())
+        m
+        for m in MODES[args.device]
+        if (m != "bf16" or args.device == "cuda" or cpu_supports_bf16())
+        and (m != "onnx-int8" or onnx_available())
     ]
     result: dict[str, Any] = {
         "benchmark": "ingest",
@@ -250,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "one_off": {"corpus_generated_or_checked_s": round(corpus_s, 1)},
     }
     for mode in modes:
-        encoder = encoder_for(args.model, mode, cache)
+        encoder = encoder_for(args.model, mode, cache, args.device)
         start = time.perf_counter()
         encoder.load()
         load_s = round(time.perf_counter() - start, 2)
@@ -267,19 +282,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             Tagger(encoder, load_vocabulary(), workdir / "label-cache").label_embeddings()
             result["one_off"]["label_embeddings_s"] = round(time.perf_counter() - start, 2)
-        run_ = bench_pipeline(encoder, jpeg_root, workdir, default_workers())
+        run_ = bench_pipeline(encoder, jpeg_root, workdir, default_workers(args.device))
         result["pipeline"][mode] = {**run_, "model_load_s": load_s, "precision": encoder.precision}
         result["text"][mode] = bench_text(encoder)
         if mode == modes[-1]:  # the best mode: decode threads, and the mixed corpus
             for workers in args.workers_sweep:
-                if workers != default_workers():
+                if workers != default_workers(args.device):
                     result["pipeline"][f"{mode}, {workers} decode threads"] = bench_pipeline(
                         encoder, jpeg_root, workdir, workers
                     )
-            result["mixed"] = bench_pipeline(encoder, jpeg_root.parent, workdir, default_workers())
+            result["mixed"] = bench_pipeline(encoder, jpeg_root.parent, workdir, default_workers(args.device))
         del encoder
         gc.collect()
-    result["cli"] = bench_cli(args.model, jpeg_root, workdir, cache, workdir / "label-cache")
+    result["cli"] = bench_cli(args.model, jpeg_root, workdir, cache, workdir / "label-cache", args.device)
     best = max(result["pipeline"].values(), key=lambda r: r["images_per_s"])
     result["ratio_best_pipeline_over_naive"] = round(
         best["images_per_s"] / result["naive"]["images_per_s"], 2
@@ -394,6 +409,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=".bench/ingest", help="corpus and scratch dir (git-ignored)")
     parser.add_argument("--workers-sweep", default="1", help="other decode-thread counts for the best mode")
     parser.add_argument("--memory-only", action="store_true", help="resident memory over a long ingest")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the network runs")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     args = parser.parse_args()
     if args.images < 1:

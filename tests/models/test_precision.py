@@ -29,7 +29,7 @@ from models.precision import (
     resolve_precision,
     vit_param_estimate,
 )
-from models.registry import _arch_config, register_tiny_config, resolve_model
+from models.registry import arch_config, register_tiny_config, resolve_model
 from models.settings import ModelSettings
 
 PHOTOS = Path(__file__).parents[1] / "data" / "photos"
@@ -159,8 +159,8 @@ def test_auto_on_the_real_size_model(
 
 def test_auto_keeps_the_tiny_model_on_fp32(tmp_path: Path) -> None:
     # Exporting costs seconds; the tiny network costs a millisecond: auto never exports it.
-    tiny = _arch_config(resolve_model("tiny").arch)["vision_cfg"]
-    vit = _arch_config("ViT-B-32")["vision_cfg"]
+    tiny = arch_config(resolve_model("tiny").arch)["vision_cfg"]
+    vit = arch_config("ViT-B-32")["vision_cfg"]
     assert vit_param_estimate(tiny) < AUTO_ONNX_MIN_PARAMS <= vit_param_estimate(vit)  # type: ignore[operator]
     enc = encoder(tmp_path, "auto")
     assert enc.precision == "fp32"

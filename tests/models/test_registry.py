@@ -14,7 +14,7 @@ from models.registry import (
     CLIP_MODELS,
     TINY_ARCH,
     ModelSpec,
-    _arch_config,
+    arch_config,
     describe,
     file_digest,
     known_architectures,
@@ -136,7 +136,7 @@ def test_architecture_configs_are_read_exactly_as_open_clip_reads_them() -> None
     register_tiny_config()
     assert known_architectures() == open_clip.list_models()
     for arch in known_architectures():
-        assert _arch_config(arch) == open_clip.get_model_config(arch), arch
+        assert arch_config(arch) == open_clip.get_model_config(arch), arch
 
 
 # --- unknown names ---------------------------------------------------------------------------------
