@@ -11,7 +11,8 @@ transcript as one ``transcript`` column. A meta list is written ``a, b`` when it
 declared ``list`` (and no element holds a comma), else as a JSON array, which the import reads
 back as a list. CSV cannot tell text from numbers: declare a field ``string`` (``assetlens meta
 schema set sku=string``) to keep ``00123`` as text through a CSV round trip; JSON Lines keeps
-every JSON type, nulls included.
+every JSON type, nulls included. Cells are written by :mod:`search.csv_cells`: one that a
+spreadsheet would run as a formula gets a leading ``'`` (CSV injection), which the import removes.
 
 XMP sidecars (see :mod:`search.xmp` for the packet: keywords in ``dc:subject``; title,
 description, creator, rights and usage terms from ``meta``, else from the file's own metadata;
@@ -40,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from search.csv_cells import cell_text, guard_formula
 from search.errors import SearchError
 from search.fields import FieldSchema
 from search.filters import Filter
@@ -159,7 +161,7 @@ def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, A
             plain = isinstance(value, list) and not any("," in str(v) for v in value)
             joined = plain and schema.type_of(name) == "list"
             row[f"meta.{name}"] = ", ".join(map(str, value)) if joined else cell_text(value)
-        writer.writerow([cell_text(row.get(k)) for k in header])
+        writer.writerow([guard_formula(cell_text(row.get(k))) for k in header])
         count += 1
     return count
 
@@ -173,22 +175,6 @@ def flatten_fields(value: Any, prefix: str = "") -> dict[str, Any]:
         name = f"{prefix}.{key}" if prefix else str(key)
         out |= flatten_fields(item, name) if isinstance(item, dict) and item else {name: item}
     return out
-
-
-def cell_text(value: Any, joiner: str | None = None) -> str:
-    """A value as one CSV cell: text as is, true/false, numbers and objects as JSON, None empty.
-
-    Lists of plain values are joined with ``joiner`` when given, else written as a JSON array.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if joiner is not None and isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
-        return joiner.join(cell_text(v) for v in value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 def sidecar_path(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import click
 
 from search import export as exporting
+from search.csv_cells import cell_text
 from search.filters import parse_filter, to_json
 from search.meta import BUCKETS, declare_fields, facets, filter_sql, import_meta, load_schema, set_meta
 from search.store import Store
@@ -54,7 +55,7 @@ def _echo_meta(meta: dict[str, Any]) -> None:
     if not fields:
         click.echo("(no fields)")
     for name, value in fields.items():
-        click.echo(f"{name}: {exporting.cell_text(value, ', ')}")
+        click.echo(f"{name}: {cell_text(value, ', ')}")
 
 
 @click.group()

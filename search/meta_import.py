@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from search.csv_cells import read_cell
 from search.errors import FilterError, SearchError
 from search.fields import check_meta_name
 
@@ -172,20 +173,8 @@ def csv_rows(f: IO[str], path: Path, columns: Columns) -> Iterator[Row]:
             yield Row(line, {}, {}, True, f"{len(cells)} cells but {len(names)} columns in the header")
             continue
         cells += [""] * (len(names) - len(cells))
-        values = {name: _cell(cells[i]) for i, name in wanted if cells[i].strip()}
+        values = {name: read_cell(cells[i]) for i, name in wanted if cells[i].strip()}
         yield Row(line, {k: cells[i].strip() for i, k in keys if cells[i].strip()}, values, True)
-
-
-def _cell(text: str) -> Any:
-    # A JSON array or object (as `assetlens export` writes lists) is read as JSON.
-    if text.lstrip()[:1] in ("[", "{"):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(value, list | dict):
-            return value
-    return text
 
 
 def jsonl_rows(f: IO[str], columns: Columns) -> Iterator[Row]:

