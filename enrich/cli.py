@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from enrich.errors import EnrichError, disk_full
 from enrich.lock import close_abandoned_jobs, library_lock
@@ -45,6 +46,10 @@ class _Root(click.Group):
             raise
         except Exception as exc:
             # Checked first: a full disk also surfaces wrapped, e.g. as a StoreError at open.
+            if isinstance(exc, ValidationError):  # an ASSETLENS_* variable out of range
+                for line in _settings_errors(exc):
+                    click.echo(f"error: {line}", err=True)
+                ctx.exit(1)
             lib = ctx.obj
             full = disk_full(exc, lib.settings.data_dir) if isinstance(lib, Library) else None
             known = isinstance(exc, ModelError | SearchError | EnrichError | FileNotFoundError)
@@ -52,6 +57,15 @@ class _Root(click.Group):
                 raise
             click.echo(f"error: {full or exc}", err=True)
             ctx.exit(1)
+
+
+def _settings_errors(exc: ValidationError) -> list[str]:
+    """One line per bad setting, named as the user set it (``ASSETLENS_NAME``)."""
+    lines = []
+    for error in exc.errors():
+        name = "ASSETLENS_" + "_".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"invalid setting {name}={error.get('input')!r}: {error['msg']}")
+    return lines
 
 
 class _QuietOpenClip(logging.Filter):

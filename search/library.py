@@ -42,7 +42,7 @@ class Library:
     @cached_property
     def index(self) -> VectorIndex:
         """The FAISS index (not yet synced)."""
-        return VectorIndex(self.store, self.settings.data_dir)
+        return VectorIndex(self.store, self.settings.data_dir, self.settings.index_config())
 
     @cached_property
     def spec(self) -> ModelSpec:

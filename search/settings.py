@@ -1,20 +1,53 @@
 """Settings of the search package (environment prefix ``ASSETLENS_``)."""
 
-from pathlib import Path
+from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from search.ann import IndexConfig
 
 
 class SearchSettings(BaseSettings):
-    """Where the library lives.
+    """Where the library lives, and how its vector index is built.
+
+    The ``index_*`` settings override :class:`search.ann.IndexConfig`'s defaults (unset: its
+    default; see there for what each does and the measurements behind the defaults).
 
     Attributes:
         data_dir: Holds ``assetlens.db`` (SQLite, the truth), the FAISS index and model caches.
+        index_kind: ``auto`` (flat up to ``index_flat_max`` vectors, then HNSW, IVF from
+            ``index_ivf_min``), ``flat``, ``hnsw`` or ``ivf``. A writer rebuilds an index of
+            another kind on its next run.
+        index_flat_max: ``auto`` keeps an exact flat index up to this many vectors.
+        index_ivf_min: ``auto`` builds IVF from this many vectors.
+        index_hnsw_m: HNSW graph degree (about ``8 * m`` bytes of graph per vector).
+        index_hnsw_ef_construction: HNSW build effort.
+        index_hnsw_ef_search: HNSW search effort for an unfiltered top-10.
+        index_ivf_nlist: IVF lists (unset: about ``4 * sqrt(n)``).
+        index_ivf_nprobe: IVF lists probed for an unfiltered top-10.
+        index_max_deleted_fraction: Deleted vectors beyond this share make a writer rebuild.
+        index_max_delta: New vectors kept beside an ANN index (scored exactly) before a writer
+            folds them in.
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
 
     data_dir: Path = Path("assetlens-data")
+    index_kind: Literal["auto", "flat", "hnsw", "ivf"] | None = None
+    index_flat_max: int | None = Field(default=None, ge=0)
+    index_ivf_min: int | None = Field(default=None, ge=1)
+    index_hnsw_m: int | None = Field(default=None, ge=4, le=256)
+    index_hnsw_ef_construction: int | None = Field(default=None, ge=8, le=4096)
+    index_hnsw_ef_search: int | None = Field(default=None, ge=1, le=65536)
+    index_ivf_nlist: int | None = Field(default=None, ge=1)
+    index_ivf_nprobe: int | None = Field(default=None, ge=1)
+    index_max_deleted_fraction: float | None = Field(default=None, gt=0, le=1)
+    index_max_delta: int | None = Field(default=None, ge=0)
 
     @property
     def db_path(self) -> Path:
@@ -25,3 +58,14 @@ class SearchSettings(BaseSettings):
     def model_cache_dir(self) -> Path:
         """Hub weights downloaded for this library."""
         return self.data_dir / "models"
+
+    def index_config(self) -> IndexConfig:
+        """The vector index's configuration: the ``index_*`` settings given, defaults for the rest."""
+        from search.ann import IndexConfig  # imported late: it loads FAISS
+
+        given = {
+            name.removeprefix("index_"): value
+            for name, value in self
+            if name.startswith("index_") and value is not None
+        }
+        return IndexConfig(**given)

@@ -121,7 +121,8 @@ def _model_env(library: Library) -> dict[str, str]:
 def _open_state(settings: ApiSettings, library: Library, metrics: Metrics) -> ApiState:
     db_path = library.settings.db_path
     library.store  # noqa: B018 - opens and migrates the store before any pooled connection
-    index = VectorIndex(Store(db_path), library.settings.data_dir)  # thread-safe; its own connection
+    # Thread-safe, with its own connection.
+    index = VectorIndex(Store(db_path), library.settings.data_dir, library.settings.index_config())
 
     def new_session() -> Session:
         store = Store(db_path)

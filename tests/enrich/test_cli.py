@@ -89,6 +89,25 @@ def test_exit_codes_and_one_line_errors(tmp_path: Path, photos: Path) -> None:
     assert "no asset" in run(data, "show", "999", code=1)["output"]
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("ASSETLENS_INDEX_KIND", "annoy", "'auto', 'flat', 'hnsw' or 'ivf'"),
+        ("ASSETLENS_INDEX_HNSW_M", "2", "greater than or equal to 4"),
+        ("ASSETLENS_CLIP_PRECISION", "int4", "'onnx-int8'"),
+        ("ASSETLENS_BATCH_SIZE", "-1", "greater than or equal to 0"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, name: str, value: str, says: str
+) -> None:
+    command = ["ingest", str(tmp_path)] if name == "ASSETLENS_BATCH_SIZE" else ["stats"]
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *command], env={name: value})
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: invalid setting {name}='{value}': ") and says in lines[0]
+
+
 def test_offline_default_model_error_names_the_fix(tmp_path: Path, photos: Path) -> None:
     result = CliRunner().invoke(
         cli, ["--data-dir", str(tmp_path / "data"), "ingest", str(photos)], env={"ASSETLENS_CLIP_MODEL": None}

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from models.settings import ModelSettings
 from search.errors import ModelMismatchError, StoreError
-from search.index import VectorIndex
+from search.index import IndexConfig, VectorIndex
+from search.library import Library
+from search.settings import SearchSettings
 from search.store import MIGRATIONS, Store, Tag
 
 
@@ -129,3 +133,25 @@ def test_a_corrupt_index_file_is_rebuilt_from_the_store(tmp_path: Path) -> None:
     index = VectorIndex(store, tmp_path).sync()
 
     assert index.rebuilt and index.size == 1
+
+
+def test_index_settings_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "assetlens.db")
+    rng = np.random.default_rng(5)
+    for i in range(40):
+        add_asset(store, f"/lib/{i}.jpg", unit(rng, 1))
+    store.close()
+    monkeypatch.setenv("ASSETLENS_INDEX_KIND", "hnsw")
+    monkeypatch.setenv("ASSETLENS_INDEX_HNSW_M", "8")
+    monkeypatch.setenv("ASSETLENS_INDEX_HNSW_EF_CONSTRUCTION", "40")
+
+    lib = Library(SearchSettings(data_dir=tmp_path), ModelSettings(clip_model="tiny"))
+    status = lib.index.sync().status()
+
+    assert status["kind"] == "hnsw" and status["vectors"] == 40
+    assert status["params"] == {"m": 8, "ef_construction": 40}
+    assert lib.index.config.hnsw_ef_search == IndexConfig().hnsw_ef_search  # unset: the default
+    lib.close()
+    monkeypatch.setenv("ASSETLENS_INDEX_HNSW_M", "2")
+    with pytest.raises(ValidationError, match="index_hnsw_m"):
+        SearchSettings(data_dir=tmp_path)
