@@ -1,0 +1,50 @@
+"""The SQLite store: schema, migrations and every SQL statement of AssetLens.
+
+SQLite is the source of truth (the FAISS index is derived from it). The database runs in WAL
+mode so searches read while an ingest writes; writers group their work with
+:meth:`Store.transaction`, one transaction per batch, so a crash loses at most the batch in
+flight and never leaves half an asset behind.
+
+The package keeps one concern per module, and :class:`Store` is composed of them:
+
+- ``schema``: the schema migrations (``MIGRATIONS``, ``PRAGMA user_version``);
+- ``records``: :class:`Asset`, :class:`Tag`, ``ASSET_COLUMNS`` and :func:`now_iso`;
+- ``base``: the connection, its pragmas, migrating, :meth:`Store.transaction` and ``state``;
+- ``assets``: assets and tags;
+- ``vectors``: vectors, the library's model and the reads behind the vector index;
+- ``transcripts``: transcript segments and full-text (lexical) search;
+- ``jobs``: jobs, failures and HTTP API keys;
+- ``catalog``: DAM metadata, export reads and facet counts;
+- ``filter_reads``: the filter column cache's reads and compiled-filter queries.
+"""
+
+from __future__ import annotations
+
+from search.store.assets import AssetsMixin
+from search.store.base import StoreBase
+from search.store.catalog import CatalogMixin
+from search.store.filter_reads import FilterReadsMixin
+from search.store.jobs import JobsMixin
+from search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
+from search.store.schema import MIGRATIONS
+from search.store.transcripts import TranscriptsMixin
+from search.store.vectors import VectorsMixin
+
+__all__ = ["ASSET_COLUMNS", "MIGRATIONS", "Asset", "Store", "Tag", "now_iso"]
+
+
+class Store(
+    AssetsMixin, VectorsMixin, TranscriptsMixin, JobsMixin, CatalogMixin, FilterReadsMixin, StoreBase
+):
+    """A connection to one library's SQLite file.
+
+    Args:
+        path: The database file; created (with its folder) if missing.
+        readonly: Open without write access (for searches).
+    """
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

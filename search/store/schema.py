@@ -1,0 +1,218 @@
+"""The schema of the library database: ``MIGRATIONS``, one SQL script per schema version (``PRAGMA
+user_version`` records how many were applied), and :func:`_split_sql`, which cuts a script into
+statements for :meth:`search.store.base.StoreBase._migrate` to run one by one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE assets (
+        id INTEGER PRIMARY KEY,
+        uri TEXT NOT NULL UNIQUE,
+        content_hash TEXT,
+        kind TEXT CHECK (kind IN ('image', 'video', 'audio')),
+        mime TEXT,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        duration REAL,
+        created TEXT,
+        ingested_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+        error TEXT,
+        duplicate_of INTEGER REFERENCES assets(id) ON DELETE SET NULL,
+        meta TEXT NOT NULL DEFAULT '{}',
+        embedded TEXT NOT NULL DEFAULT '{}',
+        exif TEXT NOT NULL DEFAULT '{}',
+        xmp TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX assets_hash ON assets(content_hash);
+    CREATE INDEX assets_kind ON assets(kind, status);
+    -- AUTOINCREMENT: vector ids are FAISS ids and must never be reused after a delete.
+    CREATE TABLE vectors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        t REAL,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE INDEX vectors_asset ON vectors(asset_id);
+    CREATE TABLE tags (
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        score REAL NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('clip', 'user', 'import')),
+        model TEXT,
+        t REAL,
+        PRIMARY KEY (asset_id, source, tag)
+    );
+    CREATE INDEX tags_tag ON tags(tag, score);
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        args TEXT NOT NULL DEFAULT '{}',
+        counts TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE failures (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER REFERENCES jobs(id) ON DELETE CASCADE,
+        uri TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX failures_job ON failures(job_id);
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO state VALUES ('vector_epoch', '0');
+    -- Any vector delete invalidates a FAISS index built before it: the epoch tells.
+    CREATE TRIGGER vectors_deleted AFTER DELETE ON vectors BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vector_epoch';
+    END;
+    """,
+    """
+    ALTER TABLE assets ADD COLUMN media TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE assets ADD COLUMN poster_t REAL;
+    ALTER TABLE assets ADD COLUMN transcript_model TEXT;
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        start REAL NOT NULL,
+        end REAL NOT NULL,
+        text TEXT NOT NULL,
+        words TEXT NOT NULL DEFAULT '[]',
+        language TEXT,
+        confidence REAL
+    );
+    CREATE INDEX segments_asset ON segments(asset_id, start);
+    CREATE VIRTUAL TABLE segments_fts USING fts5(
+        text, content='segments', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    -- External-content FTS: these triggers keep the full-text index equal to the segments table.
+    CREATE TRIGGER segments_ai AFTER INSERT ON segments BEGIN
+        INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER segments_ad AFTER DELETE ON segments BEGIN
+        INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER segments_au AFTER UPDATE ON segments BEGIN
+        INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    """,
+    """
+    -- Words of each asset for lexical search: file name, tags, and the values of its user meta
+    -- and embedded metadata. Triggers keep it equal to the tables it is derived from.
+    CREATE VIRTUAL TABLE assets_fts USING fts5(name, tags, meta, tokenize='unicode61 remove_diacritics 2');
+    INSERT INTO assets_fts(rowid, name, tags, meta)
+        SELECT id, replace(uri, rtrim(uri, replace(uri, '/', '')), ''),
+               (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = assets.id),
+               (SELECT group_concat(value, ' ') FROM json_tree(assets.meta) WHERE atom IS NOT NULL) || ' ' ||
+               (SELECT group_concat(value, ' ') FROM json_tree(assets.embedded) WHERE atom IS NOT NULL)
+        FROM assets;
+    CREATE TRIGGER assets_fts_ai AFTER INSERT ON assets BEGIN
+        INSERT INTO assets_fts(rowid, name, tags, meta) VALUES (
+            new.id, replace(new.uri, rtrim(new.uri, replace(new.uri, '/', '')), ''), '',
+            coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.meta)
+                      WHERE atom IS NOT NULL), '')
+            || ' ' ||
+            coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.embedded)
+                      WHERE atom IS NOT NULL), ''));
+    END;
+    CREATE TRIGGER assets_fts_au AFTER UPDATE OF uri, meta, embedded ON assets BEGIN
+        UPDATE assets_fts SET
+            name = replace(new.uri, rtrim(new.uri, replace(new.uri, '/', '')), ''),
+            meta = coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.meta)
+                             WHERE atom IS NOT NULL), '')
+                || ' ' ||
+                coalesce((SELECT group_concat(value, ' ') FROM json_tree(new.embedded)
+                          WHERE atom IS NOT NULL), '')
+        WHERE rowid = new.id;
+    END;
+    CREATE TRIGGER assets_fts_ad AFTER DELETE ON assets BEGIN
+        DELETE FROM assets_fts WHERE rowid = old.id;
+    END;
+    CREATE TRIGGER tags_fts_ai AFTER INSERT ON tags BEGIN
+        UPDATE assets_fts SET tags = (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = new.asset_id)
+        WHERE rowid = new.asset_id;
+    END;
+    CREATE TRIGGER tags_fts_ad AFTER DELETE ON tags BEGIN
+        UPDATE assets_fts SET tags = coalesce(
+            (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = old.asset_id), '')
+        WHERE rowid = old.asset_id;
+    END;
+    """,
+    """
+    -- HTTP API keys (search.api): only a SHA-256 of each key is kept; the key is shown once.
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        key_hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        last_used_at TEXT
+    );
+    CREATE INDEX jobs_kind ON jobs(kind, id);
+    """,
+    """
+    -- Filter caches (search.columns) re-read only what changed: every change to an asset or its
+    -- tags bumps assets_epoch and records the asset with that epoch (an upsert, so the log holds
+    -- one row per asset, and an outer INSERT OR IGNORE cannot make the trigger skip it).
+    INSERT OR IGNORE INTO state VALUES ('assets_epoch', '0');
+    CREATE TABLE asset_changes (asset_id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL);
+    CREATE INDEX asset_changes_epoch ON asset_changes(epoch);
+    CREATE TRIGGER assets_changed_ai AFTER INSERT ON assets BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT new.id, CAST(value AS INTEGER) FROM state WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER assets_changed_au AFTER UPDATE ON assets BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT x.id, CAST(value AS INTEGER) FROM state,
+            (SELECT new.id AS id UNION SELECT old.id) x WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER assets_changed_ad AFTER DELETE ON assets BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT old.id, CAST(value AS INTEGER) FROM state WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_ai AFTER INSERT ON tags BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT new.asset_id, CAST(value AS INTEGER) FROM state
+            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_au AFTER UPDATE ON tags BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT x.id, CAST(value AS INTEGER) FROM state,
+            (SELECT new.asset_id AS id UNION SELECT old.asset_id) x WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_ad AFTER DELETE ON tags BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT old.asset_id, CAST(value AS INTEGER) FROM state
+            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    """,
+)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (triggers contain ';' inside BEGIN ... END)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    return [s for s in statements if s]
