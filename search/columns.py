@@ -44,8 +44,13 @@ from search.store import Store
 class ColumnCache:
     """Filterable fields of every asset, as numpy columns; ``evaluate(filter)`` gives a row mask.
 
+    Thread-safe, so one cache can serve many sessions (the HTTP API shares one across its pooled
+    connections: built once, held once). Every read of the store happens under :attr:`lock`, so
+    the store connection must be the cache's own; a caller that joins a mask to other arrays
+    holds :attr:`lock` across both, so that no refresh lands in between.
+
     Args:
-        store: The library's store.
+        store: The library's store (a connection used by this cache only, when it is shared).
         refresh_seconds: Look for changes at most this often (:meth:`refresh`).
         clock: Monotonic seconds (tests pass their own).
     """
@@ -61,7 +66,7 @@ class ColumnCache:
         self.row_of = np.full(0, -1, np.int32)  # asset id -> row
         self.columns: dict[str, Column] = {}
         self.tags: Column | None = None  # elements: tag (lowercased) as text, score as number
-        self.fallbacks: list[str] = []  # terms SQL evaluated in the last evaluate()
+        self._local = threading.local()  # per thread: the SQL fallbacks of its last evaluate()
         self._lowered: dict[str, str] = {}
         self.build_seconds = 0.0
 
@@ -210,6 +215,11 @@ class ColumnCache:
         return base + sum(c.memory() for c in columns)
 
     @property
+    def fallbacks(self) -> list[str]:
+        """Terms SQLite evaluated in this thread's last :meth:`evaluate` (full text, odd values)."""
+        return list(getattr(self._local, "fallbacks", []))
+
+    @property
     def rows(self) -> int:
         """Rows held (deleted assets included, never matching)."""
         return self.ids.n
@@ -229,7 +239,7 @@ class ColumnCache:
         with self.lock:
             if self.epoch < 0:
                 self.refresh(force=True)
-            self.fallbacks = []
+            self._local.fallbacks = []
             compiler = _Compiler(schema or FieldSchema({}), now or datetime.now(UTC))
             present = self.present.view.copy()
             return present if f is None else self._node(f, compiler) & present
@@ -251,7 +261,7 @@ class ColumnCache:
 
     def _sql(self, f: Filter, compiler: _Compiler) -> np.ndarray:
         # Full text (indexed FTS) and terms the cache cannot decide exactly: ask SQLite.
-        self.fallbacks.append(type(f).__name__ if not isinstance(f, Cmp) else f"{f.field} {f.op}")
+        self._local.fallbacks.append(type(f).__name__ if not isinstance(f, Cmp) else f"{f.field} {f.op}")
         sql, params = compile_filter(f, schema=compiler.schema, now=compiler.now)
         mask = np.zeros(self.ids.n, bool)
         rows = self.rows_of(self.store.matching_asset_ids(sql, params))

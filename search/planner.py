@@ -163,9 +163,11 @@ class Planner:
         allowed: np.ndarray | None = None
         sql_terms: tuple[str, ...] = ()
         if filter is not None:
-            amask = self.columns.evaluate(filter, schema=schema, now=now)
-            sql_terms = tuple(self.columns.fallbacks)
-            allowed = self._vector_mask(amask)
+            # A shared cache must not refresh between the mask and its join to the index rows.
+            with self.columns.lock:
+                amask = self.columns.evaluate(filter, schema=schema, now=now)
+                sql_terms = tuple(self.columns.fallbacks)
+                allowed = self._vector_mask(amask)
         timings["filter"] = _ms(started)
         query = np.ascontiguousarray(query, dtype=np.float32)
         rejected, path, effort = 0, "empty", None

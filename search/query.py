@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.clip import ClipEncoder
+from search.columns import ColumnCache
 from search.errors import QueryError
 from search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, fts_query, to_json
 from search.index import VectorIndex
@@ -153,13 +154,21 @@ class SearchEngine:
         index: Its vector index.
         encoder: The CLIP encoder of the store's model.
         weights: Hybrid fusion weights, ``{"semantic": w, "lexical": w}``.
+        columns: A filter column cache shared with other engines of the same library (the HTTP
+            API's pooled sessions); default: this engine's own.
     """
 
     def __init__(
-        self, store: Store, index: VectorIndex, encoder: ClipEncoder, weights: dict[str, float] | None = None
+        self,
+        store: Store,
+        index: VectorIndex,
+        encoder: ClipEncoder,
+        weights: dict[str, float] | None = None,
+        *,
+        columns: ColumnCache | None = None,
     ) -> None:
         self.store, self.index, self.encoder = store, index, encoder
-        self.vectors = VectorSearch(store, index)
+        self.vectors = VectorSearch(store, index, columns)
         self.weights = weights or {"semantic": 1.0, "lexical": 1.0}
         self._calibrator: tuple[int, Calibrator] | None = None
 

@@ -24,11 +24,13 @@ class VectorSearch:
     Args:
         store: The library's store.
         index: Its vector index.
+        columns: Its filter column cache, when shared with other sessions (default: a new one
+            reading ``store``).
     """
 
-    def __init__(self, store: Store, index: VectorIndex) -> None:
+    def __init__(self, store: Store, index: VectorIndex, columns: ColumnCache | None = None) -> None:
         self.store = store
-        self.planner = Planner(index, ColumnCache(store), store)
+        self.planner = Planner(index, columns if columns is not None else ColumnCache(store), store)
 
     def search(
         self, vector: np.ndarray, condition: Filter, k: int, schema: FieldSchema | None = None

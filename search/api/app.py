@@ -42,6 +42,7 @@ from search.api.routes_search import router as search_router
 from search.api.runtime import ApiState, Session, SessionPool
 from search.api.schemas import IngestRequest, SimilarRequest
 from search.api.settings import ApiSettings
+from search.columns import ColumnCache
 from search.index import VectorIndex
 from search.library import Library
 from search.query import SearchEngine
@@ -121,12 +122,14 @@ def _model_env(library: Library) -> dict[str, str]:
 def _open_state(settings: ApiSettings, library: Library, metrics: Metrics) -> ApiState:
     db_path = library.settings.db_path
     library.store  # noqa: B018 - opens and migrates the store before any pooled connection
-    # Thread-safe, with its own connection.
+    # Shared by every pooled session, each thread-safe with its own connection: the index, and
+    # the filter column cache (one copy in memory, built once rather than once per session).
     index = VectorIndex(Store(db_path), library.settings.data_dir, library.settings.index_config())
+    columns = ColumnCache(Store(db_path))
 
     def new_session() -> Session:
         store = Store(db_path)
-        return Session(store, SearchEngine(store, index, library.encoder))
+        return Session(store, SearchEngine(store, index, library.encoder, columns=columns))
 
     jobs = JobRunner(
         Store(db_path),
@@ -140,6 +143,7 @@ def _open_state(settings: ApiSettings, library: Library, metrics: Metrics) -> Ap
         settings=settings,
         library=library,
         index=index,
+        columns=columns,
         pool=SessionPool(new_session, settings.db_connections),
         auth=Authenticator(Store(db_path), settings.anonymous_read),
         batcher=TextBatcher(
@@ -160,6 +164,7 @@ def _warm_up(state: ApiState) -> None:
         state.model_error = str(exc)
         log.error("the CLIP model cannot be loaded: %s", exc)
     state.index.sync(save=False)
+    state.columns.refresh(force=True)  # the asset rows; each field's column is built on first use
     state.ready = True
 
 
@@ -186,6 +191,7 @@ def create_app(settings: ApiSettings, library: Library | None = None) -> FastAPI
             await run_in_threadpool(state.jobs.shutdown)
             state.pool.close()
             state.index.store.close()
+            state.columns.store.close()
             state.auth.store.close()
             state.jobs.store.close()
             if own_library:

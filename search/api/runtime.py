@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from search.api.settings import ApiSettings
+from search.columns import ColumnCache
 from search.index import VectorIndex
 from search.library import Library
 from search.query import SearchEngine
@@ -87,6 +88,7 @@ class ApiState:
         settings: The API's settings.
         library: The library served.
         index: The index shared by every session.
+        columns: The filter column cache shared by every session.
         pool: Sessions for request threads.
         auth: Checks API keys.
         batcher: Encodes concurrent query texts together.
@@ -99,6 +101,7 @@ class ApiState:
     settings: ApiSettings
     library: Library
     index: VectorIndex
+    columns: ColumnCache
     pool: SessionPool
     auth: Authenticator
     batcher: TextBatcher

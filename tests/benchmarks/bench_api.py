@@ -16,10 +16,13 @@ one at a time (no HTTP, no JSON, no auth). Client and server share the machine: 
 the load generator takes CPU from the server; the ``server cpu`` and ``client cpu`` columns show
 the cores each used (server: all its processes, from /proc) during the timed window.
 
+First, in-process, the first filtered search of each of ``--sessions`` pooled sessions: each with
+its own filter column cache (the baseline) against one cache shared by all (what the API does).
+
 Run on demand (not collected by pytest)::
 
     python tests/benchmarks/bench_api.py [--assets 10000] [--clients 16] [--requests 2000]
-        [--seconds 20] [--workers 1] [--workdir .bench/api] [--json]
+        [--seconds 20] [--workers 1] [--sessions 8] [--sessions-only] [--workdir .bench/api] [--json]
 """
 
 from __future__ import annotations
@@ -278,16 +281,19 @@ def _children(pid: int) -> list[int]:
 # --- in-process baseline -------------------------------------------------------------------
 
 
-def run_inprocess(engine: Any, bodies: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """The same searches through ``SearchEngine.search``, one at a time."""
+def _query(body: dict[str, Any]) -> Any:
+    """A request body as a :class:`search.query.Query`."""
     from search.filters import parse_filter
     from search.query import Query, parse_text
 
-    def query(body: dict[str, Any]) -> Any:
-        positives, negatives = parse_text(body["text"])
-        flt = parse_filter(body["filter"]) if body.get("filter") else None
-        return Query(text=positives, negative=negatives, filter=flt, limit=body["limit"])
+    positives, negatives = parse_text(body["text"])
+    flt = parse_filter(body["filter"]) if body.get("filter") else None
+    return Query(text=positives, negative=negatives, filter=flt, limit=body["limit"])
 
+
+def run_inprocess(engine: Any, bodies: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The same searches through ``SearchEngine.search``, one at a time."""
+    query = _query
     for body in warm_up(bodies, 8):
         engine.search(query(body))
     latencies: list[float] = []
@@ -306,6 +312,43 @@ def run_inprocess(engine: Any, bodies: list[dict[str, Any]], seconds: float) -> 
         "requests_per_s": round(len(latencies) / wall, 1),
         **_percentiles(latencies),
     }
+
+
+def run_sessions(lib: Any, bodies: list[dict[str, Any]], sessions: int) -> dict[str, Any]:
+    """The first filtered search of each of ``sessions`` pooled sessions, as the API runs them.
+
+    Baseline: each session with its own filter column cache (the API before the cache was
+    shared); against: one cache shared by every session (the API now). Query texts are encoded
+    beforehand, so the timings are the filter work.
+    """
+    from search.columns import ColumnCache
+    from search.query import SearchEngine
+    from search.store import Store
+
+    lib.encoder.encode_texts([b["text"] for b in bodies[:sessions]])
+    out: dict[str, Any] = {}
+    for label in ("own cache per session (baseline)", "one shared cache"):
+        shared = ColumnCache(Store(lib.settings.db_path)) if label == "one shared cache" else None
+        stores = [Store(lib.settings.db_path) for _ in range(sessions)]
+        firsts = []
+        try:
+            engines = [SearchEngine(s, lib.index, lib.encoder, columns=shared) for s in stores]
+            for engine, body in zip(engines, bodies, strict=False):
+                t0 = time.perf_counter()
+                engine.search(_query(body))
+                firsts.append(time.perf_counter() - t0)
+            caches = {id(e.vectors.planner.columns): e.vectors.planner.columns for e in engines}
+            out[label] = {
+                "first_search_ms": [round(t * 1000, 1) for t in firsts],
+                "sum_first_s": round(sum(firsts), 2),
+                "cache_mb": round(sum(c.memory_bytes() for c in caches.values()) / 1e6, 1),
+            }
+        finally:
+            for store in stores:
+                store.close()
+            if shared is not None:
+                shared.store.close()
+    return out
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -402,6 +445,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="most seconds per scenario")
     parser.add_argument("--workers", type=int, default=1, help="assetlens serve --workers")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench" / "api")
+    parser.add_argument("--sessions", type=int, default=8, help="pooled sessions (first-search test)")
+    parser.add_argument("--sessions-only", action="store_true", help="only the first-search test")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--load-worker", type=Path, help=argparse.SUPPRESS)  # internal: the load process
     args = parser.parse_args()
@@ -423,6 +468,10 @@ def main() -> None:
     lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model="tiny"))
     try:
         lib.index.sync(save=False)
+        sessions = run_sessions(lib, bodies["filtered"], args.sessions)
+        if args.sessions_only:
+            print(json.dumps({"library": library, "first_search_per_session": sessions}, indent=2))
+            return
         for name, scenario in bodies.items():
             rows[f"in-process {name}"] = run_inprocess(lib.engine, scenario, args.seconds)
     finally:
@@ -449,6 +498,7 @@ def main() -> None:
             "platform": platform.platform(),
         },
         "results": rows,
+        "first_search_per_session": sessions,
     }
     if args.json:
         print(json.dumps(doc, indent=2))

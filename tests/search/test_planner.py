@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,3 +235,49 @@ def test_a_flat_index_is_searched_exactly_at_any_selectivity(lib: Library, tmp_p
             assert result.path == "exact" and [h.vector_id for h in result.hits] == brute_force(
                 lib, query, f, 10
             )
+
+
+def test_one_column_cache_serves_concurrent_planners_while_a_writer_adds_assets(tmp_path: Path) -> None:
+    # The HTTP API shares one cache across its pooled sessions. Readers refresh it whenever they
+    # like (refresh_seconds=0) while assets land; a refresh between one reader's filter mask and
+    # its join to the index rows would misalign the two (IndexError, or wrong assets).
+    rng = np.random.default_rng(11)
+    centers = rng.standard_normal((8, DIM)).astype(np.float32)
+    writer = Store(tmp_path / "a.db")
+    add(writer, rng, centers, 0, 300)
+    shared = ColumnCache(Store(tmp_path / "a.db"), refresh_seconds=0.0)
+    index = VectorIndex(Store(tmp_path / "a.db"), tmp_path, IndexConfig(kind="flat")).build()
+    f = And((Cmp("meta.bucket", "lt", BUCKETS // 2), Cmp("meta.region", "eq", "DE")))
+    errors: list[str] = []
+    checked = [0]
+    done = threading.Event()
+
+    def reader(seed: int) -> None:
+        store = Store(tmp_path / "a.db", readonly=True)
+        planner = Planner(index, shared, store, PlannerConfig(refresh_seconds=0.0))
+        queries = clustered(np.random.default_rng(seed), 50, centers)
+        try:
+            while not done.is_set():
+                for query in queries[:10]:
+                    hits = planner.search(query, f, 10, per_asset=True).hits
+                    ids = [h.asset_id for h in hits]
+                    passing = set(store.matching_asset_ids(*compile_filter(f), ids=ids))
+                    assert set(ids) <= passing and len(ids) == len(set(ids)), ids
+                    checked[0] += 1
+        except Exception as exc:  # reported below, with its type
+            errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for start in range(300, 1500, 60):  # batches land while the readers search
+        add(writer, rng, centers, start, 60)
+    done.set()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == [] and checked[0] >= 8
+    shared.refresh(force=True)
+    assert shared.rows == 1500  # every asset, each once

@@ -62,6 +62,25 @@ def test_filters_in_both_syntaxes(api: Any, flt: Any) -> None:
     assert doc["results"][0]["explanation"]["filter"]["and"][1] == {"field": "meta.campaign", "eq": "spring"}
 
 
+def test_pooled_sessions_share_one_filter_cache(api: Any) -> None:
+    # Built once and held once for the whole API, not once per pooled connection.
+    state = api.client.app.state.api
+    with state.pool.session() as first, state.pool.session() as second:
+        assert first is not second
+        assert first.engine.vectors.planner.columns is second.engine.vectors.planner.columns is state.columns
+    cat = api.asset_id("cat.jpg")
+    assert api.patch(f"/v1/assets/{cat}/meta", json={"campaign": "autumn"}).status_code == 200
+    with ThreadPoolExecutor(6) as pool:  # concurrent requests: several sessions at once
+        docs = list(
+            pool.map(
+                lambda _: api.post("/v1/search", json={"text": "x", "filter": "campaign:autumn"}), range(12)
+            )
+        )
+    assert all(d.status_code == 200 for d in docs)
+    assert all([r["asset_id"] for r in d.json()["results"]] == [cat] for d in docs)
+    assert "meta.campaign" in state.columns.columns  # the one cache holds the column
+
+
 @pytest.mark.parametrize(
     ("flt", "status", "position"),
     [("kind:image region:(DE OR", 400, 24), ("created>=notadate", 422, 9), ('{"and": 3}', 400, None)],
