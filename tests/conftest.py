@@ -17,10 +17,13 @@ from search.library import Library
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Tests never reach a model hub, and never read a developer's own hub cache.
+    # The hub cache is tmp_path/hf/hub (tests that fake a cached download write there).
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    # huggingface_hub reads these once at import: patch the values it actually uses.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    # huggingface_hub reads these once at import: patch the values it actually uses. Its offline
+    # flag is also the safety net should our code ever try a download in a test.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     for name in [n for n in os.environ if n.startswith("ASSETLENS_")]:
         monkeypatch.delenv(name, raising=False)

@@ -19,9 +19,6 @@ from models.precision import cpu_supports_bf16
 from models.registry import resolve_model
 from models.settings import ModelSettings
 
-pytestmark = pytest.mark.usefixtures("_offline_and_isolated")
-
-
 # --- prepare_image ---------------------------------------------------------------------------------
 
 

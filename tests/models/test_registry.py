@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 
 from models.errors import CheckpointError, ModelError, UnknownModelError
@@ -21,21 +19,6 @@ from models.registry import (
     register_tiny_config,
     resolve_model,
 )
-
-
-@pytest.fixture(autouse=True)
-def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No network, no Hugging Face cache outside tmp_path, no ASSETLENS_* settings from the shell."""
-    for key in list(os.environ):
-        if key.startswith("ASSETLENS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    # huggingface_hub reads these once at import time; the env alone would not redirect it.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
 
 # --- registry names -------------------------------------------------------------------------------
 

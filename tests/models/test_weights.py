@@ -20,8 +20,6 @@ from models.weights import resolve_weights
 
 VIT_B_32_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 
-pytestmark = pytest.mark.usefixtures("_offline_and_isolated")
-
 
 # --- local checkpoints -----------------------------------------------------------------------------
 
