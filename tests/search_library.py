@@ -48,3 +48,12 @@ def make_store(root: Path) -> Store:
 
 def uri(tmp_path: Path, name: str) -> str:
     return str(tmp_path / "files" / name)
+
+
+def run_cli(tmp_path: Path, *args: str) -> Any:
+    """``assetlens --data-dir tmp_path/data ARGS`` in process (the library of :func:`make_store`)."""
+    from click.testing import CliRunner
+
+    from enrich.cli import cli
+
+    return CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])

@@ -11,12 +11,10 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from libxmp import XMPMeta
-from search_library import make_store, uri
+from search_library import make_store, run_cli, uri
 
 from search.export import export_csv, export_jsonl, export_xmp, iter_docs, sidecar_path
 from search.meta import declare_fields, import_meta, set_meta
@@ -288,23 +286,13 @@ def test_xmp_min_score_and_missing_files(store: Store, tmp_path: Path) -> None:
 # --- command line ----------------------------------------------------------------------------
 
 
-def run(tmp_path: Path, *args: str) -> Any:
-    from enrich.cli import cli
-    from search.meta_cli import COMMANDS
-
-    for command in COMMANDS:  # until search.cli lists them itself
-        if command.name not in cli.commands:
-            cli.add_command(command)
-    return CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])
-
-
 def test_cli_export(store: Store, tmp_path: Path) -> None:
-    result = run(tmp_path, "export", "--format", "jsonl", "--filter", "kind:video")
+    result = run_cli(tmp_path, "export", "--format", "jsonl", "--filter", "kind:video")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[0])["id"] == 3
 
     target = tmp_path / "out.csv"
-    result = run(tmp_path, "export", "--output", str(target), "--json")
+    result = run_cli(tmp_path, "export", "--output", str(target), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"format": "csv", "assets": 5, "output": str(target), "merged": 0,
                                          "skipped": [], "skipped_count": 0}  # fmt: skip
@@ -312,7 +300,7 @@ def test_cli_export(store: Store, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*assetlens-tmp"))
 
     out = tmp_path / "xmp"
-    result = run(tmp_path, "export", "--format", "xmp", "--sidecar-dir", str(out), "--naming", "base")
+    result = run_cli(tmp_path, "export", "--format", "xmp", "--sidecar-dir", str(out), "--naming", "base")
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"exported 5 assets as xmp to {out}")
 
@@ -323,9 +311,9 @@ def test_cli_export(store: Store, tmp_path: Path) -> None:
         ["export", "--format", "csv", "--json"],
     ]
     for bad in usage_errors:
-        assert run(tmp_path, *bad).exit_code == 2
-    result = run(tmp_path, "export", "--format", "csv", "--filter", "created>=soon")
+        assert run_cli(tmp_path, *bad).exit_code == 2
+    result = run_cli(tmp_path, "export", "--format", "csv", "--filter", "created>=soon")
     assert result.exit_code == 1 and result.output.startswith("error: ")
-    result = run(tmp_path, "export", "--format", "csv", "--output", str(tmp_path / "no" / "dir.csv"))
+    result = run_cli(tmp_path, "export", "--format", "csv", "--output", str(tmp_path / "no" / "dir.csv"))
     assert result.exit_code == 1 and "cannot write" in result.output
-    assert run(tmp_path, "export", "--help").exit_code == 0
+    assert run_cli(tmp_path, "export", "--help").exit_code == 0

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from search_library import make_store, uri
+from search_library import make_store, run_cli, uri
 
 from search.errors import AssetNotFoundError, FieldTypeError, FilterError
 from search.fields import FieldSchema
@@ -312,66 +310,56 @@ def test_facets_refuse_bad_input(store: Store) -> None:
 # --- command line ----------------------------------------------------------------------------
 
 
-def run(tmp_path: Path, *args: str) -> Any:
-    from enrich.cli import cli
-    from search.meta_cli import COMMANDS
-
-    for command in COMMANDS:  # until search.cli lists them itself
-        if command.name not in cli.commands:
-            cli.add_command(command)
-    return CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])
-
-
 def test_cli_meta_set_schema_and_facets(store: Store, tmp_path: Path) -> None:
-    result = run(tmp_path, "meta", "schema", "set", "rating=number", "due=date", "--json")
+    result = run_cli(tmp_path, "meta", "schema", "set", "rating=number", "due=date", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["schema"] == {"rating": "number", "due": "date"}
-    result = run(tmp_path, "meta", "schema", "show")
+    result = run_cli(tmp_path, "meta", "schema", "show")
     assert result.output.splitlines() == ["due: date", "rating: number"]
 
-    result = run(tmp_path, "meta", "set", uri(tmp_path, "photos/beach.jpg"), "rating=5", "due=2025-01-31",
+    result = run_cli(tmp_path, "meta", "set", uri(tmp_path, "photos/beach.jpg"), "rating=5", "due=2025-01-31",
                  "note=a=b", "region=", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["id"] == 1 and doc["meta"]["rating"] == 5 and doc["meta"]["note"] == "a=b"
     assert "region" not in doc["meta"]
-    result = run(tmp_path, "meta", "set", "2", "camera.make=Nikon")
+    result = run_cli(tmp_path, "meta", "set", "2", "camera.make=Nikon")
     assert result.exit_code == 0 and "camera.make: Nikon" in result.output
 
-    result = run(tmp_path, "meta", "set", "1", "rating=five")
+    result = run_cli(tmp_path, "meta", "set", "1", "rating=five")
     assert result.exit_code == 1
     assert result.output.strip() == "error: meta.rating must be a number, got 'five'"
-    assert run(tmp_path, "meta", "set", "1", "novalue").exit_code == 2
-    assert run(tmp_path, "meta", "set", "/no/such/file.jpg", "a=1").exit_code == 1
+    assert run_cli(tmp_path, "meta", "set", "1", "novalue").exit_code == 2
+    assert run_cli(tmp_path, "meta", "set", "/no/such/file.jpg", "a=1").exit_code == 1
 
-    result = run(tmp_path, "facets", "tag", "--filter", "kind:image", "--json")
+    result = run_cli(tmp_path, "facets", "tag", "--filter", "kind:image", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["assets"] == 3 and doc["filter"] == {"field": "kind", "eq": "image"}
     assert doc["values"] == [{"value": "shoe", "count": 2}, {"value": "beach", "count": 1},
                              {"value": "red", "count": 1}]  # fmt: skip
-    result = run(
+    result = run_cli(
         tmp_path, "facets", "kind", "--filter", '{"field": "ingest_status", "eq": "ok"}', "--limit", "1"
     )
     assert result.output.split() == ["image", "3"]
-    result = run(tmp_path, "facets", "kind", "--filter", "created>=nonsense")
+    result = run_cli(tmp_path, "facets", "kind", "--filter", "created>=nonsense")
     assert result.exit_code == 1 and result.output.startswith("error: ")
 
 
 def test_cli_meta_import(store: Store, tmp_path: Path) -> None:
     data = tmp_path / "sheet.csv"
     data.write_text(f"uri,campaign,rating\n{uri(tmp_path, 'photos/beach.jpg')},Sommer,5\n/x.jpg,y,1\n")
-    result = run(tmp_path, "meta", "import", str(data))
+    result = run_cli(tmp_path, "meta", "import", str(data))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[:2] == [
         "2 rows: 1 matched, 1 assets updated, 1 unmatched, 0 invalid",
         "  line 3: no asset for uri=/x.jpg",
     ]
-    result = run(tmp_path, "meta", "import", str(data), "--json", "--dry-run")
+    result = run_cli(tmp_path, "meta", "import", str(data), "--json", "--dry-run")
     doc = json.loads(result.output)
     assert doc["unmatched"] == [{"line": 3, "key": "uri=/x.jpg"}] and doc["written"] is False
-    run(tmp_path, "meta", "schema", "set", "rating=number")
+    run_cli(tmp_path, "meta", "schema", "set", "rating=number")
     data.write_text(f"uri,rating\n{uri(tmp_path, 'photos/beach.jpg')},x\n")
-    result = run(tmp_path, "meta", "import", str(data), "--strict")
+    result = run_cli(tmp_path, "meta", "import", str(data), "--strict")
     assert result.exit_code == 1 and "line 2: meta.rating must be a number" in result.output
-    assert run(tmp_path, "meta", "import", "--help").exit_code == 0
+    assert run_cli(tmp_path, "meta", "import", "--help").exit_code == 0
