@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from enrich.decode import ImageMetadata, decode_image
 from enrich.errors import DecodeError
@@ -19,25 +18,6 @@ from enrich.scan import Candidate
 from enrich.video import KeyframeOptions, MediaProbe, extract_keyframes, probe_media
 from models.clip import prepare_image
 from models.registry import file_digest
-
-MAX_ASPECT = 8
-"""Longest side kept, in multiples of the shorter one, before the model's square centre crop."""
-
-
-def model_input(image: Image.Image, size: int) -> np.ndarray:
-    """CLIP input for an image: :func:`prepare_image`, after cutting extreme strips to their centre.
-
-    CLIP scales the shorter side to ``size`` and keeps the central square. For a 1 x 20 000
-    strip that first scale is 224 x 4 480 000 pixels (3 GB and 13 s) to keep one square of
-    them; cutting the strip to its centre first keeps the same square for a few kilobytes.
-    """
-    w, h = image.size
-    short = min(w, h)
-    if max(w, h) > MAX_ASPECT * short:
-        keep = MAX_ASPECT * short
-        left, top = (w - keep) // 2 if w > h else 0, (h - keep) // 2 if h > w else 0
-        image = image.crop((left, top, left + min(w, keep), top + min(h, keep)))
-    return prepare_image(image, size)
 
 
 @dataclass(frozen=True)
@@ -95,12 +75,12 @@ def make_worker(
         try:
             if c.kind == "image":
                 decoded = decode_image(c.path, min_side=size, max_pixels=max_pixels)
-                pixels = model_input(decoded.image, size)[None]
+                pixels = prepare_image(decoded.image, size)[None]
                 return Prepared(c, "image", digest, pixels, (None,), metadata=decoded.metadata)
             probe = probe_media(c.path)
             if probe.has_video:
                 probe, frames = extract_keyframes(c.path, keyframes)
-                pixels = np.stack([model_input(k.image, size) for k in frames])
+                pixels = np.stack([prepare_image(k.image, size) for k in frames])
                 return Prepared(c, "video", digest, pixels, tuple(k.t for k in frames), probe=probe)
             if probe.has_audio:
                 return Prepared(c, "audio", digest, probe=probe)

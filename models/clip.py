@@ -35,13 +35,21 @@ from models.settings import ModelSettings
 if TYPE_CHECKING:
     from models.torch_towers import TorchTowers
 
-__all__ = ["ClipEncoder", "prepare_image"]
+__all__ = ["MAX_ASPECT", "ClipEncoder", "prepare_image"]
 
 log = logging.getLogger(__name__)
 
 
+MAX_ASPECT = 8
+"""Longest side kept, in multiples of the shorter one, before the square centre crop."""
+
+
 def prepare_image(image: Image.Image, size: int) -> np.ndarray:
     """Resize the shorter side to ``size`` (bicubic) and centre-crop: CLIP's own preprocessing.
+
+    Extreme strips are first cut to their centre (at most :data:`MAX_ASPECT` times longer than
+    wide): scaling a 1 x 20 000 strip's shorter side to 224 would make 224 x 4 480 000 pixels
+    (3 GB and 13 s) to keep one square of them; the cut keeps the same square for kilobytes.
 
     Args:
         image: An RGB image of any size.
@@ -51,6 +59,12 @@ def prepare_image(image: Image.Image, size: int) -> np.ndarray:
         ``uint8`` array of shape ``(size, size, 3)``.
     """
     w, h = image.size
+    short = min(w, h)
+    if max(w, h) > MAX_ASPECT * short:
+        keep = MAX_ASPECT * short
+        left, top = (w - keep) // 2 if w > h else 0, (h - keep) // 2 if h > w else 0
+        image = image.crop((left, top, left + min(w, keep), top + min(h, keep)))
+        w, h = image.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
     # reducing_gap lets Pillow shrink by an integer factor first: same result, far less work.
