@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from search.errors import QueryError
 
 CURSOR_VERSION = 1
 MAX_CURSOR = 2048
+MAX_SQLITE_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,17 @@ def fingerprint(query: dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def decode_cursor(token: str, expected_fingerprint: str) -> Cursor:
+def decode_cursor(token: str, expected_fingerprint: str, *, numeric_key: bool = False) -> Cursor:
     """Read a cursor a client sent back.
 
+    The engine trusts a decoded cursor's values, so one edited by hand is refused here: ids and
+    counts beyond SQLite's integers, a NaN or infinite key, a boolean, or text where the query
+    sorts by score (``numeric_key``).
+
     Raises:
-        QueryError: Malformed, from another version, or from another query.
+        QueryError: Malformed or edited, from another version, or from another query.
     """
+    invalid = "invalid cursor: pass back the next_cursor of the previous page unchanged"
     if len(token) > MAX_CURSOR:
         raise QueryError("invalid cursor: too long")
     try:
@@ -62,9 +69,16 @@ def decode_cursor(token: str, expected_fingerprint: str) -> Cursor:
         version, key, asset_id, served, snapshot, digest = json.loads(raw)
         cursor = Cursor(key, int(asset_id), int(served), int(snapshot), str(digest))
     except (ValueError, TypeError) as exc:
-        raise QueryError("invalid cursor: pass back the next_cursor of the previous page unchanged") from exc
-    if version != CURSOR_VERSION or not isinstance(key, (int, float, str, type(None))) or cursor.served < 0:
-        raise QueryError("invalid cursor: pass back the next_cursor of the previous page unchanged")
+        raise QueryError(invalid) from exc
+    if (
+        version != CURSOR_VERSION
+        or isinstance(key, bool)
+        or not isinstance(key, (int, float, str, type(None)))
+        or (numeric_key and isinstance(key, str))
+        or (isinstance(key, float) and not math.isfinite(key))
+        or not all(0 <= v <= MAX_SQLITE_INT for v in (cursor.asset_id, cursor.served, cursor.snapshot))
+    ):
+        raise QueryError(invalid)
     if cursor.fingerprint != expected_fingerprint:
         raise QueryError("this cursor belongs to another query: repeat the query it came from, or drop it")
     return cursor

@@ -198,7 +198,8 @@ class SearchEngine:
         started = time.perf_counter()
         self._validate(query)
         digest = fingerprint(query.describe())
-        cursor = decode_cursor(query.cursor, digest) if query.cursor else None
+        numeric_key = query.sort in (None, "score")
+        cursor = decode_cursor(query.cursor, digest, numeric_key=numeric_key) if query.cursor else None
         snapshot = cursor.snapshot if cursor else self.store.max_asset_id()
         schema = self._schema()
         condition = self._condition(query, snapshot)

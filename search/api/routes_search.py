@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,11 +14,10 @@ from search.api.auth import Reader
 from search.api.common import api_state, in_session, page_doc, text_query, warm_texts
 from search.api.errors import ApiError, problems
 from search.api.runtime import Session
-from search.api.schemas import MAX_ID, MAX_LIMIT, Include, PageOut, SearchRequest, SimilarRequest
+from search.api.schemas import MAX_LIMIT, Include, PageOut, SearchRequest, SimilarRequest
 from search.api.uploads import read_upload, unprocessable
 from search.errors import QueryError
 from search.filters import parse_filter
-from search.paging import decode_cursor, fingerprint
 from search.query import Query, open_query_image
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -32,30 +30,9 @@ def check_limit(request: Request, limit: int) -> None:
         raise ApiError(422, f"limit: at most {cap} results per page", "validation", title="Invalid request")
 
 
-def check_cursor(query: Query) -> None:
-    """400 for a cursor that is not one the engine handed out (edited by hand).
-
-    The engine trusts a decoded cursor's values; an edited one could hold an id beyond SQLite's
-    integers, a NaN, or text where scores are compared.
-    """
-    if query.cursor is None:
-        return
-    cursor = decode_cursor(query.cursor, fingerprint(query.describe()))
-    key = cursor.key
-    numbers_only = query.sort in (None, "score")
-    if (
-        not all(0 <= v <= MAX_ID for v in (cursor.asset_id, cursor.snapshot, cursor.served))
-        or (isinstance(key, float) and not math.isfinite(key))
-        or (numbers_only and not isinstance(key, int | float | None))
-        or isinstance(key, bool)
-    ):
-        raise QueryError("invalid cursor: pass back the next_cursor of the previous page unchanged")
-
-
 async def run_query(request: Request, query: Query, include: list[Any]) -> dict[str, Any]:
     """Run a query off the event loop (texts through the micro-batcher first); the page document."""
     check_limit(request, query.limit)
-    check_cursor(query)
     await warm_texts(request, query)
 
     def work(session: Session) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_ID = 2**63 - 1  # SQLite integers
+from search.paging import MAX_SQLITE_INT
+
+MAX_ID = MAX_SQLITE_INT  # ids are SQLite integers
 MAX_LIMIT = 100
 Include = Literal["meta", "tags", "explanation", "transcript"]
 FilterValue = str | dict[str, Any] | None
