@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from PIL import Image, ImageOps
 from search.errors import QueryError
 from search.filters import parse_filter
 from search.library import Library
+from search.paging import Cursor
 from search.query import Query, parse_text
 from search.store import Tag
 
@@ -140,6 +143,21 @@ def test_cursor_errors_are_clear(lib: Library, photos: Path) -> None:
     for garbage in ("not-a-cursor", "eyJ4IjogMX0", "x" * 5000, page.next_cursor[:-3]):
         with pytest.raises(QueryError, match="cursor"):
             lib.engine.search(Query(text=(("a photo", 1.0),), limit=2, cursor=garbage))
+    # Edited by hand (the CLI takes --cursor too): ids beyond SQLite's integers, NaN, a boolean,
+    # text where scores are compared. Refused by the engine, not left to crash in SQLite.
+    token = page.next_cursor
+    _, key, asset_id, served, snapshot, digest = json.loads(
+        base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    )
+    for edited in (
+        Cursor(key, asset_id, served, 2**70, digest),
+        Cursor(key, -1, served, snapshot, digest),
+        Cursor(float("nan"), asset_id, served, snapshot, digest),
+        Cursor(True, asset_id, served, snapshot, digest),
+        Cursor("0.5", asset_id, served, snapshot, digest),
+    ):
+        with pytest.raises(QueryError, match="invalid cursor"):
+            lib.engine.search(Query(text=(("a photo", 1.0),), limit=2, cursor=edited.encode()))
 
 
 def test_filter_only_query_sorted_by_a_field_pages_in_order(lib: Library, photos: Path) -> None:
