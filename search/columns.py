@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from search.column_data import DEAD, INTEGER, NULL, REAL, SQL_KIND, TEXT, Column, Growable, Unsupported
-from search.fields import FieldSchema, check_meta_name, coerce_value
+from search.fields import FieldSchema, coerce_value, meta_path
 from search.filter_ast import And, Cmp, Filter, Not, Or, TagIs
 from search.filter_sql import BUILTIN_FIELDS, _Compiler, compile_filter
 from search.store import Store
@@ -68,7 +68,6 @@ class ColumnCache:
         self.tags: Column | None = None  # elements: tag (lowercased) as text, score as number
         self._local = threading.local()  # per thread: the SQL fallbacks of its last evaluate()
         self._lowered: dict[str, str] = {}
-        self.build_seconds = 0.0
 
     # --- keeping in step -------------------------------------------------------------------
 
@@ -86,14 +85,12 @@ class ColumnCache:
             epoch = self.store.assets_epoch  # read first: changes landing meanwhile are re-read later
             if epoch == self.epoch:
                 return False
-            started = time.perf_counter()
             changed = self.store.assets_changed_since(self.epoch) if self.epoch >= 0 else None
             if changed is None or len(changed) > max(1000, self.ids.n // 4):
                 self._rebuild()
             else:
                 self._apply(changed)
             self.epoch, self.version = epoch, self.version + 1
-            self.build_seconds = time.perf_counter() - started
             return True
 
     def _rebuild(self) -> None:
@@ -156,8 +153,7 @@ class ColumnCache:
             for found, values in self.store.asset_values(BUILTIN_FIELDS[field].sql, ids):
                 self._ingest_builtin(column, BUILTIN_FIELDS[field].type, found, values)
             return
-        name = check_meta_name(field.removeprefix("meta."))
-        path = "$" + "".join(f'."{part}"' for part in name.split("."))
+        path = meta_path(field.removeprefix("meta."))
         # SQLite's json_each yields the elements, so lists, objects and types agree with SQL.
         for found, types, values in self.store.meta_elements(path, ids):
             kinds = np.fromiter(map(SQL_KIND.__getitem__, types), np.uint8, len(types))

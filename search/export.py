@@ -43,7 +43,7 @@ from typing import IO, Any, Literal
 
 from search.csv_cells import cell_text, guard_formula
 from search.errors import SearchError
-from search.fields import FieldSchema
+from search.fields import FieldSchema, flatten_fields
 from search.filters import Filter
 from search.meta import filter_sql, load_schema
 from search.store import Asset, Store, Tag, now_iso
@@ -164,17 +164,6 @@ def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, A
         writer.writerow([guard_formula(cell_text(row.get(k))) for k in header])
         count += 1
     return count
-
-
-def flatten_fields(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested objects as dotted names (the same names the filters and ``meta set`` use)."""
-    if not isinstance(value, dict):
-        return {prefix: value} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        out |= flatten_fields(item, name) if isinstance(item, dict) and item else {name: item}
-    return out
 
 
 def sidecar_path(

@@ -261,6 +261,15 @@ def check_meta_name(name: str) -> str:
     return name
 
 
+def meta_path(name: str) -> str:
+    """The SQLite JSON path of a ``meta`` field (``a.b`` -> ``$."a"."b"``), the name checked first.
+
+    Raises:
+        FilterError: As :func:`check_meta_name`.
+    """
+    return "$" + "".join(f'."{part}"' for part in check_meta_name(name).split("."))
+
+
 @dataclass(frozen=True)
 class FieldSchema:
     """Declared types of ``meta`` fields; fields not declared take the type their value looks like.
@@ -322,3 +331,14 @@ class FieldSchema:
         if not isinstance(d, Mapping):
             raise FilterError(f"a field schema is an object of name -> type, got {_short(d)}")
         return cls(dict(d))  # type: ignore[arg-type]  # __post_init__ validates the types
+
+
+def flatten_fields(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested objects as dotted names (the same names the filters and ``meta set`` use)."""
+    if not isinstance(value, dict):
+        return {prefix: value} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        out |= flatten_fields(item, name) if isinstance(item, dict) and item else {name: item}
+    return out

@@ -21,7 +21,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from search.errors import FilterError
-from search.fields import FieldSchema, FieldType, check_meta_name, coerce_value, infer_type, parse_number
+from search.fields import (
+    FieldSchema,
+    FieldType,
+    check_meta_name,
+    coerce_value,
+    infer_type,
+    meta_path,
+    parse_number,
+)
 from search.filter_ast import (
     MAX_TERMS,
     MAX_VALUES,
@@ -323,7 +331,7 @@ class _Compiler:
         name = check_meta_name(c.field.removeprefix("meta."))
         declared = self.schema.type_of(name)
         _check_op(c.field, declared, c.op)
-        path = "$" + "".join(f'."{part}"' for part in name.split("."))
+        path = meta_path(name)
         # User meta wins over the file's embedded metadata (an explicit null hides it too).
         source = f"json_each(coalesce(a.meta -> {self.bind(path)}, a.embedded -> {self.bind(path)}))"
         kinds: set[str] = set()

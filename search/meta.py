@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from search.errors import FieldTypeError, FilterError
-from search.fields import FieldSchema, check_meta_name
+from search.fields import FieldSchema, check_meta_name, meta_path
 from search.filters import BUILTIN_FIELDS, Filter, compile_filter, parse_filter
 from search.meta_import import (
     Columns,
@@ -407,7 +407,6 @@ def facets(
             raise FilterError(f"{name} is a {spec.type}, not a date: --by applies to date fields")
         values = store.facet_values(spec.sql, where, params, limit, prefix)
         return [(bool(v) if spec.type == "boolean" else v, n) for v, n in values]
-    bare = check_meta_name(name.removeprefix("meta."))
-    path = "$" + "".join(f'."{part}"' for part in bare.split("."))
+    path = meta_path(name.removeprefix("meta."))
     rows = store.facet_json(path, where, params, limit, prefix)
     return [(_JSON_TYPES.get(t, lambda v: v)(v), n) for t, v, n in rows]

@@ -17,6 +17,7 @@ import click
 
 from search import export as exporting
 from search.csv_cells import cell_text
+from search.fields import flatten_fields
 from search.filters import parse_filter, to_json
 from search.meta import BUCKETS, declare_fields, facets, filter_sql, import_meta, load_schema, set_meta
 from search.store import Store
@@ -51,7 +52,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def _echo_meta(meta: dict[str, Any]) -> None:
-    fields = exporting.flatten_fields(meta)
+    fields = flatten_fields(meta)
     if not fields:
         click.echo("(no fields)")
     for name, value in fields.items():

@@ -189,7 +189,8 @@ class Planner:
             drop = np.isin(self.index.assets, stale)
             allowed = ~drop if allowed is None else allowed & ~drop
             count = int(np.count_nonzero(allowed & self.index.alive))
-            hits = [h for h in hits if h.asset_id not in set(stale.tolist())]
+            gone = set(stale.tolist())
+            hits = [h for h in hits if h.asset_id not in gone]
         timings["total"] = _ms(started)
         return PlanResult(hits, path, count, rows_total, effort, rejected, sql_terms, timings)
 
@@ -275,19 +276,6 @@ class Planner:
                 seen.add(aid)
             out.append(Hit(vid, aid, score))
         return out
-
-
-def plan_search(
-    index: VectorIndex,
-    columns: ColumnCache,
-    store: Store,
-    query: np.ndarray,
-    filter: Filter | None,
-    k: int,
-    **options: Any,
-) -> PlanResult:
-    """One-off :meth:`Planner.search` (a long-lived :class:`Planner` caches the row join)."""
-    return Planner(index, columns, store).search(query, filter, k, **options)
 
 
 def _ms(since: float) -> float:

@@ -330,7 +330,7 @@ class SearchEngine:
             if not ids:
                 return []
             rows = self.store.sorted_asset_ids(
-                f"{where} AND a.id IN ({','.join('?' * len(ids))})" if ids else "0", [*params, *ids],
+                f"{where} AND a.id IN ({','.join('?' * len(ids))})", [*params, *ids],
                 (column, order), MAX_LIMIT * 10,
             )  # fmt: skip
         else:
@@ -356,7 +356,9 @@ class SearchEngine:
         return [h for h in hits if by_id.get(h.asset_id, 1.0) >= query.min_relevance]
 
     def _calibrator_now(self) -> Calibrator:
-        count = self.store.count_vectors()
+        # The index was synced by this query's vector search: its size is the store's count,
+        # without a count(*) over the vectors table on every query (~5 ms at 1M).
+        count = self.index.size or self.store.count_vectors()
         if self._calibrator is None or abs(self._calibrator[0] - count) > 0.1 * max(count, 1):
             self._calibrator = (count, Calibrator(self.store.sample_vectors(BACKGROUND_SAMPLE)))
         return self._calibrator[1]

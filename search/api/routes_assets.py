@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
@@ -17,7 +16,7 @@ from search.api.runtime import Session
 from search.api.schemas import MAX_ID, MAX_LIMIT, AssetOut, Include, KeyframesOut, MetaOut, PageOut
 from search.api.thumbs import MAX_SIZE, MIN_SIZE, thumbnail
 from search.errors import FieldTypeError, FilterError
-from search.fields import check_meta_name
+from search.fields import check_meta_name, flatten_fields
 from search.filters import parse_filter
 from search.meta import set_meta
 from search.query import Query as SearchQuery
@@ -68,18 +67,6 @@ async def get_asset(asset_id: AssetId, request: Request, _: Reader) -> Any:
     return await in_session(request, work)
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted field names; objects merge field by field, as in ``meta set``."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 @router.patch("/{asset_id}/meta", response_model=MetaOut, responses=problems(404))
 async def patch_meta(
     asset_id: AssetId,
@@ -97,7 +84,7 @@ async def patch_meta(
     """Set DAM fields (``meta``): a value sets the field (declared types are enforced: 422 when a value
     does not fit), ``null`` removes it, dotted names and objects address nested fields.
     """
-    flat = _flatten(changes)
+    flat = flatten_fields(changes)
     if len(flat) > MAX_META_FIELDS:
         raise ApiError(
             422, f"at most {MAX_META_FIELDS} fields per request", "validation", title="Invalid request"

@@ -6,7 +6,6 @@ transcripts together (``assets_fts`` and ``segments_fts``, ranked by bm25).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,30 +67,6 @@ class TranscriptsMixin(StoreBase):
         return int(
             self.db.execute("SELECT count(*) FROM assets WHERE transcript_model IS NOT NULL").fetchone()[0]
         )
-
-    def search_segments(self, text: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        """Assets whose transcript matches ``text``, best first, with their best segment.
-
-        The words of ``text`` are quoted one by one, so no user input is read as FTS5 syntax;
-        the exact phrase ranks above the words in any order.
-        """
-        words = ['"' + w.replace('"', '""') + '"' for w in re.findall(r"\w+", text)]
-        if not words:
-            return []
-        expressions = ['"' + " ".join(w.strip('"') for w in words) + '"']
-        if len(words) > 1:
-            expressions.append(" AND ".join(words))
-        best: dict[int, dict[str, Any]] = {}
-        for expression in expressions:
-            rows = self.db.execute(
-                "SELECT s.asset_id, s.id, s.start, s.end, s.text FROM segments_fts "
-                "JOIN segments s ON s.id = segments_fts.rowid WHERE segments_fts MATCH ? "
-                "ORDER BY bm25(segments_fts) LIMIT ?",
-                (expression, limit * 20),
-            )
-            for row in rows:
-                best.setdefault(row["asset_id"], {k: row[k] for k in ("id", "start", "end", "text")})
-        return list(best.items())[:limit]
 
     # --- lexical search (search.query) -----------------------------------------------------
 

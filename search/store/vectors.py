@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -87,24 +86,6 @@ class VectorsMixin(StoreBase):
     def max_vector_id(self) -> int:
         return int(self.db.execute("SELECT coalesce(max(id), 0) FROM vectors").fetchone()[0])
 
-    def iter_vectors(
-        self, after_id: int = 0, batch: int = 8192, upto_id: int | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream ``(ids, vectors)`` in id order, for building or catching up the index."""
-        last = after_id
-        limit = upto_id if upto_id is not None else self.max_vector_id()
-        while True:
-            rows = self.db.execute(
-                "SELECT id, vector FROM vectors WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-                (last, limit, batch),
-            ).fetchall()
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            yield ids, vectors
-            last = int(ids[-1])
-
     def vectors_of(self, asset_id: int) -> tuple[np.ndarray, list[float | None]]:
         """An asset's vectors and their times."""
         found = self.vectors_by_asset([asset_id]).get(asset_id)
@@ -146,24 +127,6 @@ class VectorsMixin(StoreBase):
         self.db.execute("DELETE FROM vectors")
         self.db.execute("DELETE FROM tags WHERE source = 'clip'")
         self.set_state("model", model_id)
-
-    def vectors_by_id(self, ids: np.ndarray) -> np.ndarray:
-        """Vectors by vector id, in the order given."""
-        found: dict[int, np.ndarray] = {}
-        for chunk in _chunks([int(i) for i in ids], 500):
-            marks = ",".join("?" * len(chunk))
-            for vid, blob in self.db.execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", chunk):
-                found[int(vid)] = np.frombuffer(blob, dtype=np.float32)
-        if not found:
-            return np.zeros((0, 0), np.float32)
-        return np.stack([found[int(i)] for i in ids])
-
-    def filtered_vector_ids(self, where: str, params: Sequence[Any]) -> np.ndarray:
-        """Ids of the vectors whose assets pass a compiled filter."""
-        rows = self.db.execute(
-            f"SELECT v.id FROM vectors v JOIN assets a ON a.id = v.asset_id WHERE {where}", list(params)
-        )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def sample_vectors(self, size: int, seed: int = 0) -> np.ndarray:
         """Up to ``size`` vectors drawn at random (seeded) across the id range: a background sample."""

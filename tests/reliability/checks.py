@@ -86,7 +86,7 @@ def check_index(data_dir: Path) -> None:
     """The FAISS index, loaded and brought level with the store, holds exactly its vectors."""
     with Store(data_dir / DB_FILE) as store:
         vector_index = VectorIndex(store, data_dir).sync()
-        stored = {int(i) for ids, _ in store.iter_vectors() for i in ids}
+        stored = {int(i) for ids, _, _ in store.iter_vector_rows() for i in ids}
         assert vector_index.size == len(stored) == store.count_vectors()
         if stored:
             probe = np.ones((1, vector_index.state.dim), np.float32)

@@ -13,7 +13,7 @@ import pytest
 from search.columns import ColumnCache
 from search.filters import And, Cmp, Filter, Not, TagIs, compile_filter
 from search.index import IndexConfig, VectorIndex
-from search.planner import Planner, PlannerConfig, plan_search
+from search.planner import Planner, PlannerConfig
 from search.store import Store, Tag
 
 DIM = 32
@@ -124,7 +124,7 @@ def test_per_asset_widens_to_k_distinct_assets(lib: Library) -> None:
 
 def test_results_pass_the_sql_filter_and_report_how(lib: Library) -> None:
     f = And((TagIs("shoe", 0.2), Not(Cmp("meta.region", "eq", "FR"))))
-    result = plan_search(lib.index, lib.columns, lib.store, lib.queries[0], f, 20)
+    result = Planner(lib.index, lib.columns, lib.store).search(lib.queries[0], f, 20)
     sql, params = compile_filter(f)
     owners = [h.asset_id for h in result.hits]
     assert set(lib.store.matching_asset_ids(sql, params, ids=owners).tolist()) == set(owners)
