@@ -90,6 +90,10 @@ class IngestReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def counts(self) -> dict[str, int]:
+        """The file counts (what a job records)."""
+        return {k: v for k, v in self.as_dict().items() if type(v) is int and k != "job_id"}
+
 
 class Ingester:
     """Runs ingest jobs against one store.
@@ -172,9 +176,8 @@ class Ingester:
             raise
         finally:
             bar.close()
-            counts = {k: v for k, v in report.as_dict().items() if type(v) is int and k != "job_id"}
             try:
-                self.store.finish_job(report.job_id, status, counts)
+                self.store.finish_job(report.job_id, status, report.counts())
                 if self.index is not None:
                     self.index.sync()
             except Exception:
@@ -235,8 +238,8 @@ class Ingester:
                         self._collect(futures.popleft().result(), pending, options, report, bar)
                 while futures:
                     self._collect(futures.popleft().result(), pending, options, report, bar)
-                self._flush(pending, options, report)
-                self._progress(report, bar, len(pending))
+                if pending:
+                    self._flush(pending, options, report, bar)
             finally:
                 for future in futures:
                     future.cancel()
@@ -251,19 +254,20 @@ class Ingester:
     ) -> None:
         pending.append(prepared)
         if sum(p.frames for p in pending) >= options.batch_size or len(pending) >= 512:
-            self._flush(pending, options, report)
-            self._progress(report, bar, len(pending))
+            self._flush(pending, options, report, bar)
             pending.clear()
 
     def _progress(self, report: IngestReport, bar: tqdm, finished: int) -> None:
         bar.update(finished)
-        counts = {k: v for k, v in report.as_dict().items() if type(v) is int and k != "job_id"}
+        counts = report.counts()
         # tqdm does not count when disabled (--json, no TTY): derive progress from the report.
         done = sum(counts[k] for k in ("added", "updated", "skipped", "renamed", "failed", "excluded"))
         self.store.job_progress(report.job_id, {**counts, "done": done, "total": int(bar.total or 0)})
 
-    def _flush(self, pending: list[Prepared], options: IngestOptions, report: IngestReport) -> None:
-        """Embed, transcribe, then write one batch in one transaction."""
+    def _flush(
+        self, pending: list[Prepared], options: IngestOptions, report: IngestReport, bar: tqdm
+    ) -> None:
+        """Embed, transcribe, then write one batch and the job's progress in one transaction."""
         vectors = self._encode([p.pixels for p in pending if p.pixels is not None], options.batch_size)
         offsets = np.cumsum([0] + [p.frames for p in pending])
         transcripts = {
@@ -281,6 +285,7 @@ class Ingester:
                     self._write_redo(p, options, report)
                 else:
                     self._write(p, vectors[offsets[i] : offsets[i + 1]], transcripts.get(i), report)
+            self._progress(report, bar, len(pending))
 
     def _encode(self, pixels: list[np.ndarray], batch_size: int) -> np.ndarray:
         if not pixels:
@@ -359,8 +364,7 @@ class Ingester:
     def _write_failure(
         self, path: Path, stage: str, reason: str, report: IngestReport, candidate: Candidate | None
     ) -> None:
-        write_failure(self.store, report.job_id, path, stage, reason, candidate, self.encoder.model_id,
-                      self.encoder.dim)  # fmt: skip
+        write_failure(self.store, report.job_id, path, stage, reason, candidate, self.encoder.model_id)
         report.failed += 1
 
     def _prune(self, roots: Sequence[Path], report: IngestReport) -> None:

@@ -86,9 +86,8 @@ def reuse_known_content(store: Store, p: Prepared) -> Reuse | None:
 
 
 def write_failure(
-    store: Store, job_id: int, path: Path, stage: str, reason: str, candidate: Candidate | None, model: str,
-    dim: int,
-) -> None:  # fmt: skip
+    store: Store, job_id: int, path: Path, stage: str, reason: str, candidate: Candidate | None, model: str
+) -> None:
     """Record a file that failed, as a failed asset (skipped until it changes) and a failure row."""
     uri = path_uri(path)
     size, mtime = size_mtime(path)
@@ -98,7 +97,7 @@ def write_failure(
         "status": "failed", "error": f"{stage}: {reason}", "ingested_at": now_iso(),
     })  # fmt: skip
     # The file's old vectors, tags and transcript describe content that is no longer there.
-    store.replace_vectors(asset_id, model, np.zeros((0, dim), np.float32), [])
+    store.replace_vectors(asset_id, model, np.zeros((0, 0), np.float32), [])
     store.replace_tags(asset_id, "clip", [])
     store.replace_segments(asset_id, None, [])
     store.record_failure(job_id, uri, stage, reason)

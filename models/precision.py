@@ -38,6 +38,8 @@ MIN_COSINE = 0.99
 # would never pay for itself, so ``auto`` keeps such models (the tiny test model) on fp32.
 AUTO_ONNX_MIN_PARAMS = 5_000_000
 _INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+QUANT_ENGINES = ("x86", "fbgemm", "qnnpack")
+"""PyTorch's quantised CPU engines the ``int8`` mode can run on, in order of preference."""
 
 
 @functools.cache
@@ -142,4 +144,4 @@ def _torch_quantized_engine() -> bool:
 
     engines = torch.backends.quantized.supported_engines
     has_api = importlib.util.find_spec("torch.ao.quantization") is not None
-    return has_api and any(e in engines for e in ("x86", "fbgemm", "qnnpack"))
+    return has_api and any(e in engines for e in QUANT_ENGINES)

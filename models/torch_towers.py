@@ -15,6 +15,7 @@ import open_clip
 import torch
 
 from models.errors import CheckpointError
+from models.precision import QUANT_ENGINES
 from models.registry import RANDOM_SEED, ModelSpec, register_tiny_config
 from models.settings import ModelSettings
 from models.text import can_trim, full_text_features, text_features
@@ -114,7 +115,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """
     engines = torch.backends.quantized.supported_engines
     if torch.backends.quantized.engine not in engines or torch.backends.quantized.engine == "none":
-        torch.backends.quantized.engine = next(e for e in ("x86", "fbgemm", "qnnpack") if e in engines)
+        torch.backends.quantized.engine = next(e for e in QUANT_ENGINES if e in engines)
     from torch.ao.quantization import quantize_dynamic  # deprecated upstream, still the only CPU path
 
     with warnings.catch_warnings():

@@ -12,7 +12,6 @@ Choices that differ from faster-whisper's defaults, and why:
 - ``condition_on_previous_text=False``: feeding the previous window's text as a prompt is
   what lets one misrecognition turn into a loop repeating for minutes.
 - ``word_timestamps=True``: search results jump to the word, not the 30 s window.
-- Greedy decoding (beam 1) by default, see :class:`~models.settings.WhisperSettings`.
 
 Hallucination guard: besides Whisper's own rule (a 30 s window whose no-speech probability
 exceeds 0.6 is skipped unless its text is confident), each *segment* is dropped when
@@ -28,6 +27,7 @@ exceeds 0.6 is skipped unless its text is confident), each *segment* is dropped 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -132,9 +132,23 @@ class Transcriber:
     def __init__(self, settings: WhisperSettings | None = None) -> None:
         self.settings = settings or WhisperSettings()
         self._source, self._name = _resolve_source(self.settings.whisper_model)
-        self.device, self.compute_type = _device_and_compute(self.settings)
         self._model: Any = None
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def _placement(self) -> tuple[str, str]:
+        # Asked on first use, not at construction: an ingest of images never pays for CTranslate2.
+        return _device_and_compute(self.settings)
+
+    @property
+    def device(self) -> str:
+        """The CTranslate2 device (``cpu`` or ``cuda``)."""
+        return self._placement[0]
+
+    @property
+    def compute_type(self) -> str:
+        """The CTranslate2 compute type the model loads with."""
+        return self._placement[1]
 
     @property
     def model_id(self) -> str:
