@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +66,7 @@ class ColumnCache:
         self.row_of = np.full(0, -1, np.int32)  # asset id -> row
         self.columns: dict[str, Column] = {}
         self.tags: Column | None = None  # elements: tag (lowercased) as text, score as number
+        self._join: tuple[tuple[Hashable, int], np.ndarray | None] | None = None  # see join_rows
         self._local = threading.local()  # per thread: the SQL fallbacks of its last evaluate()
         self._lowered: dict[str, str] = {}
 
@@ -128,6 +129,21 @@ class ColumnCache:
         if self.tags is not None:
             self.tags.drop_rows(rows)
             self._read_tags(self.tags, changed.tolist())
+
+    def join_rows(self, owners: np.ndarray, owners_key: Hashable) -> np.ndarray | None:
+        """The cache row of each vector's asset (-1: unknown), or None when they are the rows in order.
+
+        Remembered per ``owners_key`` (the index and its version) and cache version, so the
+        sessions sharing this cache and one index compute and hold it once.
+        """
+        with self.lock:
+            key = (owners_key, self.version)
+            if self._join is None or self._join[0] != key:
+                rows = self.rows_of(owners)
+                # One vector per asset, in the same order (a library of stills): no gather needed.
+                identity = len(rows) == self.ids.n and np.array_equal(rows, np.arange(len(rows)))
+                self._join = (key, None if identity else rows)
+            return self._join[1]
 
     def rows_of(self, asset_ids: np.ndarray | list[int]) -> np.ndarray:
         """Rows of asset ids (-1 for assets the cache does not hold)."""
@@ -205,10 +221,11 @@ class ColumnCache:
             self.tag_column()
 
     def memory_bytes(self) -> int:
-        """Bytes held by the rows, the columns built so far and the tags."""
+        """Bytes held by the rows, the columns built so far, the tags and the join to the index."""
         columns = [*self.columns.values(), *([self.tags] if self.tags is not None else [])]
         base = self.ids.data.nbytes + self.present.data.nbytes + self.row_of.nbytes
-        return base + sum(c.memory() for c in columns)
+        join = self._join[1] if self._join is not None and self._join[1] is not None else None
+        return base + sum(c.memory() for c in columns) + (join.nbytes if join is not None else 0)
 
     @property
     def fallbacks(self) -> list[str]:

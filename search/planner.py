@@ -102,9 +102,6 @@ class Planner:
     ) -> None:
         self.index, self.columns, self.store = index, columns, store
         self.config = config or PlannerConfig()
-        self._join: tuple[tuple[int, int], np.ndarray | None] | None = (
-            None  # (versions, cache row of each vector)
-        )
         self._per_asset: tuple[int, float] | None = None
         self._synced = -math.inf
 
@@ -196,13 +193,7 @@ class Planner:
 
     def _vector_mask(self, amask: np.ndarray) -> np.ndarray:
         """Asset mask (cache rows) -> vector mask (index rows); vectors of unknown assets fail."""
-        key = (self.index.version, self.columns.version)
-        if self._join is None or self._join[0] != key:
-            rows = self.columns.rows_of(self.index.assets)
-            # One vector per asset, in the same order (a library of stills): no gather needed.
-            identity = len(rows) == len(amask) and np.array_equal(rows, np.arange(len(rows)))
-            self._join = (key, None if identity else rows)
-        join = self._join[1]
+        join = self.columns.join_rows(self.index.assets, (id(self.index), self.index.version))
         return (amask if join is None else np.append(amask, False)[join]) & self.index.alive
 
     def _vectors_per_asset(self) -> float:

@@ -21,6 +21,7 @@ import io
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,7 +204,10 @@ class SearchEngine:
         snapshot = cursor.snapshot if cursor else self.store.max_asset_id()
         schema = self._schema()
         condition = self._condition(query, snapshot)
-        where, params = compile_filter(condition, schema=schema)
+        # One moment for the whole query: relative dates ("created>=now-7d") mean the same on the
+        # vector side (planner) and the SQL side (lexical match, sorting).
+        now = datetime.now(UTC)
+        where, params = compile_filter(condition, schema=schema, now=now)
         vector = self._query_vector(query)
         field_sort = query.sort not in (None, "score")
         if vector is None and (query.mode == "semantic" or not query.text) and not field_sort:
@@ -211,7 +215,7 @@ class SearchEngine:
                 "nothing to search for: give text, an image or an asset, or sort a filter by a field"
             )
         depth = HYBRID_DEPTH if query.mode == "hybrid" else (cursor.served if cursor else 0) + query.limit + 1
-        hits, plan = self._rank(query, vector, (condition, schema, where, params), depth, field_sort)
+        hits, plan = self._rank(query, vector, (condition, schema, where, params, now), depth, field_sort)
         hits = self._apply_relevance(query, vector, hits)
         descending = not (field_sort and str(query.sort).endswith(":asc"))
         if cursor is not None:
@@ -280,19 +284,19 @@ class SearchEngine:
         self,
         query: Query,
         vector: np.ndarray | None,
-        condition: tuple[Filter, Any, str, list[Any]],
+        condition: tuple[Filter, Any, str, list[Any], datetime],
         depth: int,
         field_sort: bool,
     ) -> tuple[list[_Hit], dict[str, Any]]:
-        """Both rankings of a query; ``condition`` is (AST, schema, compiled SQL, parameters)."""
-        ast, schema, where, params = condition
+        """Both rankings of a query; ``condition`` is (AST, schema, compiled SQL, parameters, now)."""
+        ast, schema, where, params, now = condition
         plan: dict[str, Any] = {"mode": query.mode}
         hits: dict[int, _Hit] = {}
         semantic: list[int] = []
         lexical: list[int] = []
         if vector is not None and query.mode != "lexical":
             k = depth if not field_sort else MAX_LIMIT * 10
-            found, plan["vector"] = self.vectors.search(vector, ast, k, schema)
+            found, plan["vector"] = self.vectors.search(vector, ast, k, schema, now)
             for asset_id, score, t in found:
                 hits[asset_id] = _Hit(asset_id, score, t)
                 semantic.append(asset_id)
@@ -423,8 +427,15 @@ def _explain(
     return out
 
 
-def open_query_image(source: Path | bytes, max_pixels: int = QUERY_MAX_PIXELS) -> Image.Image:
-    """Open a query image (file or upload bytes) as RGB with EXIF orientation applied.
+def open_query_image(
+    source: Path | bytes, max_pixels: int = QUERY_MAX_PIXELS, draft: int = 448
+) -> Image.Image:
+    """Open an image (file or upload bytes) as RGB with EXIF orientation applied.
+
+    Args:
+        source: A file, or the bytes of an upload.
+        max_pixels: Larger images are refused from their header, before decoding.
+        draft: A JPEG is decoded at the smallest DCT scale keeping both sides at least this long.
 
     Raises:
         QueryError: Not a readable image, or larger than ``max_pixels``.
@@ -434,7 +445,7 @@ def open_query_image(source: Path | bytes, max_pixels: int = QUERY_MAX_PIXELS) -
         with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as im:
             if im.width * im.height > max_pixels:
                 raise QueryError(f"{name}: {im.width}x{im.height} exceeds {max_pixels} pixels")
-            im.draft("RGB", (448, 448))
+            im.draft("RGB", (draft, draft))
             rgb = ImageOps.exif_transpose(im).convert("RGB")
             rgb.load()
             return rgb

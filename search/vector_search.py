@@ -6,6 +6,7 @@ filtered ANN search, and re-checks every hit against the SQL filter.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,18 @@ class VectorSearch:
         self.planner = Planner(index, columns if columns is not None else ColumnCache(store), store)
 
     def search(
-        self, vector: np.ndarray, condition: Filter, k: int, schema: FieldSchema | None = None
+        self,
+        vector: np.ndarray,
+        condition: Filter,
+        k: int,
+        schema: FieldSchema | None = None,
+        now: datetime | None = None,
     ) -> tuple[list[tuple[int, float, float | None]], dict[str, Any]]:
-        """Top ``k`` assets as ``(asset_id, cosine, t)``, best first, and how they were found."""
-        result = self.planner.search(vector, condition, k, per_asset=True, schema=schema)
+        """Top ``k`` assets as ``(asset_id, cosine, t)``, best first, and how they were found.
+
+        ``now`` is the moment relative dates in ``condition`` refer to (default: now).
+        """
+        result = self.planner.search(vector, condition, k, per_asset=True, schema=schema, now=now)
         owners = self.store.vector_owners([h.vector_id for h in result.hits])
         found = [
             (h.asset_id, float(h.score), owners[h.vector_id][1]) for h in result.hits if h.vector_id in owners
