@@ -12,9 +12,11 @@ import uuid
 from pathlib import Path
 
 import av
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from search.api.errors import ApiError
+from search.errors import QueryError
+from search.query import open_query_image
 from search.store import Asset
 
 JPEG_QUALITY = 85
@@ -62,15 +64,9 @@ def thumbnail(asset: Asset, size: int, cache_dir: Path, max_pixels: int) -> tupl
 
 def _still(asset: Asset, max_pixels: int) -> Image.Image:
     try:
-        with Image.open(asset.uri) as im:
-            if im.width * im.height > max_pixels:
-                raise _no_picture(f"asset {asset.id} is larger than {max_pixels} pixels")
-            im.draft("RGB", (MAX_SIZE, MAX_SIZE))  # JPEG: decode at a reduced scale, much faster
-            picture = ImageOps.exif_transpose(im)
-            picture.load()
-            return picture
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise _no_picture(f"the file of asset {asset.id} cannot be decoded: {exc}") from exc
+        return open_query_image(Path(asset.uri), max_pixels, draft=MAX_SIZE)
+    except QueryError as exc:
+        raise _no_picture(f"asset {asset.id}: {exc}") from exc
 
 
 def _poster(asset: Asset) -> Image.Image:
