@@ -6,8 +6,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from search.api.errors import ApiError
 from search.api.runtime import ApiState, Session
 from search.query import Page, Query, parse_text
 from search.store import Store
@@ -67,3 +70,31 @@ def page_doc(page: Page, include: Sequence[str], store: Store) -> dict[str, Any]
         doc["transcript"] = transcripts.get(result.asset_id, []) if "transcript" in wanted else None
         results.append(doc)
     return {"results": results, "next_cursor": page.next_cursor, "took_ms": page.took_ms}
+
+
+def media_type(request: Request) -> str:
+    """The request's content type without parameters, lowercased (``""`` when absent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def require_json(content_type: str, hint: str) -> None:
+    """415 unless the body is JSON (or untyped); ``hint`` says what the route accepts."""
+    if content_type not in ("application/json", ""):
+        raise ApiError(415, hint, "media-type", title="Unsupported media type")
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON document (422 when it is not JSON)."""
+    try:
+        return await request.json()
+    except (ValueError, RecursionError) as exc:
+        message = "invalid JSON" if isinstance(exc, ValueError) else "JSON nested too deeply"
+        raise RequestValidationError([{"loc": ("body",), "msg": message, "type": "json_invalid"}]) from None
+
+
+def validated(model: type[BaseModel], data: Any, where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": (where, *e.get("loc", ()))} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None

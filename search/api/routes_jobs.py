@@ -12,10 +12,9 @@ from starlette.datastructures import UploadFile
 
 from models.vocab import load_vocabulary
 from search.api.auth import Reader, Writer, check_scope
-from search.api.common import api_state, client_of
+from search.api.common import api_state, client_of, json_body, media_type, require_json, validated
 from search.api.errors import ApiError, problems
 from search.api.paths import resolve
-from search.api.routes_search import json_body, validated
 from search.api.schemas import MAX_ID, IngestRequest, JobAccepted, JobOut, TagRequest
 from search.api.uploads import check_media, display_name, store_upload, unprocessable, upload_folder
 
@@ -71,16 +70,10 @@ async def ingest(request: Request, principal: Writer) -> Any:
       ingested; each must be an image, video or audio file (422) within the size limit (413).
     """
     state = api_state(request)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type == "multipart/form-data":
         return await _ingest_uploads(request)
-    if content_type not in ("application/json", ""):
-        raise ApiError(
-            415,
-            'send JSON ({"paths": [...]}) or multipart file uploads',
-            "media-type",
-            title="Unsupported media type",
-        )
+    require_json(content_type, 'send JSON ({"paths": [...]}) or multipart file uploads')
     body: IngestRequest = validated(IngestRequest, await json_body(request), "body")
     check_scope(principal, "admin")
     roots, client = state.settings.roots, client_of(request)

@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from search.api.auth import Reader
-from search.api.common import api_state, in_session, page_doc, text_query, warm_texts
+from search.api.common import (
+    api_state,
+    in_session,
+    json_body,
+    media_type,
+    page_doc,
+    require_json,
+    text_query,
+    validated,
+    warm_texts,
+)
 from search.api.errors import ApiError, problems
 from search.api.runtime import Session
 from search.api.schemas import MAX_LIMIT, Include, PageOut, SearchRequest, SimilarRequest
@@ -73,23 +82,6 @@ class SimilarUpload(BaseModel):
     include: list[Include] = Field(default=["meta", "tags", "explanation"], max_length=4)
 
 
-async def json_body(request: Request) -> Any:
-    """The request's JSON document (422 when it is not JSON)."""
-    try:
-        return await request.json()
-    except (ValueError, RecursionError) as exc:
-        message = "invalid JSON" if isinstance(exc, ValueError) else "JSON nested too deeply"
-        raise RequestValidationError([{"loc": ("body",), "msg": message, "type": "json_invalid"}]) from None
-
-
-def validated(model: type[BaseModel], data: Any, where: str) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = [{**e, "loc": (where, *e.get("loc", ()))} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
-
-
 _UPLOAD_SCHEMA = {
     "type": "object",
     "required": ["file"],
@@ -123,7 +115,7 @@ async def similar(request: Request, _: Reader) -> Any:
     the picture is not stored). Uploads above the size limit get 413, unreadable pictures or
     pictures above the pixel limit 422.
     """
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type == "multipart/form-data":
         settings = api_state(request).settings
         async with request.form(max_files=1, max_fields=10, max_part_size=64 * 1024) as form:
@@ -148,13 +140,7 @@ async def similar(request: Request, _: Reader) -> Any:
             min_relevance=options.min_relevance,
         )
         return await run_query(request, query, list(options.include))
-    if content_type not in ("application/json", ""):
-        raise ApiError(
-            415,
-            'send JSON ({"asset_id": ...}) or a multipart picture upload',
-            "media-type",
-            title="Unsupported media type",
-        )
+    require_json(content_type, 'send JSON ({"asset_id": ...}) or a multipart picture upload')
     body: SimilarRequest = validated(SimilarRequest, await json_body(request), "body")
     query = Query(
         asset_id=body.asset_id,
