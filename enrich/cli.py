@@ -18,7 +18,7 @@ import click
 from pydantic import ValidationError
 
 from enrich.errors import EnrichError, disk_full
-from enrich.lock import close_abandoned_jobs, library_lock
+from enrich.lock import writer_lock
 from enrich.pipeline import Ingester, IngestOptions, IngestReport, reembed_library
 from enrich.settings import EnrichSettings
 from enrich.tagging import Tagger, retag_library
@@ -162,9 +162,7 @@ def _writing(ctx: click.Context, command: str, wait: bool) -> Iterator[None]:
         who = f" ({holder})" if holder else ""
         click.echo(f"waiting for another assetlens process{who} to finish writing the library...", err=True)
 
-    with library_lock(lib.settings.data_dir, command, wait=wait, on_wait=waiting) as fresh:
-        if fresh:
-            close_abandoned_jobs(lib.store)
+    with writer_lock(lib.store, command, wait=wait, on_wait=waiting):
         yield
 
 

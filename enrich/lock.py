@@ -156,6 +156,17 @@ def _record(fd: int, command: str) -> None:
         os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
 
 
+@contextlib.contextmanager
+def writer_lock(
+    store: Store, command: str, *, wait: bool = False, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """:func:`library_lock` on the store's library; a fresh lock first closes abandoned jobs."""
+    with library_lock(store.path.parent, command, wait=wait, on_wait=on_wait) as fresh:
+        if fresh:
+            close_abandoned_jobs(store)
+        yield
+
+
 def close_abandoned_jobs(store: Store) -> int:
     """Mark ``interrupted`` the jobs a killed writer left ``running``; call only with a fresh lock.
 

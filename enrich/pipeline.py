@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from enrich.decode import DEFAULT_MAX_PIXELS
 from enrich.errors import DecodeError
-from enrich.lock import close_abandoned_jobs, library_lock
+from enrich.lock import writer_lock
 from enrich.prepare import Prepared, make_worker
 from enrich.records import asset_values, original_id, reuse_known_content, size_mtime, write_failure
 from enrich.scan import Candidate, ScanFailure, path_uri, scan
@@ -130,9 +130,7 @@ class Ingester:
             KeyboardInterrupt: Re-raised after finished batches are committed; the report's
                 job is marked ``interrupted``.
         """
-        with library_lock(self.store.path.parent, "ingest") as fresh:
-            if fresh:
-                close_abandoned_jobs(self.store)
+        with writer_lock(self.store, "ingest"):
             return self._ingest(roots, self._fit(options or IngestOptions()))
 
     def _fit(self, options: IngestOptions) -> IngestOptions:
