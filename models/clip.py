@@ -161,7 +161,6 @@ class ClipEncoder:
     def _export_onnx(self, towers: TorchTowers) -> OnnxTowers | None:
         """Export, quantise and check the towers; None (and fp32) when ``auto`` cannot use them."""
         from models.onnx_export import PROBE_TEXTS, export_towers
-        from models.text import trim_tokens
 
         log.warning(
             "preparing the int8 ONNX version of %s in %s (once per model; ViT-B-32 takes about "
@@ -176,7 +175,7 @@ class ClipEncoder:
                 self.onnx_cache,
                 model_id=self.model_id,
                 image_size=self.image_size,
-                tokens=trim_tokens(tokens) if towers.trimmed else tokens,
+                tokens=_text_input(tokens, towers.trimmed),
             )
         except Exception as exc:  # an architecture the exporter cannot handle, a full disk...
             if self.requested_precision != "auto":
@@ -257,12 +256,11 @@ class ClipEncoder:
         return np.stack([found[t] for t in texts])
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        from models.text import trim_tokens  # imported late: open_clip's tokenizer loads torch
 
         self.load()
         assert self._towers is not None
         tokens = self._tokens(texts)
-        return _normalise(self._towers.encode_tokens(trim_tokens(tokens) if self._towers.trimmed else tokens))
+        return _normalise(self._towers.encode_tokens(_text_input(tokens, self._towers.trimmed)))
 
     def _tokens(self, texts: list[str]) -> np.ndarray:
         if self._tokenizer is None:
@@ -276,6 +274,13 @@ def default_cache_root() -> Path:
     """Model cache used when no ``model_cache_dir`` is set (the CLI and API always set one)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "assetlens"
+
+
+def _text_input(tokens: np.ndarray, trimmed: bool) -> np.ndarray:
+    """Tokens as a text tower takes them: cut after the longest text when it is a trimmed one."""
+    from models.text import trim_tokens  # imported late: models.text loads open_clip and torch
+
+    return trim_tokens(tokens) if trimmed else tokens
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

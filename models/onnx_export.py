@@ -38,7 +38,6 @@ from PIL import Image
 
 from models.onnx_towers import FORMAT, OPSET, QUANTISATION, OnnxTowers, read_meta
 from models.precision import MIN_COSINE
-from models.text import full_text_features, text_features
 from models.torch_towers import TorchTowers
 
 PROBE_TEXTS = (
@@ -68,7 +67,7 @@ class _TextTower(torch.nn.Module):
     def __init__(self, towers: TorchTowers) -> None:
         super().__init__()
         self.model = towers.model
-        self._forward = text_features if towers.trimmed else full_text_features
+        self._forward = towers.text_forward
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._forward(self.model, tokens)

@@ -38,6 +38,8 @@ class TorchTowers:
         self.device = torch.device(device)
         self.precision = "fp32"
         self.trimmed = can_trim(model)
+        # What the text tower computes: on trimmed tokens where it can, else the full 77.
+        self.text_forward = text_features if self.trimmed else full_text_features
 
     @classmethod
     def build(cls, spec: ModelSpec, settings: ModelSettings, device: str) -> TorchTowers:
@@ -95,9 +97,8 @@ class TorchTowers:
 
     def encode_tokens(self, tokens: np.ndarray) -> np.ndarray:
         """Raw float32 text features of ``int64`` tokens (trimmed when :attr:`trimmed`)."""
-        forward = text_features if self.trimmed else full_text_features
         with torch.inference_mode(), self._autocast():
-            return _to_numpy(forward(self.model, torch.from_numpy(tokens).to(self.device)))
+            return _to_numpy(self.text_forward(self.model, torch.from_numpy(tokens).to(self.device)))
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         # fp16 only: bf16 converts the weights instead (see convert).
