@@ -163,7 +163,7 @@ def extract_keyframes(
         probe = _probe(container, stream, selector.rotation, _irregular(sniffed))
         # The container's duration spans every stream: a sound track that outlasts the
         # picture is not a truncated video, so the video stream's own length decides.
-        span = _duration(None, stream) or duration
+        span = _stream_duration(stream) or duration
         if span and t < 0.9 * span - 1.0:
             log.warning("%s: video decodes only to %.1f s of %.1f s (truncated?)", path, t, span)
         keyframes = selector.finish()
@@ -266,9 +266,13 @@ def _tag_rotation(stream: av.VideoStream) -> int:
         return 0
 
 
-def _duration(container: av.container.InputContainer | None, stream: av.VideoStream | None) -> float | None:
-    if container is not None and container.duration is not None and container.duration > 0:
+def _duration(container: av.container.InputContainer, stream: av.VideoStream | None) -> float | None:
+    if container.duration is not None and container.duration > 0:
         return container.duration / av.time_base
+    return _stream_duration(stream)
+
+
+def _stream_duration(stream: av.VideoStream | None) -> float | None:
     if stream is not None and stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     return None
