@@ -155,7 +155,7 @@ class ClipEncoder:
         if not meta.get("passed"):
             self._reject_onnx(meta)
             return False
-        self._towers = OnnxTowers(self.onnx_cache, self.settings.clip_threads)
+        self._towers = OnnxTowers(self.onnx_cache, meta, self.settings.clip_threads)
         return True
 
     def _export_onnx(self, towers: TorchTowers) -> OnnxTowers | None:
@@ -187,7 +187,7 @@ class ClipEncoder:
             self.precision = "fp32"
             return None
         if meta["passed"]:
-            return OnnxTowers(self.onnx_cache, self.settings.clip_threads)
+            return OnnxTowers(self.onnx_cache, meta, self.settings.clip_threads)
         self._reject_onnx(meta)
         return None
 

@@ -118,8 +118,7 @@ def export_towers(
             "model_id": model_id, "format": FORMAT, "opset": OPSET, "quantisation": QUANTISATION,
             "image_size": image_size, "text_trimmed": towers.trimmed,
         }  # fmt: skip
-        (work / "meta.json").write_text(json.dumps(meta))
-        onnx = OnnxTowers(work)
+        onnx = OnnxTowers(work, meta)
         image_cos = _min_cosine(onnx.encode_pixels(pixels), want_images)
         text_cos = _min_cosine(onnx.encode_tokens(tokens), want_texts)
         del onnx

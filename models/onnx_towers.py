@@ -63,10 +63,11 @@ class OnnxTowers:
 
     Args:
         directory: A cache directory written by :func:`models.onnx_export.export_towers`.
+        meta: Its ``meta.json``, as the caller already read (or is about to write) it.
         threads: Intra-op threads of each session (0: ORT's default, one per core).
     """
 
-    def __init__(self, directory: Path, threads: int = 0) -> None:
+    def __init__(self, directory: Path, meta: dict[str, Any], threads: int = 0) -> None:
         import onnxruntime as ort  # imported late: only this mode needs it
 
         options = ort.SessionOptions()
@@ -76,7 +77,7 @@ class OnnxTowers:
         # Spinning workers burn a core while the main thread writes a batch, taking it from the
         # decode threads; off, the pipeline got more images per CPU-second on 2 cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.meta = json.loads((directory / "meta.json").read_text())
+        self.meta = meta
         self.trimmed = bool(self.meta["text_trimmed"])
         cpu = ["CPUExecutionProvider"]
         self._open = functools.partial(ort.InferenceSession, sess_options=options, providers=cpu)
