@@ -37,7 +37,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -132,8 +132,8 @@ def export_jsonl(store: Store, out: IO[str], filter: Filter | str | Mapping[str,
 
 def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, Any] | None = None) -> int:
     """Write a CSV file (header + one row per asset, see the module docstring); returns the row count."""
-    schema = load_schema(store)
-    where, params = filter_sql(store, filter, schema)
+    schema, now = load_schema(store), datetime.now(UTC)  # one moment for both passes' relative dates
+    where, params = filter_sql(store, filter, schema, now)
     # A first, light pass over the JSON columns finds every meta and embedded field for the header.
     meta_names: dict[str, None] = {}
     embedded_names: dict[str, None] = {}
@@ -148,7 +148,7 @@ def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, A
     writer = csv.writer(out)
     writer.writerow(header)
     count = 0
-    for doc in iter_docs(store, filter, schema=schema):
+    for doc in iter_docs(store, filter, schema=schema, now=now):
         best: dict[str, float] = {}
         for t in doc["tags"]:
             best[t["tag"]] = max(best.get(t["tag"], t["score"]), t["score"])
@@ -198,20 +198,19 @@ def export_xmp(
         overwrite: Also merge into sidecars that another program wrote.
         min_score: Model (``clip``) tags scoring less are not written as keywords.
     """
-    schema = load_schema(store)
-    where, params = filter_sql(store, filter, schema)
+    schema, now = load_schema(store), datetime.now(UTC)
     root = None
     if sidecar_dir is not None:
         uris = dict(store.uris())
+        where, params = filter_sql(store, filter, schema, now)
         folders = {
-            os.path.dirname(os.path.abspath(uris[i]))
-            for i, _ in store.iter_json_column("meta", where, params)
+            os.path.dirname(os.path.abspath(uris[int(i)])) for i in store.matching_asset_ids(where, params)
         }
         root = os.path.commonpath(sorted(folders)) if folders else None
     written: dict[Path, str] = {}
     skipped: list[tuple[str, str]] = []
     count = merged = skipped_count = 0
-    for doc in iter_docs(store, filter, schema=schema):
+    for doc in iter_docs(store, filter, schema=schema, now=now):
         target = sidecar_path(doc["uri"], naming, sidecar_dir, root)
         reason = _write_sidecar(target, doc, written, overwrite, min_score, sidecar_dir is None)
         if reason in (None, "merged"):
