@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import wave
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def espeak(text: str, path: Path) -> tuple[np.ndarray, int]:
         pytest.fail("espeak-ng is not installed (apt-get install espeak-ng; .ci/run installs it)")
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
     return read_wav(path)
+
+
+def sentences_wav(sentences: Sequence[str], path: Path, pause: float = 0.8) -> int:
+    """The sentences spoken by espeak-ng one after another with ``pause`` seconds between them,
+    as one WAV at ``path``; returns its sample rate."""
+    parts: list[np.ndarray] = []
+    rate = 0
+    for i, sentence in enumerate(sentences):
+        samples, rate = espeak(sentence, path.with_name(f"{path.stem}-{i}.wav"))
+        parts += [samples, np.zeros(round(pause * rate), np.float32)]
+    write_wav(path, np.concatenate(parts), rate)
+    return rate
 
 
 def speak(text: str, path: Path, silence_before: float = 0.0) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,10 @@ def run_cli(tmp_path: Path, *args: str) -> Any:
     from enrich.cli import cli
 
     return CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])
+
+
+def library_store(tmp_path: Path) -> Iterator[Store]:
+    """The body of a ``store`` fixture: the library of :func:`make_store`, closed afterwards."""
+    store = make_store(tmp_path)
+    yield store
+    store.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import espeak, read_wav, write_wav
+from media import read_wav, sentences_wav, write_wav
 
 from enrich.audio import SAMPLE_RATE, audio_duration, iter_audio_chunks
 from enrich.errors import DecodeError
@@ -59,13 +59,9 @@ def decode_all(path: Path, chunk_seconds: float = 600.0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 13 s of espeak speech: three sentences with 0.8 s pauses, 22.05 kHz mono WAV."""
-    directory = tmp_path_factory.mktemp("speech")
-    parts: list[np.ndarray] = []
-    rate = 0
-    for i, sentence in enumerate(SENTENCES):
-        samples, rate = espeak(sentence, directory / f"s{i}.wav")
-        parts += [samples, np.zeros(round(0.8 * rate), np.float32)]
-    return write_wav(directory / "speech.wav", np.concatenate(parts), rate)
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    sentences_wav(SENTENCES, path)
+    return path
 
 
 def test_wav_decodes_to_mono_float32_16k(speech: Path) -> None:

