@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import nbformat
@@ -23,9 +22,7 @@ def test_search_demo_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     client = NotebookClient(
         notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
     )
-    started = time.monotonic()
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on any error
-    elapsed = time.monotonic() - started
 
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
@@ -35,4 +32,3 @@ def test_search_demo_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "campaign: [('space week', 3), ('morning', 1)]" in text
     assert "3 assets exported" in text
     assert not list(tmp_path.glob("assetlens-demo-*")), "the notebook removes its library"
-    assert elapsed < 180, f"the demo took {elapsed:.0f} s"
