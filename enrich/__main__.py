@@ -1,5 +1,5 @@
-"""``python -m enrich`` runs the ``assetlens`` command line."""
+"""``python -m assetlens.enrich`` runs the ``assetlens`` command line."""
 
-from enrich.cli import main
+from assetlens.enrich.cli import main
 
 main()

@@ -23,8 +23,8 @@ import av
 import av.container
 import numpy as np
 
-from enrich.errors import DecodeError
-from enrich.media_io import failure_reason, open_media
+from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.media_io import failure_reason, open_media
 
 __all__ = ["SAMPLE_RATE", "DecodeError", "audio_duration", "iter_audio_chunks"]
 

@@ -17,23 +17,23 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from enrich.errors import EnrichError, disk_full
-from enrich.lock import writer_lock
-from enrich.pipeline import Ingester, IngestOptions, IngestReport, reembed_library
-from enrich.settings import EnrichSettings
-from enrich.tagging import Tagger, retag_library
-from enrich.transcribe import needs_transcript, transcribe_assets
-from enrich.video import KeyframeOptions
-from models.errors import ModelError
-from models.registry import CLIP_MODELS, describe, known_architectures, resolve_model
-from models.settings import ModelSettings, WhisperSettings
-from models.vocab import Vocabulary, load_vocabulary
-from models.whisper import Transcriber
-from search.api_cli import COMMANDS as API_COMMANDS
-from search.cli import COMMANDS, echo_fields, emit, find_asset, json_option, library
-from search.errors import SearchError
-from search.library import Library
-from search.settings import SearchSettings
+from assetlens.enrich.errors import EnrichError, disk_full
+from assetlens.enrich.lock import writer_lock
+from assetlens.enrich.pipeline import Ingester, IngestOptions, IngestReport, reembed_library
+from assetlens.enrich.settings import EnrichSettings
+from assetlens.enrich.tagging import Tagger, retag_library
+from assetlens.enrich.transcribe import needs_transcript, transcribe_assets
+from assetlens.enrich.video import KeyframeOptions
+from assetlens.models.errors import ModelError
+from assetlens.models.registry import CLIP_MODELS, describe, known_architectures, resolve_model
+from assetlens.models.settings import ModelSettings, WhisperSettings
+from assetlens.models.vocab import Vocabulary, load_vocabulary
+from assetlens.models.whisper import Transcriber
+from assetlens.search.api_cli import COMMANDS as API_COMMANDS
+from assetlens.search.cli import COMMANDS, echo_fields, emit, find_asset, json_option, library
+from assetlens.search.errors import SearchError
+from assetlens.search.library import Library
+from assetlens.search.settings import SearchSettings
 
 SAVED_VOCABULARY = "vocabulary.txt"
 
@@ -383,7 +383,7 @@ def models_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @click.pass_context
 def models_fetch(ctx: click.Context, name: str, as_json: bool) -> None:
     """Download NAME's weights into DATA_DIR/models (on a networked machine)."""
-    from models.weights import resolve_weights
+    from assetlens.models.weights import resolve_weights
 
     lib = library(ctx)
     path = resolve_weights(resolve_model(name), lib.model_settings)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from enrich.errors import DecodeError
-from enrich.metadata import ImageMetadata, read_metadata
+from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.metadata import ImageMetadata, read_metadata
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DecodeError", "DecodedImage", "ImageMetadata", "decode_image"]
 

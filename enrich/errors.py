@@ -5,8 +5,10 @@ import os
 import sqlite3
 from pathlib import Path
 
+from assetlens.models.errors import AssetLensError
 
-class EnrichError(Exception):
+
+class EnrichError(AssetLensError):
     """Base for enrichment errors."""
 
 

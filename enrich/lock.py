@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from enrich.errors import EnrichError
-from search.store import Store
+from assetlens.enrich.errors import EnrichError
+from assetlens.search.store import Store
 
 LOCK_FILE = "ingest.lock"
 LOCKED_JOB_KINDS = ("ingest", "transcribe")  # the job rows written only under this lock

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import av.container
 
-from enrich.errors import DecodeError
+from assetlens.enrich.errors import DecodeError
 
 _OS_REASONS: dict[type[OSError], str] = {
     FileNotFoundError: "file not found",

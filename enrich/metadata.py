@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import ExifTags, Image, TiffImagePlugin
 
-from enrich.xmp_iptc import parse_xmp, read_iptc
+from assetlens.enrich.xmp_iptc import parse_xmp, read_iptc
 
 __all__ = ["ImageMetadata", "parse_xmp", "read_metadata"]
 

@@ -21,19 +21,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from enrich.decode import DEFAULT_MAX_PIXELS
-from enrich.errors import DecodeError
-from enrich.lock import writer_lock
-from enrich.prepare import Prepared, make_worker
-from enrich.records import asset_values, original_id, reuse_known_content, size_mtime, write_failure
-from enrich.scan import Candidate, ScanFailure, path_uri, scan
-from enrich.tagging import Tagger
-from enrich.transcribe import needs_transcript, transcribe_assets, transcribe_file
-from enrich.video import KeyframeOptions
-from models.clip import ClipEncoder
-from models.whisper import Transcriber
-from search.index import VectorIndex
-from search.store import Asset, Store
+from assetlens.enrich.decode import DEFAULT_MAX_PIXELS
+from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.lock import writer_lock
+from assetlens.enrich.prepare import Prepared, make_worker
+from assetlens.enrich.records import asset_values, original_id, reuse_known_content, size_mtime, write_failure
+from assetlens.enrich.scan import Candidate, ScanFailure, path_uri, scan
+from assetlens.enrich.tagging import Tagger
+from assetlens.enrich.transcribe import needs_transcript, transcribe_assets, transcribe_file
+from assetlens.enrich.video import KeyframeOptions
+from assetlens.models.clip import ClipEncoder
+from assetlens.models.whisper import Transcriber
+from assetlens.search.index import VectorIndex
+from assetlens.search.store import Asset, Store
 
 
 def default_workers(device: str = "cpu") -> int:

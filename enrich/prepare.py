@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from enrich.decode import ImageMetadata, decode_image
-from enrich.errors import DecodeError
-from enrich.scan import Candidate
-from enrich.video import KeyframeOptions, MediaProbe, extract_keyframes, probe_media
-from models.clip import prepare_image
-from models.registry import file_digest
+from assetlens.enrich.decode import ImageMetadata, decode_image
+from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.scan import Candidate
+from assetlens.enrich.video import KeyframeOptions, MediaProbe, extract_keyframes, probe_media
+from assetlens.models.clip import prepare_image
+from assetlens.models.registry import file_digest
 
 
 @dataclass(frozen=True)

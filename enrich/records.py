@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from enrich.prepare import Prepared
-from enrich.scan import Candidate, path_uri
-from search.store import Asset, Store, now_iso
+from assetlens.enrich.prepare import Prepared
+from assetlens.enrich.scan import Candidate, path_uri
+from assetlens.search.store import Asset, Store, now_iso
 
 Reuse = Literal["touched", "renamed", "duplicate"]
 _COPIED = ("kind", "mime", "width", "height", "duration", "created", "embedded", "exif", "xmp", "media",

@@ -3,7 +3,7 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from enrich.decode import DEFAULT_MAX_PIXELS
+from assetlens.enrich.decode import DEFAULT_MAX_PIXELS
 
 
 class EnrichSettings(BaseSettings):

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from models.clip import ClipEncoder
-from models.vocab import VocabTerm, Vocabulary
-from search.errors import ModelMismatchError
-from search.store import Store, Tag
+from assetlens.models.clip import ClipEncoder
+from assetlens.models.vocab import VocabTerm, Vocabulary
+from assetlens.search.errors import ModelMismatchError
+from assetlens.search.store import Store, Tag
 
 GENERIC_TEMPLATES = (
     "a photo of {}.",

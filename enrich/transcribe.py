@@ -9,10 +9,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from enrich.audio import iter_audio_chunks
-from enrich.errors import DecodeError
-from models.whisper import Transcriber
-from search.store import Asset, Store
+from assetlens.enrich.audio import iter_audio_chunks
+from assetlens.enrich.errors import DecodeError
+from assetlens.models.whisper import Transcriber
+from assetlens.search.store import Asset, Store
 
 
 def transcribe_file(transcriber: Transcriber, path: Path) -> list[dict[str, Any]]:

@@ -41,9 +41,9 @@ import av
 import av.container
 import numpy as np
 
-from enrich.errors import DecodeError
-from enrich.keyframes import Keyframe, KeyframeOptions, KeyframeSelector
-from enrich.media_io import open_media
+from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.keyframes import Keyframe, KeyframeOptions, KeyframeSelector
+from assetlens.enrich.media_io import open_media
 
 __all__ = ["DecodeError", "Keyframe", "KeyframeOptions", "MediaProbe", "extract_keyframes", "probe_media"]
 

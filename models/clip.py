@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from models.errors import PrecisionError
-from models.onnx_towers import OnnxTowers, cache_dir_for, read_meta
-from models.precision import resolve_precision, vit_param_estimate
-from models.registry import ModelSpec, arch_config
-from models.settings import ModelSettings
+from assetlens.models.errors import PrecisionError
+from assetlens.models.onnx_towers import OnnxTowers, cache_dir_for, read_meta
+from assetlens.models.precision import resolve_precision, vit_param_estimate
+from assetlens.models.registry import ModelSpec, arch_config
+from assetlens.models.settings import ModelSettings
 
 if TYPE_CHECKING:
-    from models.torch_towers import TorchTowers
+    from assetlens.models.torch_towers import TorchTowers
 
 __all__ = ["MAX_ASPECT", "ClipEncoder", "prepare_image"]
 
@@ -136,7 +136,7 @@ class ClipEncoder:
             if self.precision == "onnx-int8" and self._open_onnx():
                 self._warn_if_random()
                 return
-            from models.torch_towers import TorchTowers
+            from assetlens.models.torch_towers import TorchTowers
 
             towers = TorchTowers.build(self.spec, self.settings, self.device)
             if self.precision == "onnx-int8":
@@ -160,7 +160,7 @@ class ClipEncoder:
 
     def _export_onnx(self, towers: TorchTowers) -> OnnxTowers | None:
         """Export, quantise and check the towers; None (and fp32) when ``auto`` cannot use them."""
-        from models.onnx_export import PROBE_TEXTS, export_towers
+        from assetlens.models.onnx_export import PROBE_TEXTS, export_towers
 
         log.warning(
             "preparing the int8 ONNX version of %s in %s (once per model; ViT-B-32 takes about "
@@ -264,7 +264,7 @@ class ClipEncoder:
 
     def _tokens(self, texts: list[str]) -> np.ndarray:
         if self._tokenizer is None:
-            from models.text import tokenizer_for
+            from assetlens.models.text import tokenizer_for
 
             self._tokenizer = tokenizer_for(self.spec.arch)
         return self._tokenizer(texts)
@@ -278,7 +278,7 @@ def default_cache_root() -> Path:
 
 def _text_input(tokens: np.ndarray, trimmed: bool) -> np.ndarray:
     """Tokens as a text tower takes them: cut after the longest text when it is a trimmed one."""
-    from models.text import trim_tokens  # imported late: models.text loads open_clip and torch
+    from assetlens.models.text import trim_tokens  # imported late: models.text loads open_clip and torch
 
     return trim_tokens(tokens) if trimmed else tokens
 

@@ -1,7 +1,15 @@
-"""Errors raised by the model layer. Each names what is at fault and how to fix it."""
+"""Errors raised by the model layer. Each names what is at fault and how to fix it.
+
+:class:`AssetLensError` is the one base of every AssetLens error (``assetlens.AssetLensError``).
+It lives here because ``models`` is the leaf package that the others import.
+"""
 
 
-class ModelError(Exception):
+class AssetLensError(Exception):
+    """Base class of every error AssetLens raises on purpose; the message says what to do."""
+
+
+class ModelError(AssetLensError):
     """Base class for model-layer errors."""
 
 

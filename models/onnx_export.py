@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.onnx_towers import FORMAT, OPSET, QUANTISATION, OnnxTowers, read_meta
-from models.precision import MIN_COSINE
-from models.torch_towers import TorchTowers
+from assetlens.models.onnx_towers import FORMAT, OPSET, QUANTISATION, OnnxTowers, read_meta
+from assetlens.models.precision import MIN_COSINE
+from assetlens.models.torch_towers import TorchTowers
 
 PROBE_TEXTS = (
     "a photo of a red sneaker on a white background",

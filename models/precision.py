@@ -27,7 +27,7 @@ import platform
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from models.errors import PrecisionError
+from assetlens.models.errors import PrecisionError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)

@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from models.errors import CheckpointError, UnknownModelError
+from assetlens.models.errors import CheckpointError, UnknownModelError
 
 TINY_ARCH = "assetlens-tiny"
 _CONFIG_DIR = Path(__file__).parent / "configs"

@@ -13,7 +13,7 @@ import numpy as np
 import open_clip
 import torch
 
-from models.registry import register_tiny_config
+from assetlens.models.registry import register_tiny_config
 
 TokensT = TypeVar("TokensT", np.ndarray, torch.Tensor)
 

@@ -14,12 +14,12 @@ import numpy as np
 import open_clip
 import torch
 
-from models.errors import CheckpointError
-from models.precision import QUANT_ENGINES
-from models.registry import RANDOM_SEED, ModelSpec, register_tiny_config
-from models.settings import ModelSettings
-from models.text import can_trim, full_text_features, text_features
-from models.weights import resolve_weights
+from assetlens.models.errors import CheckpointError
+from assetlens.models.precision import QUANT_ENGINES
+from assetlens.models.registry import RANDOM_SEED, ModelSpec, register_tiny_config
+from assetlens.models.settings import ModelSettings
+from assetlens.models.text import can_trim, full_text_features, text_features
+from assetlens.models.weights import resolve_weights
 
 
 class TorchTowers:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import open_clip
 
-from models.errors import WeightsMissingError
-from models.registry import ModelSpec
-from models.settings import ModelSettings
+from assetlens.models.errors import WeightsMissingError
+from assetlens.models.registry import ModelSpec
+from assetlens.models.settings import ModelSettings
 
 
 def resolve_weights(spec: ModelSpec, settings: ModelSettings) -> Path | None:

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import TranscriberError
-from models.settings import WhisperSettings
+from assetlens.models.errors import TranscriberError
+from assetlens.models.settings import WhisperSettings
 
 log = logging.getLogger(__name__)
 

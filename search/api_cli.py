@@ -6,8 +6,8 @@ import os
 
 import click
 
-from search.api.keys import SCOPES, create_key, key_doc
-from search.cli import echo_fields, emit, json_option, library
+from assetlens.search.api.keys import SCOPES, create_key, key_doc
+from assetlens.search.cli import echo_fields, emit, json_option, library
 
 
 @click.command()
@@ -36,7 +36,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
     """
     import uvicorn
 
-    from search.api.settings import ApiSettings
+    from assetlens.search.api.settings import ApiSettings
 
     lib = library(ctx)
     settings = ApiSettings()
@@ -45,7 +45,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
     if lib.model_settings.clip_model:
         os.environ["ASSETLENS_CLIP_MODEL"] = lib.model_settings.clip_model
     uvicorn.run(
-        "search.api.app:app_from_env",
+        "assetlens.search.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from search.errors import AssetNotFoundError, QueryError
-from search.filters import parse_filter
-from search.library import Library
-from search.meta_cli import COMMANDS as META_COMMANDS
-from search.query import MAX_LIMIT, Page, Query, Result, open_query_image, parse_text
-from search.store import Asset
-from search.transcripts import FORMATS, format_transcript
+from assetlens.search.errors import AssetNotFoundError, QueryError
+from assetlens.search.filters import parse_filter
+from assetlens.search.library import Library
+from assetlens.search.meta_cli import COMMANDS as META_COMMANDS
+from assetlens.search.query import MAX_LIMIT, Page, Query, Result, open_query_image, parse_text
+from assetlens.search.store import Asset
+from assetlens.search.transcripts import FORMATS, format_transcript
 
 
 def emit(ctx: click.Context, data: Any, human: Callable[[], None]) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from search.filter_sql import _META_BOOL, _date_sql
-from search.store import Store
+from assetlens.search.filter_sql import _META_BOOL, _date_sql
+from assetlens.search.store import Store
 
 TEXT, INTEGER, REAL, TRUE, FALSE, NULL, ARRAY, OBJECT, DEAD = range(9)
 SQL_KIND = {

@@ -34,11 +34,21 @@ from typing import Any
 
 import numpy as np
 
-from search.column_data import DEAD, INTEGER, NULL, REAL, SQL_KIND, TEXT, Column, Growable, Unsupported
-from search.fields import FieldSchema, coerce_value, meta_path
-from search.filter_ast import And, Cmp, Filter, Not, Or, TagIs
-from search.filter_sql import BUILTIN_FIELDS, _Compiler, compile_filter
-from search.store import Store
+from assetlens.search.column_data import (
+    DEAD,
+    INTEGER,
+    NULL,
+    REAL,
+    SQL_KIND,
+    TEXT,
+    Column,
+    Growable,
+    Unsupported,
+)
+from assetlens.search.fields import FieldSchema, coerce_value, meta_path
+from assetlens.search.filter_ast import And, Cmp, Filter, Not, Or, TagIs
+from assetlens.search.filter_sql import BUILTIN_FIELDS, _Compiler, compile_filter
+from assetlens.search.store import Store
 
 
 class ColumnCache:

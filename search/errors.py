@@ -2,8 +2,10 @@
 
 from typing import ClassVar
 
+from assetlens.models.errors import AssetLensError
 
-class SearchError(Exception):
+
+class SearchError(AssetLensError):
     """Base class for store, index and query errors."""
 
 

@@ -41,13 +41,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from search.csv_cells import cell_text, guard_formula
-from search.errors import SearchError
-from search.fields import FieldSchema, flatten_fields
-from search.filters import Filter
-from search.meta import filter_sql, load_schema
-from search.store import Asset, Store, Tag, now_iso
-from search.xmp import XmpContent, XmpError, merge_packet, new_packet
+from assetlens.search.csv_cells import cell_text, guard_formula
+from assetlens.search.errors import SearchError
+from assetlens.search.fields import FieldSchema, flatten_fields
+from assetlens.search.filters import Filter
+from assetlens.search.meta import filter_sql, load_schema
+from assetlens.search.store import Asset, Store, Tag, now_iso
+from assetlens.search.xmp import XmpContent, XmpError, merge_packet, new_packet
 
 FORMATS = ("csv", "jsonl", "xmp")
 Naming = Literal["ext", "base"]

@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-from search.errors import FieldTypeError, FilterError
+from assetlens.search.errors import FieldTypeError, FilterError
 
 FieldType = Literal["string", "number", "date", "boolean", "list"]
 FIELD_TYPES: tuple[str, ...] = get_args(FieldType)

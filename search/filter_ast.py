@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from search.errors import FilterError
+from assetlens.search.errors import FilterError
 
 OPS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "exists", "prefix")
 MAX_INPUT = 10_000  # characters of a string or JSON-text filter

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from search.errors import FilterError
-from search.fields import (
+from assetlens.search.errors import FilterError
+from assetlens.search.fields import (
     FieldSchema,
     FieldType,
     check_meta_name,
@@ -30,7 +30,7 @@ from search.fields import (
     meta_path,
     parse_number,
 )
-from search.filter_ast import (
+from assetlens.search.filter_ast import (
     MAX_TERMS,
     MAX_VALUES,
     And,

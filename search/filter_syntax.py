@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 
-from search.errors import FieldTypeError, FilterError
-from search.fields import parse_number
-from search.filter_ast import (
+from assetlens.search.errors import FieldTypeError, FilterError
+from assetlens.search.fields import parse_number
+from assetlens.search.filter_ast import (
     MAX_DEPTH,
     MAX_LIST,
     MAX_STRING,
@@ -39,7 +39,7 @@ from search.filter_ast import (
     _check_shape,
     _show,
 )
-from search.filter_sql import _canonical_field, _check_builtin, _check_text
+from assetlens.search.filter_sql import _canonical_field, _check_builtin, _check_text
 
 _NAME_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)(>=|<=|!=|:|=|>|<)")
 _COMPARE = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}

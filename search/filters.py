@@ -26,9 +26,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from search.errors import FieldTypeError, FilterError
-from search.fields import parse_number
-from search.filter_ast import (
+from assetlens.search.errors import FieldTypeError, FilterError
+from assetlens.search.fields import parse_number
+from assetlens.search.filter_ast import (
     MAX_DEPTH,
     MAX_INPUT,
     MAX_LIST,
@@ -48,7 +48,7 @@ from search.filter_ast import (
     _check_shape,
     _show,
 )
-from search.filter_sql import (
+from assetlens.search.filter_sql import (
     BUILTIN_FIELDS,
     Builtin,
     _canonical_field,
@@ -57,7 +57,7 @@ from search.filter_sql import (
     compile_filter,
     fts_query,
 )
-from search.filter_syntax import parse_string
+from assetlens.search.filter_syntax import parse_string
 
 __all__ = [
     "BUILTIN_FIELDS",

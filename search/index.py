@@ -36,8 +36,8 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from search.ann import IndexConfig, estimate_bytes, knn_rows, merge_top, new_index
-from search.store import Store
+from assetlens.search.ann import IndexConfig, estimate_bytes, knn_rows, merge_top, new_index
+from assetlens.search.store import Store
 
 __all__ = ["IndexConfig", "IndexState", "VectorIndex", "knn_rows", "merge_top"]
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from models.clip import ClipEncoder
-from models.errors import UnknownModelError
-from models.registry import ModelSpec, resolve_model
-from models.settings import ModelSettings
-from search.index import VectorIndex
-from search.query import SearchEngine
-from search.settings import SearchSettings
-from search.store import Store
+from assetlens.models.clip import ClipEncoder
+from assetlens.models.errors import UnknownModelError
+from assetlens.models.registry import ModelSpec, resolve_model
+from assetlens.models.settings import ModelSettings
+from assetlens.search.index import VectorIndex
+from assetlens.search.query import SearchEngine
+from assetlens.search.settings import SearchSettings
+from assetlens.search.store import Store
 
 DEFAULT_MODEL = "ViT-B-32"
 

@@ -37,10 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from search.errors import FieldTypeError, FilterError
-from search.fields import FieldSchema, check_meta_name, meta_path
-from search.filters import BUILTIN_FIELDS, Filter, compile_filter, parse_filter
-from search.meta_import import (
+from assetlens.search.errors import FieldTypeError, FilterError
+from assetlens.search.fields import FieldSchema, check_meta_name, meta_path
+from assetlens.search.filters import BUILTIN_FIELDS, Filter, compile_filter, parse_filter
+from assetlens.search.meta_import import (
     Columns,
     Format,
     ImportReport,
@@ -50,7 +50,7 @@ from search.meta_import import (
     detect_format,
     read_rows,
 )
-from search.store import Store
+from assetlens.search.store import Store
 
 __all__ = ["ImportReport", "MetaImportError", "detect_format"]  # re-exported: callers need only this module
 

@@ -15,19 +15,27 @@ from typing import Any, Literal
 
 import click
 
-from search import export as exporting
-from search.csv_cells import cell_text
-from search.fields import flatten_fields
-from search.filters import parse_filter, to_json
-from search.meta import BUCKETS, declare_fields, facets, filter_sql, import_meta, load_schema, set_meta
-from search.store import Store
+from assetlens.search import export as exporting
+from assetlens.search.csv_cells import cell_text
+from assetlens.search.fields import flatten_fields
+from assetlens.search.filters import parse_filter, to_json
+from assetlens.search.meta import (
+    BUCKETS,
+    declare_fields,
+    facets,
+    filter_sql,
+    import_meta,
+    load_schema,
+    set_meta,
+)
+from assetlens.search.store import Store
 
 
 def _base() -> ModuleType:
     # search.cli imports this module to list its commands: importing it at the top would be circular.
-    import search.cli
+    from assetlens.search import cli
 
-    return search.cli
+    return cli
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from search.csv_cells import read_cell
-from search.errors import FilterError, SearchError
-from search.fields import check_meta_name
+from assetlens.search.csv_cells import read_cell
+from assetlens.search.errors import FilterError, SearchError
+from assetlens.search.fields import check_meta_name
 
 KEY_COLUMNS = ("uri", "path", "content_hash")
 MAX_REPORTED = 1000  # unmatched rows and errors listed in a report (all are counted)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from search.errors import QueryError
+from assetlens.search.errors import QueryError
 
 CURSOR_VERSION = 1
 MAX_CURSOR = 2048

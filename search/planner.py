@@ -31,12 +31,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from search.columns import ColumnCache
-from search.fields import FieldSchema
-from search.filter_ast import Filter
-from search.filter_sql import compile_filter
-from search.index import VectorIndex
-from search.store import Store
+from assetlens.search.columns import ColumnCache
+from assetlens.search.fields import FieldSchema
+from assetlens.search.filter_ast import Filter
+from assetlens.search.filter_sql import compile_filter
+from assetlens.search.index import VectorIndex
+from assetlens.search.store import Store
 
 
 class Hit(NamedTuple):

@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from search.ann import IndexConfig
+    from assetlens.search.ann import IndexConfig
 
 
 class SearchSettings(BaseSettings):
@@ -61,7 +61,7 @@ class SearchSettings(BaseSettings):
 
     def index_config(self) -> IndexConfig:
         """The vector index's configuration: the ``index_*`` settings given, defaults for the rest."""
-        from search.ann import IndexConfig  # imported late: it loads FAISS
+        from assetlens.search.ann import IndexConfig  # imported late: it loads FAISS
 
         given = {
             name.removeprefix("index_"): value

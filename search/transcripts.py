@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from search.errors import QueryError
+from assetlens.search.errors import QueryError
 
 FORMATS = ("txt", "srt", "vtt", "json")
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from search.columns import ColumnCache
-from search.fields import FieldSchema
-from search.filter_ast import Filter
-from search.index import VectorIndex
-from search.planner import Planner
-from search.store import Store
+from assetlens.search.columns import ColumnCache
+from assetlens.search.fields import FieldSchema
+from assetlens.search.filter_ast import Filter
+from assetlens.search.index import VectorIndex
+from assetlens.search.planner import Planner
+from assetlens.search.store import Store
 
 
 class VectorSearch:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.clip import ClipEncoder
-from models.registry import resolve_model
-from models.settings import ModelSettings
+from assetlens.models.clip import ClipEncoder
+from assetlens.models.registry import resolve_model
+from assetlens.models.settings import ModelSettings
 
 TEXTS = ["a photo of a cat", "an astronaut in a space suit", "a cup of coffee", "a rocket on the launch pad"]
 

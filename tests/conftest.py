@@ -11,7 +11,7 @@ import huggingface_hub.constants
 import pytest
 from helpers import PHOTOS, open_library
 
-from search.library import Library
+from assetlens.search.library import Library
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from enrich.pipeline import Ingester
-from enrich.tagging import Tagger
-from models.settings import ModelSettings
-from models.vocab import load_vocabulary
-from search.library import Library
-from search.settings import SearchSettings
+from assetlens.enrich.pipeline import Ingester
+from assetlens.enrich.tagging import Tagger
+from assetlens.models.settings import ModelSettings
+from assetlens.models.vocab import load_vocabulary
+from assetlens.search.library import Library
+from assetlens.search.settings import SearchSettings
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from search.store import Store, Tag
+from assetlens.search.store import Store, Tag
 
 # name (below tmp_path/files), columns, meta, embedded, tags
 ASSETS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], list[Tag]]] = [
@@ -55,7 +55,7 @@ def run_cli(tmp_path: Path, *args: str) -> Any:
     """``assetlens --data-dir tmp_path/data ARGS`` in process (the library of :func:`make_store`)."""
     from click.testing import CliRunner
 
-    from enrich.cli import cli
+    from assetlens.enrich.cli import cli
 
     return CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])
 

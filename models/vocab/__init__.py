@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.errors import VocabularyError
+from assetlens.models.errors import VocabularyError
 
 DEFAULT_VOCABULARY: Path = Path(__file__).with_name("default.txt")
 DEFAULT_CATEGORY = "general"

@@ -14,11 +14,11 @@ def __getattr__(name: str) -> Any:
     # Loaded on first use: importing FastAPI costs ~0.2 s that commands such as `assetlens
     # ingest` (which only registers `serve` and `keys`) should not pay.
     if name == "create_app":
-        from search.api.app import create_app
+        from assetlens.search.api.app import create_app
 
         return create_app
     if name == "ApiSettings":
-        from search.api.settings import ApiSettings
+        from assetlens.search.api.settings import ApiSettings
 
         return ApiSettings
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

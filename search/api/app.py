@@ -24,30 +24,30 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.errors import ModelError
-from models.settings import ModelSettings
-from search.api import errors
-from search.api.auth import Authenticator
-from search.api.batcher import TextBatcher
-from search.api.errors import ApiError, CatchAll, Problem, problem_response
-from search.api.jobs import JobRunner
-from search.api.metrics import Metrics, MetricsMiddleware
-from search.api.routes_assets import router as assets_router
-from search.api.routes_catalog import router as catalog_router
-from search.api.routes_jobs import router as jobs_router
-from search.api.routes_keys import router as keys_router
-from search.api.routes_ops import STATIC_DIR
-from search.api.routes_ops import router as ops_router
-from search.api.routes_search import router as search_router
-from search.api.runtime import ApiState, Session, SessionPool
-from search.api.schemas import IngestRequest, SimilarRequest
-from search.api.settings import ApiSettings
-from search.columns import ColumnCache
-from search.index import VectorIndex
-from search.library import Library
-from search.query import SearchEngine
-from search.settings import SearchSettings
-from search.store import Store
+from assetlens.models.errors import ModelError
+from assetlens.models.settings import ModelSettings
+from assetlens.search.api import errors
+from assetlens.search.api.auth import Authenticator
+from assetlens.search.api.batcher import TextBatcher
+from assetlens.search.api.errors import ApiError, CatchAll, Problem, problem_response
+from assetlens.search.api.jobs import JobRunner
+from assetlens.search.api.metrics import Metrics, MetricsMiddleware
+from assetlens.search.api.routes_assets import router as assets_router
+from assetlens.search.api.routes_catalog import router as catalog_router
+from assetlens.search.api.routes_jobs import router as jobs_router
+from assetlens.search.api.routes_keys import router as keys_router
+from assetlens.search.api.routes_ops import STATIC_DIR
+from assetlens.search.api.routes_ops import router as ops_router
+from assetlens.search.api.routes_search import router as search_router
+from assetlens.search.api.runtime import ApiState, Session, SessionPool
+from assetlens.search.api.schemas import IngestRequest, SimilarRequest
+from assetlens.search.api.settings import ApiSettings
+from assetlens.search.columns import ColumnCache
+from assetlens.search.index import VectorIndex
+from assetlens.search.library import Library
+from assetlens.search.query import SearchEngine
+from assetlens.search.settings import SearchSettings
+from assetlens.search.store import Store
 
 log = logging.getLogger("assetlens.api")
 

@@ -15,10 +15,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from search.api.errors import ApiError
-from search.api.keys import SCOPES, create_key, hash_key, implied, key_doc
-from search.api.runtime import ApiState
-from search.store import Store
+from assetlens.search.api.errors import ApiError
+from assetlens.search.api.keys import SCOPES, create_key, hash_key, implied, key_doc
+from assetlens.search.api.runtime import ApiState
+from assetlens.search.store import Store
 
 __all__ = [
     "SCOPES",

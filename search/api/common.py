@@ -10,10 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from search.api.errors import ApiError
-from search.api.runtime import ApiState, Session
-from search.query import Page, Query, parse_text
-from search.store import Store
+from assetlens.search.api.errors import ApiError
+from assetlens.search.api.runtime import ApiState, Session
+from assetlens.search.query import Page, Query, parse_text
+from assetlens.search.store import Store
 
 T = TypeVar("T")
 

@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.errors import ModelError, VocabularyError
-from search.errors import (
+from assetlens.models.errors import ModelError, VocabularyError
+from assetlens.search.errors import (
     AssetNotFoundError,
     FieldTypeError,
     FilterError,

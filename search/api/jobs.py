@@ -1,4 +1,4 @@
-"""Ingest and tag jobs, run as ``python -m enrich`` subprocesses.
+"""Ingest and tag jobs, run as ``python -m assetlens.enrich`` subprocesses.
 
 A subprocess keeps the import rule (``search`` never imports ``enrich``), isolates crashes and
 memory of decoding, and is exactly what the CLI runs. The API records each request as a row of
@@ -26,10 +26,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from search.api.metrics import Metrics
-from search.errors import SearchError
-from search.meta import set_meta
-from search.store import Store
+from assetlens.search.api.metrics import Metrics
+from assetlens.search.errors import SearchError
+from assetlens.search.meta import set_meta
+from assetlens.search.store import Store
 
 log = logging.getLogger("assetlens.api")
 
@@ -127,7 +127,7 @@ class JobRunner:
         if self._closing.is_set():
             self._finish(job_id, kind, args, "interrupted", {}, "the server stopped before the job ran")
             return
-        command = [sys.executable, "-m", "enrich", "--data-dir", str(self.data_dir), *argv]
+        command = [sys.executable, "-m", "assetlens.enrich", "--data-dir", str(self.data_dir), *argv]
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ import hashlib
 import secrets
 from typing import Any
 
-from search.store import Store
+from assetlens.search.store import Store
 
 SCOPES = ("read", "write", "admin")
 KEY_PREFIX = "al_"

@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from search.api.errors import ApiError
+from assetlens.search.api.errors import ApiError
 
 log = logging.getLogger("assetlens.api")
 

@@ -8,19 +8,19 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from search.api.auth import Admin, Reader, Writer
-from search.api.common import api_state, in_session
-from search.api.errors import ApiError, problems
-from search.api.routes_search import run_query
-from search.api.runtime import Session
-from search.api.schemas import MAX_ID, MAX_LIMIT, AssetOut, Include, KeyframesOut, MetaOut, PageOut
-from search.api.thumbs import MAX_SIZE, MIN_SIZE, thumbnail
-from search.errors import FieldTypeError, FilterError
-from search.fields import check_meta_name, flatten_fields
-from search.filters import parse_filter
-from search.meta import set_meta
-from search.query import Query as SearchQuery
-from search.transcripts import format_transcript
+from assetlens.search.api.auth import Admin, Reader, Writer
+from assetlens.search.api.common import api_state, in_session
+from assetlens.search.api.errors import ApiError, problems
+from assetlens.search.api.routes_search import run_query
+from assetlens.search.api.runtime import Session
+from assetlens.search.api.schemas import MAX_ID, MAX_LIMIT, AssetOut, Include, KeyframesOut, MetaOut, PageOut
+from assetlens.search.api.thumbs import MAX_SIZE, MIN_SIZE, thumbnail
+from assetlens.search.errors import FieldTypeError, FilterError
+from assetlens.search.fields import check_meta_name, flatten_fields
+from assetlens.search.filters import parse_filter
+from assetlens.search.meta import set_meta
+from assetlens.search.query import Query as SearchQuery
+from assetlens.search.transcripts import format_transcript
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 

@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from search.api.auth import Reader
-from search.api.common import in_session
-from search.api.errors import problems
-from search.api.runtime import Session
-from search.api.schemas import FacetsOut, TagsOut
-from search.meta import facets
+from assetlens.search.api.auth import Reader
+from assetlens.search.api.common import in_session
+from assetlens.search.api.errors import problems
+from assetlens.search.api.runtime import Session
+from assetlens.search.api.schemas import FacetsOut, TagsOut
+from assetlens.search.meta import facets
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 

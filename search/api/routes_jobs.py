@@ -10,13 +10,13 @@ from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from models.vocab import load_vocabulary
-from search.api.auth import Reader, Writer, check_scope
-from search.api.common import api_state, client_of, json_body, media_type, require_json, validated
-from search.api.errors import ApiError, problems
-from search.api.paths import resolve
-from search.api.schemas import MAX_ID, IngestRequest, JobAccepted, JobOut, TagRequest
-from search.api.uploads import check_media, display_name, store_upload, unprocessable, upload_folder
+from assetlens.models.vocab import load_vocabulary
+from assetlens.search.api.auth import Reader, Writer, check_scope
+from assetlens.search.api.common import api_state, client_of, json_body, media_type, require_json, validated
+from assetlens.search.api.errors import ApiError, problems
+from assetlens.search.api.paths import resolve
+from assetlens.search.api.schemas import MAX_ID, IngestRequest, JobAccepted, JobOut, TagRequest
+from assetlens.search.api.uploads import check_media, display_name, store_upload, unprocessable, upload_folder
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 

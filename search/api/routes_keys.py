@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from search.api.auth import Admin
-from search.api.common import in_session
-from search.api.errors import ApiError, problems
-from search.api.keys import create_key, key_doc
-from search.api.runtime import Session
-from search.api.schemas import MAX_ID, KeyCreate, KeyCreated, KeysOut
+from assetlens.search.api.auth import Admin
+from assetlens.search.api.common import in_session
+from assetlens.search.api.errors import ApiError, problems
+from assetlens.search.api.keys import create_key, key_doc
+from assetlens.search.api.runtime import Session
+from assetlens.search.api.schemas import MAX_ID, KeyCreate, KeyCreated, KeysOut
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

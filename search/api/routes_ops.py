@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from search.api.auth import authorize, bearer
-from search.api.common import api_state
-from search.api.errors import ApiError, problems
-from search.api.metrics import Labels
-from search.api.runtime import ApiState, Session
-from search.api.schemas import Health
+from assetlens.search.api.auth import authorize, bearer
+from assetlens.search.api.common import api_state
+from assetlens.search.api.errors import ApiError, problems
+from assetlens.search.api.metrics import Labels
+from assetlens.search.api.runtime import ApiState, Session
+from assetlens.search.api.schemas import Health
 
 STATIC_DIR = Path(__file__).parent / "static"
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from search.api.auth import Reader
-from search.api.common import (
+from assetlens.search.api.auth import Reader
+from assetlens.search.api.common import (
     api_state,
     in_session,
     json_body,
@@ -21,13 +21,13 @@ from search.api.common import (
     validated,
     warm_texts,
 )
-from search.api.errors import ApiError, problems
-from search.api.runtime import Session
-from search.api.schemas import MAX_LIMIT, Include, PageOut, SearchRequest, SimilarRequest
-from search.api.uploads import read_upload, unprocessable
-from search.errors import QueryError
-from search.filters import parse_filter
-from search.query import Query, open_query_image
+from assetlens.search.api.errors import ApiError, problems
+from assetlens.search.api.runtime import Session
+from assetlens.search.api.schemas import MAX_LIMIT, Include, PageOut, SearchRequest, SimilarRequest
+from assetlens.search.api.uploads import read_upload, unprocessable
+from assetlens.search.errors import QueryError
+from assetlens.search.filters import parse_filter
+from assetlens.search.query import Query, open_query_image
 
 router = APIRouter(prefix="/v1", tags=["search"])
 

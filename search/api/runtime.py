@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from search.api.settings import ApiSettings
-from search.columns import ColumnCache
-from search.index import VectorIndex
-from search.library import Library
-from search.query import SearchEngine
-from search.store import Store
+from assetlens.search.api.settings import ApiSettings
+from assetlens.search.columns import ColumnCache
+from assetlens.search.index import VectorIndex
+from assetlens.search.library import Library
+from assetlens.search.query import SearchEngine
+from assetlens.search.store import Store
 
 if TYPE_CHECKING:
-    from search.api.auth import Authenticator
-    from search.api.batcher import TextBatcher
-    from search.api.jobs import JobRunner
-    from search.api.metrics import Metrics
+    from assetlens.search.api.auth import Authenticator
+    from assetlens.search.api.batcher import TextBatcher
+    from assetlens.search.api.jobs import JobRunner
+    from assetlens.search.api.metrics import Metrics
 
 T = TypeVar("T")
 

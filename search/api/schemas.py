@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from search.paging import MAX_SQLITE_INT
+from assetlens.search.paging import MAX_SQLITE_INT
 
 MAX_ID = MAX_SQLITE_INT  # ids are SQLite integers
 MAX_LIMIT = 100

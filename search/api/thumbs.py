@@ -14,10 +14,10 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from search.api.errors import ApiError
-from search.errors import QueryError
-from search.query import open_query_image
-from search.store import Asset
+from assetlens.search.api.errors import ApiError
+from assetlens.search.errors import QueryError
+from assetlens.search.query import open_query_image
+from assetlens.search.store import Asset
 
 JPEG_QUALITY = 85
 MIN_SIZE, MAX_SIZE = 32, 1024

@@ -15,7 +15,7 @@ import av
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
-from search.api.errors import ApiError
+from assetlens.search.api.errors import ApiError
 
 CHUNK = 1024 * 1024
 EXTENSIONS = frozenset(

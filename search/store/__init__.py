@@ -20,15 +20,15 @@ The package keeps one concern per module, and :class:`Store` is composed of them
 
 from __future__ import annotations
 
-from search.store.assets import AssetsMixin
-from search.store.base import StoreBase
-from search.store.catalog import CatalogMixin
-from search.store.filter_reads import FilterReadsMixin
-from search.store.jobs import JobsMixin
-from search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
-from search.store.schema import MIGRATIONS
-from search.store.transcripts import TranscriptsMixin
-from search.store.vectors import VectorsMixin
+from assetlens.search.store.assets import AssetsMixin
+from assetlens.search.store.base import StoreBase
+from assetlens.search.store.catalog import CatalogMixin
+from assetlens.search.store.filter_reads import FilterReadsMixin
+from assetlens.search.store.jobs import JobsMixin
+from assetlens.search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
+from assetlens.search.store.schema import MIGRATIONS
+from assetlens.search.store.transcripts import TranscriptsMixin
+from assetlens.search.store.vectors import VectorsMixin
 
 __all__ = ["ASSET_COLUMNS", "MIGRATIONS", "Asset", "Store", "Tag", "now_iso"]
 

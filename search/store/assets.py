@@ -9,9 +9,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from search.errors import AssetNotFoundError
-from search.store.base import StoreBase, _chunks
-from search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
+from assetlens.search.errors import AssetNotFoundError
+from assetlens.search.store.base import StoreBase, _chunks
+from assetlens.search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
 
 
 class AssetsMixin(StoreBase):

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from search.errors import StoreError
-from search.store.schema import MIGRATIONS, _split_sql
+from assetlens.search.errors import StoreError
+from assetlens.search.store.schema import MIGRATIONS, _split_sql
 
 
 class StoreBase:

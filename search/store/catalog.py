@@ -9,9 +9,9 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from search.errors import AssetNotFoundError
-from search.store.base import StoreBase
-from search.store.records import ASSET_COLUMNS, Asset
+from assetlens.search.errors import AssetNotFoundError
+from assetlens.search.store.base import StoreBase
+from assetlens.search.store.records import ASSET_COLUMNS, Asset
 
 
 class CatalogMixin(StoreBase):

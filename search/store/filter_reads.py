@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from search.store.base import StoreBase, _chunks
+from assetlens.search.store.base import StoreBase, _chunks
 
 
 class FilterReadsMixin(StoreBase):

@@ -9,8 +9,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from search.store.base import StoreBase
-from search.store.records import now_iso
+from assetlens.search.store.base import StoreBase
+from assetlens.search.store.records import now_iso
 
 
 class JobsMixin(StoreBase):

@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from search.store.base import StoreBase, _chunks
+from assetlens.search.store.base import StoreBase, _chunks
 
 
 class TranscriptsMixin(StoreBase):

@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from search.errors import AssetNotFoundError, ModelMismatchError
-from search.store.base import StoreBase, _chunks
+from assetlens.search.errors import AssetNotFoundError, ModelMismatchError
+from assetlens.search.store.base import StoreBase, _chunks
 
 
 class VectorsMixin(StoreBase):

@@ -55,8 +55,8 @@ STATUSES = ["approved", "approved", "approved", "draft", "rejected"]
 
 def build_library(data_dir: Path, count: int) -> dict[str, Any]:
     """Write ``count`` synthetic assets (reused when the manifest matches); returns the manifest."""
-    from search.index import VectorIndex
-    from search.store import Store, Tag
+    from assetlens.search.index import VectorIndex
+    from assetlens.search.store import Store, Tag
 
     manifest = data_dir / "bench.json"
     want = {"assets": count, "seed": SEED, "version": LIBRARY_VERSION, "model": MODEL_ID}
@@ -141,7 +141,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("assetlens")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "enrich"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "assetlens.enrich"]
 
 
 def create_key(data_dir: Path) -> str:
@@ -244,9 +244,9 @@ def run_sessions(
     beforehand, so the timings are the filter work. ``to_query`` turns a request body into a
     :class:`search.query.Query` (``bench_api._query``; its parsing is timed, as in the API).
     """
-    from search.columns import ColumnCache
-    from search.query import SearchEngine
-    from search.store import Store
+    from assetlens.search.columns import ColumnCache
+    from assetlens.search.query import SearchEngine
+    from assetlens.search.store import Store
 
     lib.encoder.encode_texts([b["text"] for b in bodies[:sessions]])
     out: dict[str, Any] = {}

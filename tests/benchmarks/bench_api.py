@@ -183,8 +183,8 @@ def run_http(
 
 def _query(body: dict[str, Any]) -> Any:
     """A request body as a :class:`search.query.Query`."""
-    from search.filters import parse_filter
-    from search.query import Query, parse_text
+    from assetlens.search.filters import parse_filter
+    from assetlens.search.query import Query, parse_text
 
     positives, negatives = parse_text(body["text"])
     flt = parse_filter(body["filter"]) if body.get("filter") else None
@@ -239,9 +239,9 @@ def main() -> None:
     library = build_library(data_dir, args.assets)
     bodies = workloads(args.requests)
 
-    from models.settings import ModelSettings
-    from search.library import Library
-    from search.settings import SearchSettings
+    from assetlens.models.settings import ModelSettings
+    from assetlens.search.library import Library
+    from assetlens.search.settings import SearchSettings
 
     rows: dict[str, dict[str, Any]] = {}
     lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model="tiny"))

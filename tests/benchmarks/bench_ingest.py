@@ -47,17 +47,17 @@ import torch
 from ingest_support import SIZES, RssSampler, machine, make_corpus, make_small_corpus, vm_hwm_kb
 from PIL import Image
 
-from enrich.decode import decode_image
-from enrich.pipeline import Ingester, IngestOptions, default_batch_size, default_workers
-from enrich.tagging import Tagger
-from models.clip import ClipEncoder, prepare_image
-from models.precision import cpu_supports_bf16, onnx_available
-from models.registry import resolve_model
-from models.settings import ModelSettings
-from models.vocab import load_vocabulary
-from search.library import Library
-from search.settings import SearchSettings
-from search.store import Store
+from assetlens.enrich.decode import decode_image
+from assetlens.enrich.pipeline import Ingester, IngestOptions, default_batch_size, default_workers
+from assetlens.enrich.tagging import Tagger
+from assetlens.models.clip import ClipEncoder, prepare_image
+from assetlens.models.precision import cpu_supports_bf16, onnx_available
+from assetlens.models.registry import resolve_model
+from assetlens.models.settings import ModelSettings
+from assetlens.models.vocab import load_vocabulary
+from assetlens.search.library import Library
+from assetlens.search.settings import SearchSettings
+from assetlens.search.store import Store
 
 MODES = {"cpu": ("fp32", "bf16", "int8", "onnx-int8"), "cuda": ("fp32", "bf16", "fp16")}
 QUERIES = [
@@ -186,7 +186,7 @@ def bench_cli(
         "ASSETLENS_DEVICE": device,
     }
     # What the `assetlens` script runs, also where the package is not installed (a GPU host).
-    command = [sys.executable, "-m", "enrich", "ingest", str(root), "--json"]
+    command = [sys.executable, "-m", "assetlens.enrich", "ingest", str(root), "--json"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -208,7 +208,7 @@ def bench_cli(
     return {
         **_row(report["added"], (wall, cpu)),
         "report": report,
-        "command": "assetlens ingest ROOT --json (as python -m enrich)",
+        "command": "assetlens ingest ROOT --json (as python -m assetlens.enrich)",
         "peak_rss_mb": round(peak_kb / 1024, 1),
     }
 

@@ -33,7 +33,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from enrich.video import KeyframeOptions, extract_keyframes
+from assetlens.enrich.video import KeyframeOptions, extract_keyframes
 
 PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 WIDTH, HEIGHT, FPS, GOP, SECONDS = 1280, 720, 30, 60, 60

@@ -34,11 +34,11 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from search.columns import ColumnCache
-from search.filters import Cmp, Filter, compile_filter
-from search.index import IndexConfig, VectorIndex
-from search.planner import Planner, PlannerConfig
-from search.store import Store, Tag
+from assetlens.search.columns import ColumnCache
+from assetlens.search.filters import Cmp, Filter, compile_filter
+from assetlens.search.index import IndexConfig, VectorIndex
+from assetlens.search.planner import Planner, PlannerConfig
+from assetlens.search.store import Store, Tag
 
 faiss: Any = _faiss  # the SWIG stubs miss keyword constructors
 SEED = 20240615

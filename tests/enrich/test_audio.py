@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from media import read_wav, sentences_wav, write_wav
 
-from enrich.audio import SAMPLE_RATE, audio_duration, iter_audio_chunks
-from enrich.errors import DecodeError
+from assetlens.enrich.audio import SAMPLE_RATE, audio_duration, iter_audio_chunks
+from assetlens.enrich.errors import DecodeError
 
 SENTENCES = (
     "Our spring collection features bright colors and light fabrics.",

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from enrich.cli import cli
-from models.precision import onnx_available
+from assetlens.enrich.cli import cli
+from assetlens.models.precision import onnx_available
 
 N_PHOTOS = 8
 
@@ -124,7 +124,17 @@ def test_ctrl_c_keeps_finished_batches_and_rerun_resumes(tmp_path: Path) -> None
         Image.new("RGB", (320, 240), (i % 256, (i * 7) % 256, (i * 13) % 256)).save(folder / f"{i:03}.jpg")
     data = tmp_path / "data"
     env = {**os.environ, "ASSETLENS_CLIP_MODEL": "tiny", "ASSETLENS_DATA_DIR": str(data)}
-    command = [sys.executable, "-m", "enrich", "ingest", str(folder), "--batch-size", "4", "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "assetlens.enrich",
+        "ingest",
+        str(folder),
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db = data / "assetlens.db"
     deadline = time.time() + 120
@@ -150,7 +160,7 @@ def test_ctrl_c_keeps_finished_batches_and_rerun_resumes(tmp_path: Path) -> None
     assert _count(db, "vectors") == 400 and _count(db, "assets") == 400
 
 
-# Run `python -m enrich ...` and list, at exit, which heavy packages the process imported.
+# Run `python -m assetlens.enrich ...` and list, at exit, which heavy packages the process imported.
 _IMPORT_PROBE = """
 import atexit, json, runpy, sys
 HEAVY = ("torch", "torchvision", "open_clip")
@@ -159,7 +169,7 @@ def report():
     print(json.dumps(loaded), file=sys.stderr)
 atexit.register(report)
 sys.argv = ["assetlens", *sys.argv[1:]]
-runpy.run_module("enrich", run_name="__main__")
+runpy.run_module("assetlens.enrich", run_name="__main__")
 """
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from enrich.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
-from enrich.errors import DecodeError, EnrichError
-from enrich.metadata import ImageMetadata, parse_xmp
+from assetlens.enrich.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from assetlens.enrich.errors import DecodeError, EnrichError
+from assetlens.enrich.metadata import ImageMetadata, parse_xmp
 
 PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)

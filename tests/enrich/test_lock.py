@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from enrich.errors import DiskFullError, disk_full
-from enrich.lock import LibraryBusyError, close_abandoned_jobs, holder_of, library_lock
-from search.store import Store
+from assetlens.enrich.errors import DiskFullError, disk_full
+from assetlens.enrich.lock import LibraryBusyError, close_abandoned_jobs, holder_of, library_lock
+from assetlens.search.store import Store
 
 HOLDER = """
 import sys, time
-from enrich.lock import library_lock
+from assetlens.enrich.lock import library_lock
 with library_lock(sys.argv[1], "ingest"):
     print("held", flush=True)
     sys.stdin.readline()

@@ -12,11 +12,11 @@ from helpers import PHOTOS, ingester_for
 from media import SAMPLE_RATE, make_clip, speak, write_wav
 from PIL import Image
 
-from enrich.cli import cli
-from enrich.pipeline import IngestOptions
-from models.whisper import Transcriber
-from search.library import Library
-from search.query import open_query_image
+from assetlens.enrich.cli import cli
+from assetlens.enrich.pipeline import IngestOptions
+from assetlens.models.whisper import Transcriber
+from assetlens.search.library import Library
+from assetlens.search.query import open_query_image
 
 SENTENCE = "Our spring collection features bright colours and light fabrics."
 
@@ -113,7 +113,7 @@ def test_no_transcribe_then_ingest_fills_transcripts_without_re_embedding(
 def test_no_video_and_keyframe_cap(lib: Library, media: Path) -> None:
     skipped = ingest(lib, media, None, video=False, transcribe=False)
     assert skipped["excluded"] == 1 and lib.store.asset_by_uri(str(media / "spring teaser.mp4")) is None
-    from enrich.video import KeyframeOptions
+    from assetlens.enrich.video import KeyframeOptions
 
     ingest(lib, media, None, transcribe=False, keyframes=KeyframeOptions(max_keyframes=1))
     video = lib.store.asset_by_uri(str(media / "spring teaser.mp4"))

@@ -14,13 +14,13 @@ import torch
 from helpers import ingester_for, open_library
 from PIL import Image
 
-from enrich.pipeline import IngestOptions, default_batch_size, default_workers, reembed_library
-from enrich.tagging import Tagger, retag_library
-from models.registry import register_tiny_config
-from models.vocab import load_vocabulary
-from search.errors import ModelMismatchError
-from search.library import Library
-from search.query import open_query_image
+from assetlens.enrich.pipeline import IngestOptions, default_batch_size, default_workers, reembed_library
+from assetlens.enrich.tagging import Tagger, retag_library
+from assetlens.models.registry import register_tiny_config
+from assetlens.models.vocab import load_vocabulary
+from assetlens.search.errors import ModelMismatchError
+from assetlens.search.library import Library
+from assetlens.search.query import open_query_image
 
 N_PHOTOS = 8
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.clip import MAX_ASPECT, prepare_image
+from assetlens.models.clip import MAX_ASPECT, prepare_image
 
 
 @pytest.mark.parametrize("size", [(1, 20_000), (20_000, 1), (3, 50_000)])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, features
 
-from enrich.scan import MEDIA_EXTENSIONS, Candidate, ScanFailure, path_uri, scan, sniff, sniff_file
+from assetlens.enrich.scan import MEDIA_EXTENSIONS, Candidate, ScanFailure, path_uri, scan, sniff, sniff_file
 
 
 def _image_bytes(fmt: str, **save_args: object) -> bytes:
@@ -197,8 +197,7 @@ def test_unrecognised_media_names_fail_and_others_are_ignored(tmp_path: Path) ->
     reasons = {f.path.name: f.reason for f in failed}
     assert set(reasons) == {"fake.jpg", "empty.png", "clip.MP4"}
     assert reasons["fake.jpg"] == (
-        "content is not a recognised image, video or audio format "
-        "(extension .jpg suggests an image)"
+        "content is not a recognised image, video or audio format (extension .jpg suggests an image)"
     )
     assert reasons["empty.png"] == "file is empty (extension .png suggests an image)"
     assert reasons["clip.MP4"].endswith("(extension .mp4 suggests a video)")
@@ -221,9 +220,7 @@ def test_nonexistent_root_raises_at_call_time(tmp_path: Path) -> None:
         scan([tmp_path, tmp_path / "missing"])  # not even iterated
 
 
-def test_file_roots_relative_roots_and_overlaps(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_file_roots_relative_roots_and_overlaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = _write(tmp_path / "lib" / "a.png")
     _write(tmp_path / "lib" / "sub" / "b.png")
     found, _ = _run(a)
@@ -334,9 +331,7 @@ def test_self_referencing_symlink_is_a_failure(tmp_path: Path) -> None:
     (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
     found, failed = _run(tmp_path)
     assert found == []
-    assert [(f.path.name, f.reason) for f in failed] == [
-        ("loop.jpg", "cannot access: symbolic link loop")
-    ]
+    assert [(f.path.name, f.reason) for f in failed] == [("loop.jpg", "cannot access: symbolic link loop")]
 
 
 def test_symlinked_file_and_folder_keep_their_own_names(tmp_path: Path) -> None:
@@ -373,8 +368,7 @@ def _scan_unprivileged(root: Path) -> list[tuple[str, str, str]]:
 
     def describe(items: list[Candidate | ScanFailure]) -> list[tuple[str, str, str]]:
         return [
-            (type(i).__name__, i.path.relative_to(root).as_posix(), getattr(i, "reason", ""))
-            for i in items
+            (type(i).__name__, i.path.relative_to(root).as_posix(), getattr(i, "reason", "")) for i in items
         ]
 
     if os.geteuid() != 0:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from enrich.errors import DecodeError
-from enrich.video import Keyframe, KeyframeOptions, MediaProbe, extract_keyframes, probe_media
+from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.video import Keyframe, KeyframeOptions, MediaProbe, extract_keyframes, probe_media
 
 VIDEOS = Path(__file__).resolve().parents[1] / "data" / "videos"
 SAMPLES = sorted(VIDEOS.glob("*.mp4"))

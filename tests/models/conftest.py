@@ -8,7 +8,7 @@ import pytest
 from clip_support import tiny_encoder
 from PIL import Image
 
-from models.clip import ClipEncoder
+from assetlens.models.clip import ClipEncoder
 
 PHOTOS = Path(__file__).parents[1] / "data" / "photos"
 

@@ -13,11 +13,11 @@ import torch
 from clip_support import TEXTS, assert_unit_rows, random_image, tiny_encoder, tiny_settings
 from PIL import Image
 
-from models.clip import ClipEncoder, prepare_image
-from models.errors import ModelError, PrecisionError
-from models.precision import cpu_supports_bf16
-from models.registry import resolve_model
-from models.settings import ModelSettings
+from assetlens.models.clip import ClipEncoder, prepare_image
+from assetlens.models.errors import ModelError, PrecisionError
+from assetlens.models.precision import cpu_supports_bf16
+from assetlens.models.registry import resolve_model
+from assetlens.models.settings import ModelSettings
 
 # --- prepare_image ---------------------------------------------------------------------------------
 
@@ -158,12 +158,12 @@ def test_loading_is_lazy_idempotent_and_warns_about_random_weights(
 ) -> None:
     enc = tiny_encoder(tmp_path)
     assert enc.torch_model is None  # constructing costs nothing
-    with caplog.at_level(logging.WARNING, logger="models.clip"):
+    with caplog.at_level(logging.WARNING, logger="assetlens.models.clip"):
         enc.load()
         model = enc.torch_model
         enc.load()
     assert model is not None and enc.torch_model is model
-    warnings = [r for r in caplog.records if r.name == "models.clip"]
+    warnings = [r for r in caplog.records if r.name == "assetlens.models.clip"]
     assert len(warnings) == 1 and "no meaning" in warnings[0].getMessage()
 
 

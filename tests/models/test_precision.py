@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from models.clip import ClipEncoder
-from models.errors import PrecisionError
-from models.onnx_towers import FORMAT, cache_dir_for
-from models.precision import (
+from assetlens.models.clip import ClipEncoder
+from assetlens.models.errors import PrecisionError
+from assetlens.models.onnx_towers import FORMAT, cache_dir_for
+from assetlens.models.precision import (
     AUTO_ONNX_MIN_PARAMS,
     cpu_supports_bf16,
     cpu_supports_int8_dot,
@@ -29,8 +29,8 @@ from models.precision import (
     resolve_precision,
     vit_param_estimate,
 )
-from models.registry import arch_config, register_tiny_config, resolve_model
-from models.settings import ModelSettings
+from assetlens.models.registry import arch_config, register_tiny_config, resolve_model
+from assetlens.models.settings import ModelSettings
 
 PHOTOS = Path(__file__).parents[1] / "data" / "photos"
 TEXTS = [
@@ -293,7 +293,7 @@ def test_auto_falls_back_to_fp32_when_the_export_fails_its_check(
     _failed_verdict(cache_dir_for(tmp_path, "ViT-B-32@random"), "ViT-B-32@random")
     enc = encoder(tmp_path, "auto", "ViT-B-32@random")
     assert enc.precision == "onnx-int8"
-    with caplog.at_level(logging.WARNING, logger="models.clip"):
+    with caplog.at_level(logging.WARNING, logger="assetlens.models.clip"):
         enc.load()
     assert enc.precision == "fp32"
     assert any("running fp32" in r.getMessage() for r in caplog.records)

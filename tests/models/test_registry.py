@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import CheckpointError, ModelError, UnknownModelError
-from models.registry import (
+from assetlens.models.errors import CheckpointError, ModelError, UnknownModelError
+from assetlens.models.registry import (
     CLIP_MODELS,
     TINY_ARCH,
     ModelSpec,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import VocabularyError
-from models.vocab import (
+from assetlens.models.errors import VocabularyError
+from assetlens.models.vocab import (
     DEFAULT_CATEGORY,
     DEFAULT_VOCABULARY,
     UnknownTagError,
@@ -210,9 +210,7 @@ def test_implicit_parent_tags(tmp_path: Path) -> None:
 
 
 def test_user_file_only(tmp_path: Path) -> None:
-    vocab = load_vocabulary(
-        write(tmp_path / "v.txt", "alpha\nbeta > alpha\n"), include_default=False
-    )
+    vocab = load_vocabulary(write(tmp_path / "v.txt", "alpha\nbeta > alpha\n"), include_default=False)
     assert vocab.tags() == ("alpha", "beta")
     assert vocab.term("alpha").category == DEFAULT_CATEGORY
 
@@ -316,8 +314,7 @@ def test_digest_ignores_comments_and_whitespace(tmp_path: Path) -> None:
     a = write(tmp_path / "a.txt", "beach = seaside > coast\n")
     b = write(tmp_path / "b.txt", "# comment\n\n  Beach=seaside>COAST  \n")
     assert (
-        load_vocabulary(a, include_default=False).digest
-        == load_vocabulary(b, include_default=False).digest
+        load_vocabulary(a, include_default=False).digest == load_vocabulary(b, include_default=False).digest
     )
 
 

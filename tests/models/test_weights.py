@@ -12,11 +12,11 @@ from clip_support import TEXTS, assert_unit_rows, random_image, tiny_encoder
 from PIL import Image
 from safetensors.torch import save_file
 
-from models.clip import ClipEncoder, prepare_image
-from models.errors import CheckpointError, ModelError, WeightsMissingError
-from models.registry import register_tiny_config, resolve_model
-from models.settings import ModelSettings
-from models.weights import resolve_weights
+from assetlens.models.clip import ClipEncoder, prepare_image
+from assetlens.models.errors import CheckpointError, ModelError, WeightsMissingError
+from assetlens.models.registry import register_tiny_config, resolve_model
+from assetlens.models.settings import ModelSettings
+from assetlens.models.weights import resolve_weights
 
 VIT_B_32_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 

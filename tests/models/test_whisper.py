@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from media import espeak, sentences_wav, word_error_rate, write_wav
 
-from enrich.audio import SAMPLE_RATE, iter_audio_chunks
-from models.errors import ModelError, TranscriberError
-from models.settings import WhisperSettings
-from models.whisper import Segment, Transcriber, Word
+from assetlens.enrich.audio import SAMPLE_RATE, iter_audio_chunks
+from assetlens.models.errors import ModelError, TranscriberError
+from assetlens.models.settings import WhisperSettings
+from assetlens.models.whisper import Segment, Transcriber, Word
 
 SENTENCES = (
     "Our spring collection features bright colors and light fabrics.",

@@ -36,15 +36,15 @@ from typing import Any
 # ``nobody`` may not be able to read the interpreter's own stdlib folder (here it sits under
 # /root), so everything must already be in memory when it forks.
 PRELOAD = (
-    "enrich.cli",
-    "enrich.lock",
-    "search.api",
-    "search.meta",
-    "search.export",
-    "models.clip",
-    "models.torch_towers",
-    "models.onnx_export",
-    "models.whisper",
+    "assetlens.enrich.cli",
+    "assetlens.enrich.lock",
+    "assetlens.search.api",
+    "assetlens.search.meta",
+    "assetlens.search.export",
+    "assetlens.models.clip",
+    "assetlens.models.torch_towers",
+    "assetlens.models.onnx_export",
+    "assetlens.models.whisper",
     "faster_whisper",
     "ctranslate2",
     "tokenizers",
@@ -119,7 +119,7 @@ def _child(request: dict[str, Any]) -> None:
             os.setgid(uid)
             os.setuid(uid)
         sys.argv = ["assetlens", *request["argv"]]
-        from enrich.cli import main
+        from assetlens.enrich.cli import main
 
         try:
             main()

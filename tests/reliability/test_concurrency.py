@@ -22,14 +22,14 @@ import pytest
 from reliability.checks import assert_same_library, check_store, connect, count, snapshot
 from reliability.conftest import Cli, References
 
-from enrich.lock import holder_of
-from models.clip import ClipEncoder
-from models.registry import resolve_model
-from models.settings import ModelSettings
-from search.filters import parse_filter
-from search.library import Library
-from search.query import Query
-from search.settings import SearchSettings
+from assetlens.enrich.lock import holder_of
+from assetlens.models.clip import ClipEncoder
+from assetlens.models.registry import resolve_model
+from assetlens.models.settings import ModelSettings
+from assetlens.search.filters import parse_filter
+from assetlens.search.library import Library
+from assetlens.search.query import Query
+from assetlens.search.settings import SearchSettings
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from filter_cases import ASSETS
 
-from search.store import Asset, Store
+from assetlens.search.store import Asset, Store
 
 
 @pytest.fixture(scope="module")

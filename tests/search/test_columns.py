@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from search.columns import ColumnCache
-from search.errors import FilterError
-from search.fields import FieldSchema
-from search.filters import And, Cmp, Filter, Not, Or, TagIs, TextMatch, compile_filter
-from search.store import Store, Tag
+from assetlens.search.columns import ColumnCache
+from assetlens.search.errors import FilterError
+from assetlens.search.fields import FieldSchema
+from assetlens.search.filters import And, Cmp, Filter, Not, Or, TagIs, TextMatch, compile_filter
+from assetlens.search.store import Store, Tag
 
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
 REGIONS = ["DE", "AT", "de", "FR", "Ch", " DE"]

@@ -16,9 +16,9 @@ import pytest
 from libxmp import XMPMeta
 from search_library import library_store, run_cli, uri
 
-from search.export import export_csv, export_jsonl, export_xmp, iter_docs, sidecar_path
-from search.meta import declare_fields, import_meta, set_meta
-from search.store import Store, Tag
+from assetlens.search.export import export_csv, export_jsonl, export_xmp, iter_docs, sidecar_path
+from assetlens.search.meta import declare_fields, import_meta, set_meta
+from assetlens.search.store import Store, Tag
 
 DC = "http://purl.org/dc/elements/1.1/"
 ASSETLENS = "https://assetlens.dev/ns/1.0/"

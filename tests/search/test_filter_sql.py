@@ -7,9 +7,9 @@ import re
 import pytest
 from filter_cases import EVIL, NOW, ids
 
-from search.errors import FieldTypeError, FilterError
-from search.fields import FieldSchema
-from search.filters import (
+from assetlens.search.errors import FieldTypeError, FilterError
+from assetlens.search.fields import FieldSchema
+from assetlens.search.filters import (
     BUILTIN_FIELDS,
     Cmp,
     Filter,
@@ -21,7 +21,7 @@ from search.filters import (
     parse_json,
     parse_string,
 )
-from search.store import Asset, Store
+from assetlens.search.store import Asset, Store
 
 
 def test_status_is_the_meta_field_and_ingest_status_the_built_in(

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from filter_cases import ids
 
-from search.errors import FilterError, QueryError
-from search.filters import (
+from assetlens.search.errors import FilterError, QueryError
+from assetlens.search.filters import (
     And,
     Cmp,
     Filter,
@@ -23,7 +23,7 @@ from search.filters import (
     parse_string,
     to_json,
 )
-from search.store import Asset, Store
+from assetlens.search.store import Asset, Store
 
 
 @pytest.mark.parametrize(

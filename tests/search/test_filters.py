@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from filter_cases import EVIL, ids
 
-from search.filters import (
+from assetlens.search.filters import (
     Not,
     parse_filter,
     parse_json,
     parse_string,
     to_json,
 )
-from search.store import Asset, Store
+from assetlens.search.store import Asset, Store
 
 # --- the plain-Python side -----------------------------------------------------------------------
 

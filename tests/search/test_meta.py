@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from search_library import library_store, run_cli, uri
 
-from search.errors import AssetNotFoundError, FieldTypeError, FilterError
-from search.fields import FieldSchema
-from search.meta import (
+from assetlens.search.errors import AssetNotFoundError, FieldTypeError, FilterError
+from assetlens.search.fields import FieldSchema
+from assetlens.search.meta import (
     MetaImportError,
     declare_fields,
     facets,
@@ -20,7 +20,7 @@ from search.meta import (
     save_schema,
     set_meta,
 )
-from search.store import Store
+from assetlens.search.store import Store
 
 
 @pytest.fixture

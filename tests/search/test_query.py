@@ -12,12 +12,12 @@ import pytest
 from helpers import ingester_for, open_library
 from PIL import Image, ImageOps
 
-from search.errors import QueryError
-from search.filters import parse_filter
-from search.library import Library
-from search.paging import Cursor
-from search.query import Query, parse_text
-from search.store import Tag
+from assetlens.search.errors import QueryError
+from assetlens.search.filters import parse_filter
+from assetlens.search.library import Library
+from assetlens.search.paging import Cursor
+from assetlens.search.query import Query, parse_text
+from assetlens.search.store import Tag
 
 TINY = "assetlens-tiny@random"
 

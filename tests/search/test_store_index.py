@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from models.settings import ModelSettings
-from search.errors import ModelMismatchError, StoreError
-from search.index import IndexConfig, VectorIndex
-from search.library import Library
-from search.settings import SearchSettings
-from search.store import MIGRATIONS, Store, Tag
+from assetlens.models.settings import ModelSettings
+from assetlens.search.errors import ModelMismatchError, StoreError
+from assetlens.search.index import IndexConfig, VectorIndex
+from assetlens.search.library import Library
+from assetlens.search.settings import SearchSettings
+from assetlens.search.store import MIGRATIONS, Store, Tag
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = 8) -> np.ndarray:

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import ingester_for
 
-from search.api import ApiSettings, create_app
-from search.api.keys import create_key
-from search.library import Library
+from assetlens.search.api import ApiSettings, create_app
+from assetlens.search.api.keys import create_key
+from assetlens.search.library import Library
 
 PROBLEM = "application/problem+json"
 

@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from search.api_cli import keys
-from search.library import Library
+from assetlens.search.api_cli import keys
+from assetlens.search.library import Library
 
 # One route per scope level, with a body that passes validation.
 READ_ROUTES = [

@@ -32,8 +32,8 @@ MAX_EXAMPLES = int(os.environ.get("ASSETLENS_FUZZ_EXAMPLES", "25"))  # per opera
 
 def _schema() -> Any:
     """The app's own OpenAPI document (it does not depend on the library, so no library is opened)."""
-    from search.api.app import create_app
-    from search.api.settings import ApiSettings
+    from assetlens.search.api.app import create_app
+    from assetlens.search.api.settings import ApiSettings
 
     return schemathesis.openapi.from_dict(create_app(ApiSettings()).openapi())
 
@@ -60,9 +60,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """The app over a library of the sample photos, an admin key and its id; shut down after the module."""
     from schemathesis.python import asgi
 
-    from search.api.app import create_app
-    from search.api.auth import create_key
-    from search.api.settings import ApiSettings
+    from assetlens.search.api.app import create_app
+    from assetlens.search.api.auth import create_key
+    from assetlens.search.api.settings import ApiSettings
 
     root = tmp_path_factory.mktemp("fuzz")
     photos = root / "photos"

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import open_library
 
-from search.api import ApiSettings, create_app
-from search.api.routes_ops import STATIC_DIR
+from assetlens.search.api import ApiSettings, create_app
+from assetlens.search.api.routes_ops import STATIC_DIR
 
 SAMPLE = re.compile(
     r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$'

@@ -52,9 +52,9 @@ def served(tmp_path: Path, photos: Path) -> Iterator[tuple[str, str]]:
     """The real app on 127.0.0.1 (uvicorn in a thread) and a read key."""
     import uvicorn
 
-    from search.api.app import create_app
-    from search.api.auth import create_key
-    from search.api.settings import ApiSettings
+    from assetlens.search.api.app import create_app
+    from assetlens.search.api.auth import create_key
+    from assetlens.search.api.settings import ApiSettings
 
     # Same picture, other bytes (not a duplicate): a file name that is HTML.
     (photos / HTML_NAME).write_bytes((photos / "cat.jpg").read_bytes() + b"\0")

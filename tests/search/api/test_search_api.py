@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.api.batcher import TextBatcher
-from search.library import Library
+from assetlens.search.api.batcher import TextBatcher
+from assetlens.search.library import Library
 
 
 def test_search_returns_results_with_scores_tags_and_explanations(api: Any) -> None:
