@@ -32,7 +32,7 @@ from assetlens.models.whisper import Transcriber
 from assetlens.search.api_cli import COMMANDS as API_COMMANDS
 from assetlens.search.cli import COMMANDS, echo_fields, emit, find_asset, json_option, library
 from assetlens.search.errors import SearchError
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.settings import SearchSettings
 
 SAVED_VOCABULARY = "vocabulary.txt"
@@ -51,7 +51,7 @@ class _Root(click.Group):
                     click.echo(f"error: {line}", err=True)
                 ctx.exit(1)
             lib = ctx.obj
-            full = disk_full(exc, lib.settings.data_dir) if isinstance(lib, Library) else None
+            full = disk_full(exc, lib.settings.data_dir) if isinstance(lib, LibraryCore) else None
             known = isinstance(exc, ModelError | SearchError | EnrichError | FileNotFoundError)
             if full is None and not known:
                 raise
@@ -91,12 +91,12 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
     handler.addFilter(_QuietOpenClip())
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
-    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings())
+    lib = LibraryCore(SearchSettings(data_dir=data_dir), ModelSettings())
     ctx.obj = lib
     ctx.call_on_close(lib.close)
 
 
-def _vocabulary(lib: Library, vocab: Path | None, save: bool) -> Vocabulary:
+def _vocabulary(lib: LibraryCore, vocab: Path | None, save: bool) -> Vocabulary:
     """The vocabulary to tag with: a given file (saved for later runs when asked), else the saved one."""
     saved = lib.settings.data_dir / SAVED_VOCABULARY
     if vocab is not None:
@@ -115,7 +115,7 @@ def _vocabulary(lib: Library, vocab: Path | None, save: bool) -> Vocabulary:
     return load_vocabulary(saved if saved.exists() else None)
 
 
-def _tagger(lib: Library, vocab: Path | None, save: bool) -> Tagger:
+def _tagger(lib: LibraryCore, vocab: Path | None, save: bool) -> Tagger:
     return Tagger(lib.encoder, _vocabulary(lib, vocab, save), lib.settings.data_dir / "cache")
 
 
@@ -123,7 +123,7 @@ def _show_progress(as_json: bool) -> bool:
     return not as_json and sys.stderr.isatty()
 
 
-def _print_report(report: IngestReport, lib: Library) -> None:
+def _print_report(report: IngestReport, lib: LibraryCore) -> None:
     d = report.as_dict()
     click.echo(
         ", ".join(
@@ -262,7 +262,7 @@ def _options(as_json: bool, **flags: Any) -> IngestOptions:
     return IngestOptions(progress=_show_progress(as_json), **{**defaults, **given})
 
 
-def _run_ingest(ctx: click.Context, lib: Library, run: Any) -> None:
+def _run_ingest(ctx: click.Context, lib: LibraryCore, run: Any) -> None:
     try:
         report = run()
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ import click
 
 from assetlens.search.errors import AssetNotFoundError, QueryError
 from assetlens.search.filters import parse_filter
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.meta_cli import COMMANDS as META_COMMANDS
 from assetlens.search.query import MAX_LIMIT, Page, Query, Result, open_query_image, parse_text
 from assetlens.search.store import Asset
@@ -38,10 +38,10 @@ def echo_fields(doc: dict[str, Any]) -> None:
         click.echo(f"{key}: {value}")
 
 
-def library(ctx: click.Context) -> Library:
+def library(ctx: click.Context) -> LibraryCore:
     """The library the root command opened."""
     lib = ctx.find_root().obj
-    assert isinstance(lib, Library)
+    assert isinstance(lib, LibraryCore)
     return lib
 
 
@@ -191,7 +191,7 @@ def index_build(ctx: click.Context, kind: str | None, as_json: bool) -> None:
     emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
 
 
-def find_asset(lib: Library, ref: str) -> Asset:
+def find_asset(lib: LibraryCore, ref: str) -> Asset:
     """An asset by id or by the path of its file."""
     if ref.isdigit():
         return lib.store.asset(int(ref))

@@ -1,7 +1,7 @@
-"""One library (a data dir) and the objects that work on it, opened lazily.
+"""The core of one library (a data dir): the objects that work on it, opened lazily.
 
-The CLI and the HTTP API both start here, so they resolve models, stores and indexes the
-same way.
+The public facade (``assetlens.open``), the CLI and the HTTP API all start here, so they
+resolve models, stores and indexes the same way.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from assetlens.search.store import Store
 DEFAULT_MODEL = "ViT-B-32"
 
 
-class Library:
-    """A data dir with its store, index and CLIP encoder.
+class LibraryCore:
+    """A data dir with its store, index, CLIP encoder and query engine.
 
     Args:
         settings: Where the library lives.

@@ -11,7 +11,7 @@ import huggingface_hub.constants
 import pytest
 from helpers import PHOTOS, open_library
 
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def photos(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def lib(tmp_path: Path) -> Iterator[Library]:
+def lib(tmp_path: Path) -> Iterator[LibraryCore]:
     library = open_library(tmp_path / "data")
     yield library
     library.close()

@@ -9,7 +9,7 @@ from assetlens.enrich.pipeline import Ingester
 from assetlens.enrich.tagging import Tagger
 from assetlens.models.settings import ModelSettings
 from assetlens.models.vocab import load_vocabulary
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.settings import SearchSettings
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -18,12 +18,12 @@ PHOTOS = Path(__file__).parent / "data" / "photos"
 LABEL_CACHE = Path(tempfile.gettempdir()) / "assetlens-test-label-cache"
 
 
-def open_library(data_dir: Path, **model: object) -> Library:
+def open_library(data_dir: Path, **model: object) -> LibraryCore:
     """A library on the tiny model unless told otherwise."""
-    return Library(SearchSettings(data_dir=data_dir), ModelSettings(**{"clip_model": "tiny", **model}))
+    return LibraryCore(SearchSettings(data_dir=data_dir), ModelSettings(**{"clip_model": "tiny", **model}))
 
 
-def ingester_for(lib: Library) -> Ingester:
+def ingester_for(lib: LibraryCore) -> Ingester:
     """The same wiring as ``assetlens ingest``."""
     tagger = Tagger(lib.encoder, load_vocabulary(), LABEL_CACHE)
     return Ingester(lib.store, lib.encoder, tagger, lib.index)

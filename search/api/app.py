@@ -44,7 +44,7 @@ from assetlens.search.api.schemas import IngestRequest, SimilarRequest
 from assetlens.search.api.settings import ApiSettings
 from assetlens.search.columns import ColumnCache
 from assetlens.search.index import VectorIndex
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.query import SearchEngine
 from assetlens.search.settings import SearchSettings
 from assetlens.search.store import Store
@@ -101,7 +101,7 @@ def _too_large(limit: int, multipart: bool) -> str:
     return f"request body larger than {limit} bytes ({setting})"
 
 
-def _model_env(library: Library) -> dict[str, str]:
+def _model_env(library: LibraryCore) -> dict[str, str]:
     """Environment that makes a subprocess run the model this API runs."""
     settings = library.model_settings
     env: dict[str, str] = {
@@ -119,7 +119,7 @@ def _model_env(library: Library) -> dict[str, str]:
     return env
 
 
-def _open_state(settings: ApiSettings, library: Library, metrics: Metrics) -> ApiState:
+def _open_state(settings: ApiSettings, library: LibraryCore, metrics: Metrics) -> ApiState:
     db_path = library.settings.db_path
     library.store  # noqa: B018 - opens and migrates the store before any pooled connection
     # Shared by every pooled session, each thread-safe with its own connection: the index, and
@@ -168,7 +168,7 @@ def _warm_up(state: ApiState) -> None:
     state.ready = True
 
 
-def create_app(settings: ApiSettings, library: Library | None = None) -> FastAPI:
+def create_app(settings: ApiSettings, library: LibraryCore | None = None) -> FastAPI:
     """The API for one library.
 
     Args:
@@ -177,7 +177,7 @@ def create_app(settings: ApiSettings, library: Library | None = None) -> FastAPI
             settings of the environment name. The app closes only a library it opened.
     """
     own_library = library is None
-    lib = library or Library(SearchSettings(), ModelSettings())
+    lib = library or LibraryCore(SearchSettings(), ModelSettings())
     metrics = Metrics()
 
     @asynccontextmanager

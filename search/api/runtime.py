@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from assetlens.search.api.settings import ApiSettings
 from assetlens.search.columns import ColumnCache
 from assetlens.search.index import VectorIndex
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.query import SearchEngine
 from assetlens.search.store import Store
 
@@ -99,7 +99,7 @@ class ApiState:
     """
 
     settings: ApiSettings
-    library: Library
+    library: LibraryCore
     index: VectorIndex
     columns: ColumnCache
     pool: SessionPool

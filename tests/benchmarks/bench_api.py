@@ -240,11 +240,11 @@ def main() -> None:
     bodies = workloads(args.requests)
 
     from assetlens.models.settings import ModelSettings
-    from assetlens.search.library import Library
+    from assetlens.search.library import LibraryCore
     from assetlens.search.settings import SearchSettings
 
     rows: dict[str, dict[str, Any]] = {}
-    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model="tiny"))
+    lib = LibraryCore(SearchSettings(data_dir=data_dir), ModelSettings(clip_model="tiny"))
     try:
         lib.index.sync(save=False)
         sessions = run_sessions(lib, bodies["filtered"], args.sessions, _query)

@@ -55,7 +55,7 @@ from assetlens.models.precision import cpu_supports_bf16, onnx_available
 from assetlens.models.registry import resolve_model
 from assetlens.models.settings import ModelSettings
 from assetlens.models.vocab import load_vocabulary
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.settings import SearchSettings
 from assetlens.search.store import Store
 
@@ -139,7 +139,7 @@ def bench_decode(files: list[Path], size: int) -> Timing:
 def bench_pipeline(encoder: ClipEncoder, root: Path, workdir: Path, workers: int) -> dict[str, Any]:
     """Ingest ``root`` into a fresh library; timings, memory and the ingest report."""
     data_dir = Path(tempfile.mkdtemp(prefix="library-", dir=workdir))
-    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model=encoder.spec.name))
+    lib = LibraryCore(SearchSettings(data_dir=data_dir), ModelSettings(clip_model=encoder.spec.name))
     try:
         tagger = Tagger(encoder, load_vocabulary(), workdir / "label-cache")
         tagger.label_embeddings()  # cached in the work dir; computed (minutes) on the first run only
@@ -323,7 +323,7 @@ def run_memory(args: argparse.Namespace) -> dict[str, Any]:
     files = make_small_corpus(workdir / f"small-{args.images}", args.images)
     corpus_s = round(time.perf_counter() - start, 1)
     data_dir = Path(tempfile.mkdtemp(prefix="memory-", dir=workdir))
-    lib = Library(SearchSettings(data_dir=data_dir), ModelSettings(clip_model="tiny"))
+    lib = LibraryCore(SearchSettings(data_dir=data_dir), ModelSettings(clip_model="tiny"))
     try:
         tagger = Tagger(lib.encoder, load_vocabulary(), workdir / "label-cache")
         tagger.label_embeddings()

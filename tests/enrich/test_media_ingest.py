@@ -15,7 +15,7 @@ from PIL import Image
 from assetlens.enrich.cli import cli
 from assetlens.enrich.pipeline import IngestOptions
 from assetlens.models.whisper import Transcriber
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.query import open_query_image
 
 SENTENCE = "Our spring collection features bright colours and light fabrics."
@@ -41,14 +41,14 @@ def media(tmp_path: Path) -> Path:
     return folder
 
 
-def ingest(lib: Library, folder: Path, transcriber: Transcriber | None, **options: object) -> dict:
+def ingest(lib: LibraryCore, folder: Path, transcriber: Transcriber | None, **options: object) -> dict:
     ingester = ingester_for(lib)
     ingester.transcriber = transcriber
     return ingester.ingest([folder], IngestOptions(**options)).as_dict()  # type: ignore[arg-type]
 
 
 def test_video_keyframes_tags_poster_and_transcript(
-    lib: Library, media: Path, transcriber: Transcriber
+    lib: LibraryCore, media: Path, transcriber: Transcriber
 ) -> None:
     report = ingest(lib, media, transcriber)
 
@@ -70,7 +70,7 @@ def test_video_keyframes_tags_poster_and_transcript(
 
 
 def test_search_finds_spoken_phrase_with_its_time(
-    lib: Library, media: Path, transcriber: Transcriber
+    lib: LibraryCore, media: Path, transcriber: Transcriber
 ) -> None:
     ingest(lib, media, transcriber)
 
@@ -83,7 +83,7 @@ def test_search_finds_spoken_phrase_with_its_time(
 
 
 def test_similar_to_a_keyframe_returns_the_video_with_its_time(
-    lib: Library, media: Path, tmp_path: Path
+    lib: LibraryCore, media: Path, tmp_path: Path
 ) -> None:
     ingest(lib, media, None)
     rocket = Image.open(PHOTOS / "rocket.jpg")
@@ -96,7 +96,7 @@ def test_similar_to_a_keyframe_returns_the_video_with_its_time(
 
 
 def test_no_transcribe_then_ingest_fills_transcripts_without_re_embedding(
-    lib: Library, media: Path, transcriber: Transcriber
+    lib: LibraryCore, media: Path, transcriber: Transcriber
 ) -> None:
     first = ingest(lib, media, None, transcribe=False)
     video = lib.store.asset_by_uri(str(media / "spring teaser.mp4"))
@@ -110,7 +110,7 @@ def test_no_transcribe_then_ingest_fills_transcripts_without_re_embedding(
     assert lib.store.segments_of(video.id)
 
 
-def test_no_video_and_keyframe_cap(lib: Library, media: Path) -> None:
+def test_no_video_and_keyframe_cap(lib: LibraryCore, media: Path) -> None:
     skipped = ingest(lib, media, None, video=False, transcribe=False)
     assert skipped["excluded"] == 1 and lib.store.asset_by_uri(str(media / "spring teaser.mp4")) is None
     from assetlens.enrich.video import KeyframeOptions
@@ -120,7 +120,7 @@ def test_no_video_and_keyframe_cap(lib: Library, media: Path) -> None:
     assert video is not None and len(lib.store.vectors_of(video.id)[1]) == 1
 
 
-def test_sample_videos_ingest(lib: Library, tmp_path: Path) -> None:
+def test_sample_videos_ingest(lib: LibraryCore, tmp_path: Path) -> None:
     folder = tmp_path / "samples"
     shutil.copytree(PHOTOS.parent / "videos", folder)
 

@@ -19,13 +19,13 @@ from assetlens.enrich.tagging import Tagger, retag_library
 from assetlens.models.registry import register_tiny_config
 from assetlens.models.vocab import load_vocabulary
 from assetlens.search.errors import ModelMismatchError
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.query import open_query_image
 
 N_PHOTOS = 8
 
 
-def vector_ids(lib: Library) -> dict[str, list[int]]:
+def vector_ids(lib: LibraryCore) -> dict[str, list[int]]:
     rows = lib.store.db.execute(
         "SELECT a.uri, v.id FROM vectors v JOIN assets a ON a.id = v.asset_id ORDER BY v.id"
     )
@@ -35,7 +35,7 @@ def vector_ids(lib: Library) -> dict[str, list[int]]:
     return out
 
 
-def test_ingest_embeds_tags_and_indexes_every_photo(lib: Library, photos: Path) -> None:
+def test_ingest_embeds_tags_and_indexes_every_photo(lib: LibraryCore, photos: Path) -> None:
     report = ingester_for(lib).ingest([photos])
 
     assert (report.added, report.failed, report.skipped) == (N_PHOTOS, 0, 0)
@@ -51,7 +51,7 @@ def test_ingest_embeds_tags_and_indexes_every_photo(lib: Library, photos: Path) 
     assert lib.store.last_job()["status"] == "done"  # type: ignore[index]
 
 
-def test_batch_size_and_decode_threads_fit_the_device(lib: Library, photos: Path) -> None:
+def test_batch_size_and_decode_threads_fit_the_device(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     args = json.loads(lib.store.last_job()["args"])  # type: ignore[index]
     cores = os.cpu_count() or 2
@@ -64,7 +64,7 @@ def test_batch_size_and_decode_threads_fit_the_device(lib: Library, photos: Path
     assert (default_workers("cuda"), default_batch_size("cuda")) == (cores, 128)
 
 
-def test_rerun_does_no_work_and_touch_keeps_vectors(lib: Library, photos: Path) -> None:
+def test_rerun_does_no_work_and_touch_keeps_vectors(lib: LibraryCore, photos: Path) -> None:
     ingester = ingester_for(lib)
     ingester.ingest([photos])
     before = vector_ids(lib)
@@ -78,7 +78,7 @@ def test_rerun_does_no_work_and_touch_keeps_vectors(lib: Library, photos: Path) 
     assert vector_ids(lib) == before
 
 
-def test_changed_content_is_re_embedded_in_place(lib: Library, photos: Path) -> None:
+def test_changed_content_is_re_embedded_in_place(lib: LibraryCore, photos: Path) -> None:
     ingester = ingester_for(lib)
     ingester.ingest([photos])
     cat = lib.store.asset_by_uri(str(photos / "cat.jpg"))
@@ -95,7 +95,7 @@ def test_changed_content_is_re_embedded_in_place(lib: Library, photos: Path) -> 
     assert vector_ids(lib)["cat.jpg"] != [cat.id] and lib.store.count_vectors() == N_PHOTOS
 
 
-def test_rename_reuses_vectors_without_decoding(lib: Library, photos: Path) -> None:
+def test_rename_reuses_vectors_without_decoding(lib: LibraryCore, photos: Path) -> None:
     ingester = ingester_for(lib)
     ingester.ingest([photos])
     old = lib.store.asset_by_uri(str(photos / "cat.jpg"))
@@ -112,7 +112,7 @@ def test_rename_reuses_vectors_without_decoding(lib: Library, photos: Path) -> N
     assert lib.store.asset_by_uri(str(photos / "cat.jpg")) is None
 
 
-def test_exact_duplicate_is_linked_and_shares_vectors(lib: Library, photos: Path) -> None:
+def test_exact_duplicate_is_linked_and_shares_vectors(lib: LibraryCore, photos: Path) -> None:
     ingester = ingester_for(lib)
     ingester.ingest([photos])
     shutil.copy(photos / "coffee.jpg", photos / "coffee copy.jpg")
@@ -129,7 +129,7 @@ def test_exact_duplicate_is_linked_and_shares_vectors(lib: Library, photos: Path
     ]
 
 
-def test_duplicates_within_one_run_are_detected(lib: Library, photos: Path) -> None:
+def test_duplicates_within_one_run_are_detected(lib: LibraryCore, photos: Path) -> None:
     shutil.copy(photos / "rocket.jpg", photos / "rocket-2.jpg")
     report = ingester_for(lib).ingest([photos])
     copy = lib.store.asset_by_uri(str(photos / "rocket.jpg"))
@@ -137,7 +137,7 @@ def test_duplicates_within_one_run_are_detected(lib: Library, photos: Path) -> N
     assert copy is not None and copy.duplicate_of is not None
 
 
-def test_prune_removes_assets_whose_files_are_gone(lib: Library, photos: Path) -> None:
+def test_prune_removes_assets_whose_files_are_gone(lib: LibraryCore, photos: Path) -> None:
     ingester = ingester_for(lib)
     ingester.ingest([photos])
     gone = lib.store.asset_by_uri(str(photos / "clock.jpg"))
@@ -153,7 +153,7 @@ def test_prune_removes_assets_whose_files_are_gone(lib: Library, photos: Path) -
     assert all(r.asset_id != gone.id for r in lib.engine.search_text("a clock", 20))
 
 
-def test_bad_files_land_in_failures_and_the_rest_ingest(lib: Library, photos: Path) -> None:
+def test_bad_files_land_in_failures_and_the_rest_ingest(lib: LibraryCore, photos: Path) -> None:
     good = (photos / "coffee.jpg").read_bytes()
     (photos / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (photos / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
@@ -173,7 +173,7 @@ def test_bad_files_land_in_failures_and_the_rest_ingest(lib: Library, photos: Pa
     assert ingester_for(lib).ingest([photos]).skipped == N_PHOTOS + 4  # nothing retried
 
 
-def test_file_that_becomes_corrupt_loses_its_vectors_only(lib: Library, photos: Path) -> None:
+def test_file_that_becomes_corrupt_loses_its_vectors_only(lib: LibraryCore, photos: Path) -> None:
     ingester = ingester_for(lib)
     ingester.ingest([photos])
     (photos / "cat.jpg").write_bytes((photos / "cat.jpg").read_bytes()[:500])
@@ -186,7 +186,7 @@ def test_file_that_becomes_corrupt_loses_its_vectors_only(lib: Library, photos: 
     assert lib.store.tags_of([cat.id])[cat.id] == []
 
 
-def test_unicode_spaces_and_include_exclude_hidden(lib: Library, photos: Path) -> None:
+def test_unicode_spaces_and_include_exclude_hidden(lib: LibraryCore, photos: Path) -> None:
     odd = photos / "ünï cødé" / "photo 1 ✓.jpg"
     odd.parent.mkdir()
     shutil.copy(photos / "cat.jpg", odd)
@@ -234,7 +234,7 @@ def test_mixing_models_is_refused_and_reembed_switches(tmp_path: Path, photos: P
     lib.close()
 
 
-def test_retag_uses_stored_vectors_and_reads_no_file(lib: Library, photos: Path, tmp_path: Path) -> None:
+def test_retag_uses_stored_vectors_and_reads_no_file(lib: LibraryCore, photos: Path, tmp_path: Path) -> None:
     ingester_for(lib).ingest([photos])
     shutil.rmtree(photos)  # proof that re-tagging opens no media file: there are none left
     vocab = tmp_path / "brand.txt"
@@ -254,7 +254,7 @@ def test_retag_uses_stored_vectors_and_reads_no_file(lib: Library, photos: Path,
 
 
 def test_similar_finds_the_original_of_a_resized_cropped_copy(
-    lib: Library, photos: Path, tmp_path: Path
+    lib: LibraryCore, photos: Path, tmp_path: Path
 ) -> None:
     ingester_for(lib).ingest([photos])
     for name in ("cat.jpg", "rocket.jpg", "astronaut.jpg"):
@@ -268,7 +268,7 @@ def test_similar_finds_the_original_of_a_resized_cropped_copy(
         assert Path(results[0].uri).name == name
 
 
-def test_similar_to_asset_excludes_itself_and_text_scores_are_cosines(lib: Library, photos: Path) -> None:
+def test_similar_to_asset_excludes_itself_and_text_scores_are_cosines(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     cat = lib.store.asset_by_uri(str(photos / "cat.jpg"))
     assert cat is not None
@@ -283,7 +283,7 @@ def test_similar_to_asset_excludes_itself_and_text_scores_are_cosines(lib: Libra
     assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
 
 
-def test_store_survives_sqlite_check_after_ingest(lib: Library, photos: Path) -> None:
+def test_store_survives_sqlite_check_after_ingest(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     db = sqlite3.connect(lib.settings.db_path)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -292,7 +292,7 @@ def test_store_survives_sqlite_check_after_ingest(lib: Library, photos: Path) ->
     assert orphans.fetchone()[0] == 0
 
 
-def test_hostile_names_and_extreme_strips_do_not_stop_a_run(lib: Library, photos: Path) -> None:
+def test_hostile_names_and_extreme_strips_do_not_stop_a_run(lib: LibraryCore, photos: Path) -> None:
     # A name that is not UTF-8 once crashed the whole run (SQLite cannot bind it), and a
     # 1 x 20 000 strip took 13 s and 5 GB to scale before its centre crop.
     Path(os.fsdecode(bytes(photos) + b"/caf\xe9.png")).write_bytes((photos / "cat.jpg").read_bytes())

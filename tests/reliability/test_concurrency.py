@@ -1,6 +1,6 @@
 """Concurrency: searches while an ingest writes, and two writers on one library.
 
-Searches run in a loop, in this process (a second :class:`Library` with its own SQLite
+Searches run in a loop, in this process (a second :class:`LibraryCore` with its own SQLite
 connection) and as ``assetlens search --json`` processes, from the moment an ingest starts
 (before its database even exists) until it ends. Every result set must be consistent with
 the store: each asset exists, is ok and has vectors, scores come best first, no asset twice.
@@ -27,7 +27,7 @@ from assetlens.models.clip import ClipEncoder
 from assetlens.models.registry import resolve_model
 from assetlens.models.settings import ModelSettings
 from assetlens.search.filters import parse_filter
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.query import Query
 from assetlens.search.settings import SearchSettings
 
@@ -76,13 +76,13 @@ class _Searcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        lib: Library | None = None
+        lib: LibraryCore | None = None
         try:
             while not self.stop.is_set():
                 if lib is None or self.done % 10 == 0:  # now and then a fresh connection
                     if lib is not None:
                         lib.close()
-                    lib = Library(SearchSettings(data_dir=self.data), ModelSettings(clip_model="tiny"))
+                    lib = LibraryCore(SearchSettings(data_dir=self.data), ModelSettings(clip_model="tiny"))
                 for query in _queries():
                     page = lib.engine.search(query)
                     _verify(self.data, [r.as_dict() for r in page.results], query.mode == "semantic")

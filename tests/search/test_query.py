@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from assetlens.search.errors import QueryError
 from assetlens.search.filters import parse_filter
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.paging import Cursor
 from assetlens.search.query import Query, parse_text
 from assetlens.search.store import Tag
@@ -28,7 +28,7 @@ def test_parse_text_phrases_weights_and_negatives() -> None:
     assert negatives == (("blurry photo", 1.0), ("dark", 1.0))
 
 
-def test_filter_restricts_results_and_is_explained(lib: Library, photos: Path) -> None:
+def test_filter_restricts_results_and_is_explained(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     for name in ("cat.jpg", "coffee.jpg"):
         asset = lib.store.asset_by_uri(str(photos / name))
@@ -46,7 +46,7 @@ def test_filter_restricts_results_and_is_explained(lib: Library, photos: Path) -
     assert all(r.meta["campaign"] == "spring" for r in page.results)
 
 
-def test_hybrid_finds_a_transcript_only_match(lib: Library, photos: Path) -> None:
+def test_hybrid_finds_a_transcript_only_match(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     with lib.store.transaction():
         row = {"uri": "/voice/briefing.wav", "kind": "audio", "size": 1, "mtime": 0.0, "status": "ok"}
@@ -66,7 +66,7 @@ def test_hybrid_finds_a_transcript_only_match(lib: Library, photos: Path) -> Non
     assert [r.asset_id for r in lexical.results] == [audio]
 
 
-def test_lexical_matches_file_names_tags_and_meta(lib: Library, photos: Path) -> None:
+def test_lexical_matches_file_names_tags_and_meta(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     rocket = lib.store.asset_by_uri(str(photos / "rocket.jpg"))
     assert rocket is not None
@@ -86,7 +86,7 @@ def test_lexical_matches_file_names_tags_and_meta(lib: Library, photos: Path) ->
     ]
 
 
-def test_negative_phrases_move_the_query_vector(lib: Library, photos: Path) -> None:
+def test_negative_phrases_move_the_query_vector(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     pos, neg = lib.encoder.encode_texts(["a cat", "a dark photo"])
     expected = (pos - neg) / np.linalg.norm(pos - neg)
@@ -109,7 +109,7 @@ def _variants(folder: Path, count: int) -> None:
 
 
 def test_paging_is_complete_and_stable_while_assets_are_added(
-    lib: Library, photos: Path, tmp_path: Path
+    lib: LibraryCore, photos: Path, tmp_path: Path
 ) -> None:
     _variants(photos, 24)
     ingester_for(lib).ingest([photos])
@@ -134,7 +134,7 @@ def test_paging_is_complete_and_stable_while_assets_are_added(
     assert seen == everything and len(seen) == len(set(seen)) == 31
 
 
-def test_cursor_errors_are_clear(lib: Library, photos: Path) -> None:
+def test_cursor_errors_are_clear(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     page = lib.engine.search(Query(text=(("a photo", 1.0),), limit=2))
     assert page.next_cursor is not None
@@ -160,7 +160,7 @@ def test_cursor_errors_are_clear(lib: Library, photos: Path) -> None:
             lib.engine.search(Query(text=(("a photo", 1.0),), limit=2, cursor=edited.encode()))
 
 
-def test_filter_only_query_sorted_by_a_field_pages_in_order(lib: Library, photos: Path) -> None:
+def test_filter_only_query_sorted_by_a_field_pages_in_order(lib: LibraryCore, photos: Path) -> None:
     ingester_for(lib).ingest([photos])
     for i, (asset_id, _) in enumerate(lib.store.uris()):
         with lib.store.transaction():

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from assetlens.models.settings import ModelSettings
 from assetlens.search.errors import ModelMismatchError, StoreError
 from assetlens.search.index import IndexConfig, VectorIndex
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 from assetlens.search.settings import SearchSettings
 from assetlens.search.store import MIGRATIONS, Store, Tag
 
@@ -145,7 +145,7 @@ def test_index_settings_come_from_the_environment(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("ASSETLENS_INDEX_HNSW_M", "8")
     monkeypatch.setenv("ASSETLENS_INDEX_HNSW_EF_CONSTRUCTION", "40")
 
-    lib = Library(SearchSettings(data_dir=tmp_path), ModelSettings(clip_model="tiny"))
+    lib = LibraryCore(SearchSettings(data_dir=tmp_path), ModelSettings(clip_model="tiny"))
     status = lib.index.sync().status()
 
     assert status["kind"] == "hnsw" and status["vectors"] == 40

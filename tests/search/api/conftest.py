@@ -14,7 +14,7 @@ from helpers import ingester_for
 
 from assetlens.search.api import ApiSettings, create_app
 from assetlens.search.api.keys import create_key
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 
 PROBLEM = "application/problem+json"
 
@@ -24,7 +24,7 @@ class Api:
     """A running app, its library, and one key per scope."""
 
     client: TestClient
-    lib: Library
+    lib: LibraryCore
     photos: Path
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -65,7 +65,7 @@ def problem() -> Callable[[Any, int], dict[str, Any]]:
 
 
 @pytest.fixture
-def make_api(lib: Library, photos: Path) -> Iterator[Callable[..., Api]]:
+def make_api(lib: LibraryCore, photos: Path) -> Iterator[Callable[..., Api]]:
     """Build an app over ``lib`` (photos ingested once) with settings overrides."""
     ingester_for(lib).ingest([photos])
     with ExitStack() as stack:

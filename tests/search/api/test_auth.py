@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from assetlens.search.api_cli import keys
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 
 # One route per scope level, with a body that passes validation.
 READ_ROUTES = [
@@ -116,14 +116,14 @@ def test_keys_over_http(api: Any, problem: Any) -> None:
     problem(api.delete("/v1/keys/999999"), 404)
 
 
-def _cli(lib: Library, *args: str) -> Any:
+def _cli(lib: LibraryCore, *args: str) -> Any:
     root = click.Group(commands=[keys])
     result = CliRunner().invoke(root, list(args), obj=lib)
     assert result.exit_code == 0, result.output
     return result
 
 
-def test_keys_cli_shows_a_key_once(lib: Library) -> None:
+def test_keys_cli_shows_a_key_once(lib: LibraryCore) -> None:
     created = json.loads(_cli(lib, "keys", "create", "--scope", "admin", "--name", "ops", "--json").stdout)
     assert created["key"].startswith("al_") and created["scopes"] == "admin" and created["id"] >= 1
     listed = json.loads(_cli(lib, "keys", "list", "--json").stdout)["keys"]

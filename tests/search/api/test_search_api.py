@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from assetlens.search.api.batcher import TextBatcher
-from assetlens.search.library import Library
+from assetlens.search.library import LibraryCore
 
 
 def test_search_returns_results_with_scores_tags_and_explanations(api: Any) -> None:
@@ -226,7 +226,7 @@ def test_upload_without_a_file_field_is_422(api: Any, problem: Any) -> None:
     )
 
 
-def test_concurrent_texts_are_encoded_in_one_batch(lib: Library) -> None:
+def test_concurrent_texts_are_encoded_in_one_batch(lib: LibraryCore) -> None:
     batcher = TextBatcher(lib.encoder.encode_texts, window_s=0.05, max_batch=64)
     texts = [f"query number {i}" for i in range(8)]
 
