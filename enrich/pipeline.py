@@ -32,8 +32,8 @@ from assetlens.enrich.transcribe import needs_transcript, transcribe_assets, tra
 from assetlens.enrich.video import KeyframeOptions
 from assetlens.models.clip import ClipEncoder
 from assetlens.models.whisper import Transcriber
-from assetlens.search.index import VectorIndex
 from assetlens.search.store import Asset, Store
+from assetlens.search.vectors.index import VectorIndex
 
 
 def default_workers(device: str = "cpu") -> int:

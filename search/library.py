@@ -12,10 +12,10 @@ from assetlens.models.clip import ClipEncoder
 from assetlens.models.errors import UnknownModelError
 from assetlens.models.registry import ModelSpec, resolve_model
 from assetlens.models.settings import ModelSettings
-from assetlens.search.index import VectorIndex
 from assetlens.search.query import SearchEngine
 from assetlens.search.settings import SearchSettings
 from assetlens.search.store import Store
+from assetlens.search.vectors.index import VectorIndex
 
 DEFAULT_MODEL = "ViT-B-32"
 

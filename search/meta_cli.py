@@ -15,11 +15,9 @@ from typing import Any, Literal
 
 import click
 
-from assetlens.search import export as exporting
-from assetlens.search.csv_cells import cell_text
-from assetlens.search.fields import flatten_fields
-from assetlens.search.filters import parse_filter, to_json
-from assetlens.search.meta import (
+from assetlens.search.catalog import export as exporting
+from assetlens.search.catalog.csv_cells import cell_text
+from assetlens.search.catalog.meta import (
     BUCKETS,
     declare_fields,
     facets,
@@ -28,6 +26,8 @@ from assetlens.search.meta import (
     load_schema,
     set_meta,
 )
+from assetlens.search.filters import parse_filter, to_json
+from assetlens.search.filters.fields import flatten_fields
 from assetlens.search.store import Store
 
 

@@ -29,14 +29,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from assetlens.models.clip import ClipEncoder
-from assetlens.search.columns import ColumnCache
 from assetlens.search.errors import QueryError
 from assetlens.search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, fts_query, to_json
-from assetlens.search.index import VectorIndex
+from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.paging import Cursor, after, decode_cursor, fingerprint
 from assetlens.search.ranking import Calibrator, fuse
 from assetlens.search.store import Store, Tag
-from assetlens.search.vector_search import VectorSearch
+from assetlens.search.vectors.index import VectorIndex
+from assetlens.search.vectors.search import VectorSearch
 
 QUERY_MAX_PIXELS = 100_000_000
 HYBRID_DEPTH = 500  # fused lists are this deep on every page, so fused scores never move between pages
@@ -257,7 +257,7 @@ class SearchEngine:
         return And(tuple(parts))
 
     def _schema(self) -> Any:
-        from assetlens.search.meta import load_schema  # the field schema lives with the meta commands
+        from assetlens.search.catalog.meta import load_schema  # the field schema lives with the meta commands
 
         return load_schema(self.store)
 

@@ -9,13 +9,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from assetlens.search.ann import IndexConfig
+    from assetlens.search.vectors.ann import IndexConfig
 
 
 class SearchSettings(BaseSettings):
     """Where the library lives, and how its vector index is built.
 
-    The ``index_*`` settings override :class:`search.ann.IndexConfig`'s defaults (unset: its
+    The ``index_*`` settings override :class:`search.vectors.ann.IndexConfig`'s defaults (unset: its
     default; see there for what each does and the measurements behind the defaults).
 
     Attributes:
@@ -61,7 +61,7 @@ class SearchSettings(BaseSettings):
 
     def index_config(self) -> IndexConfig:
         """The vector index's configuration: the ``index_*`` settings given, defaults for the rest."""
-        from assetlens.search.ann import IndexConfig  # imported late: it loads FAISS
+        from assetlens.search.vectors.ann import IndexConfig  # imported late: it loads FAISS
 
         given = {
             name.removeprefix("index_"): value

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from assetlens.search.fields import FieldSchema
 from assetlens.search.filters import Filter, compile_filter
+from assetlens.search.filters.fields import FieldSchema
 from assetlens.search.store import Store, Tag
 
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)

@@ -42,12 +42,12 @@ from assetlens.search.api.routes_search import router as search_router
 from assetlens.search.api.runtime import ApiState, Session, SessionPool
 from assetlens.search.api.schemas import IngestRequest, SimilarRequest
 from assetlens.search.api.settings import ApiSettings
-from assetlens.search.columns import ColumnCache
-from assetlens.search.index import VectorIndex
+from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.library import LibraryCore
 from assetlens.search.query import SearchEngine
 from assetlens.search.settings import SearchSettings
 from assetlens.search.store import Store
+from assetlens.search.vectors.index import VectorIndex
 
 log = logging.getLogger("assetlens.api")
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from assetlens.search.api.metrics import Metrics
+from assetlens.search.catalog.meta import set_meta
 from assetlens.search.errors import SearchError
-from assetlens.search.meta import set_meta
 from assetlens.search.store import Store
 
 log = logging.getLogger("assetlens.api")

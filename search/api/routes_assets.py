@@ -15,10 +15,10 @@ from assetlens.search.api.routes_search import run_query
 from assetlens.search.api.runtime import Session
 from assetlens.search.api.schemas import MAX_ID, MAX_LIMIT, AssetOut, Include, KeyframesOut, MetaOut, PageOut
 from assetlens.search.api.thumbs import MAX_SIZE, MIN_SIZE, thumbnail
+from assetlens.search.catalog.meta import set_meta
 from assetlens.search.errors import FieldTypeError, FilterError
-from assetlens.search.fields import check_meta_name, flatten_fields
 from assetlens.search.filters import parse_filter
-from assetlens.search.meta import set_meta
+from assetlens.search.filters.fields import check_meta_name, flatten_fields
 from assetlens.search.query import Query as SearchQuery
 from assetlens.search.transcripts import format_transcript
 

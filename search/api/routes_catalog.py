@@ -11,7 +11,7 @@ from assetlens.search.api.common import in_session
 from assetlens.search.api.errors import problems
 from assetlens.search.api.runtime import Session
 from assetlens.search.api.schemas import FacetsOut, TagsOut
-from assetlens.search.meta import facets
+from assetlens.search.catalog.meta import facets
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from assetlens.search.api.settings import ApiSettings
-from assetlens.search.columns import ColumnCache
-from assetlens.search.index import VectorIndex
+from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.library import LibraryCore
 from assetlens.search.query import SearchEngine
 from assetlens.search.store import Store
+from assetlens.search.vectors.index import VectorIndex
 
 if TYPE_CHECKING:
     from assetlens.search.api.auth import Authenticator

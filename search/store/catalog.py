@@ -1,6 +1,6 @@
 """DAM metadata, facets and export in the store: an asset's user ``meta``, the ``meta`` and
-``embedded`` JSON columns and whole assets streamed for export (``search.meta``, ``search.export``),
-and the counts behind facets: per column value, per metadata field value and per tag.
+``embedded`` JSON columns and whole assets streamed for export (``search.catalog.meta``,
+``search.catalog.export``), and the counts behind facets: per column value, per metadata field value and per tag.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from assetlens.search.store.records import ASSET_COLUMNS, Asset
 class CatalogMixin(StoreBase):
     """User metadata, export reads and facet counts."""
 
-    # --- DAM metadata, facets and export (search.meta, search.export) ----------------------
+    # --- DAM metadata, facets and export (search.catalog.meta, search.catalog.export) ----------------------
 
     def asset_ids_by_hash(self, content_hash: str) -> list[int]:
         """Ids of every asset (any status) holding this content, oldest first."""

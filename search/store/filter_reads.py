@@ -1,5 +1,5 @@
 """Filter reads in the store: the change log of assets (``assets_epoch``, ``asset_changes``) and the
-bulk column reads the filter column cache is built from (``search.columns``), and the assets passing a
+bulk column reads the filter column cache is built from (``search.filters.columns``), and the assets passing a
 compiled filter (``search.filters``), matched or sorted by SQLite.
 """
 
@@ -17,7 +17,7 @@ from assetlens.search.store.base import StoreBase, _chunks
 class FilterReadsMixin(StoreBase):
     """Bulk and filtered reads of ``assets`` and ``tags``."""
 
-    # --- filter column cache (search.columns) ----------------------------------------------
+    # --- filter column cache (search.filters.columns) ----------------------------------------------
 
     @property
     def assets_epoch(self) -> int:
@@ -102,7 +102,7 @@ class FilterReadsMixin(StoreBase):
             out.extend(r[0] for r in rows)
         return out
 
-    # --- compiled filters (search.filters, search.planner, search.query) -------------------
+    # --- compiled filters (search.filters, search.vectors.planner, search.query) -------------------
 
     def matching_asset_ids(
         self, where: str, params: Sequence[Any], ids: Sequence[int] | None = None

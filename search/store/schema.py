@@ -163,7 +163,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_kind ON jobs(kind, id);
     """,
     """
-    -- Filter caches (search.columns) re-read only what changed: every change to an asset or its
+    -- Filter caches (search.filters.columns) re-read only what changed: every change to an asset or its
     -- tags bumps assets_epoch and records the asset with that epoch (an upsert, so the log holds
     -- one row per asset, and an outer INSERT OR IGNORE cannot make the trigger skip it).
     INSERT OR IGNORE INTO state VALUES ('assets_epoch', '0');

@@ -1,6 +1,6 @@
 """Vectors of the store: the embedding model a library holds (:meth:`VectorsMixin.ensure_model`), writing
 and copying an asset's vectors (FAISS ids are vector ids), reading them by asset, by id or at random,
-and streaming them in id order for building and catching up the vector index (``search.index``).
+and streaming them in id order for building and catching up the vector index (``search.vectors.index``).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class VectorsMixin(StoreBase):
         rows = self.db.execute("SELECT id, t FROM vectors WHERE asset_id = ? ORDER BY t, id", (asset_id,))
         return [(int(r[0]), r[1]) for r in rows]
 
-    # --- vector index (search.index) -------------------------------------------------------
+    # --- vector index (search.vectors.index) -------------------------------------------------------
 
     def vector_ids(self, upto_id: int) -> np.ndarray:
         """Ids of the stored vectors up to ``upto_id`` (sorted): which rows of an index still live."""

@@ -55,8 +55,8 @@ STATUSES = ["approved", "approved", "approved", "draft", "rejected"]
 
 def build_library(data_dir: Path, count: int) -> dict[str, Any]:
     """Write ``count`` synthetic assets (reused when the manifest matches); returns the manifest."""
-    from assetlens.search.index import VectorIndex
     from assetlens.search.store import Store, Tag
+    from assetlens.search.vectors.index import VectorIndex
 
     manifest = data_dir / "bench.json"
     want = {"assets": count, "seed": SEED, "version": LIBRARY_VERSION, "model": MODEL_ID}
@@ -244,7 +244,7 @@ def run_sessions(
     beforehand, so the timings are the filter work. ``to_query`` turns a request body into a
     :class:`search.query.Query` (``bench_api._query``; its parsing is timed, as in the API).
     """
-    from assetlens.search.columns import ColumnCache
+    from assetlens.search.filters.columns import ColumnCache
     from assetlens.search.query import SearchEngine
     from assetlens.search.store import Store
 

@@ -8,7 +8,7 @@ and three tags per asset. Then, for unfiltered search and each selectivity (a fr
 per query, so every query has its own candidate set), it measures over Q queries (embedding
 excluded):
 
-- planner: ``search.planner.Planner.search`` end to end (filter -> column mask -> exact scan or
+- planner: ``search.vectors.planner.Planner.search`` end to end (filter -> column mask -> exact scan or
   HNSW with an IDSelector -> SQL re-check of the hits), p50/p99 latency, recall@k, path taken;
 - baseline: exact FAISS ``IndexFlatIP`` over all vectors with an ``IDSelectorBitmap`` of the same
   candidates (the mask given, not timed), in the same process; its results are the ground truth.
@@ -34,11 +34,11 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from assetlens.search.columns import ColumnCache
 from assetlens.search.filters import Cmp, Filter, compile_filter
-from assetlens.search.index import IndexConfig, VectorIndex
-from assetlens.search.planner import Planner, PlannerConfig
+from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.store import Store, Tag
+from assetlens.search.vectors.index import IndexConfig, VectorIndex
+from assetlens.search.vectors.planner import Planner, PlannerConfig
 
 faiss: Any = _faiss  # the SWIG stubs miss keyword constructors
 SEED = 20240615

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assetlens.search.index import VectorIndex
 from assetlens.search.store import Store
+from assetlens.search.vectors.index import VectorIndex
 
 DB_FILE = "assetlens.db"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from assetlens.search.meta import declare_fields
+from assetlens.search.catalog.meta import declare_fields
 
 SEGMENTS = [
     {"start": 0.0, "end": 2.5, "text": " Welcome to the spring collection.", "language": "en"},

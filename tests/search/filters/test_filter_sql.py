@@ -8,7 +8,6 @@ import pytest
 from filter_cases import EVIL, NOW, ids
 
 from assetlens.search.errors import FieldTypeError, FilterError
-from assetlens.search.fields import FieldSchema
 from assetlens.search.filters import (
     BUILTIN_FIELDS,
     Cmp,
@@ -21,6 +20,7 @@ from assetlens.search.filters import (
     parse_json,
     parse_string,
 )
+from assetlens.search.filters.fields import FieldSchema
 from assetlens.search.store import Asset, Store
 
 

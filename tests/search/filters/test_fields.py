@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from assetlens.search.errors import FieldTypeError, FilterError
-from assetlens.search.fields import FIELD_TYPES, FieldSchema, infer_type, parse_date
+from assetlens.search.filters.fields import FIELD_TYPES, FieldSchema, infer_type, parse_date
 
 NOW = datetime(2024, 1, 31, 15, 45, 30, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """Vector search for the query engine: the planner's best keyframe per asset, with its time.
 
-The planner (:mod:`search.planner`) decides between an exact scan of the candidates and a
+The planner (:mod:`search.vectors.planner`) decides between an exact scan of the candidates and a
 filtered ANN search, and re-checks every hit against the SQL filter.
 """
 
@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from assetlens.search.columns import ColumnCache
-from assetlens.search.fields import FieldSchema
-from assetlens.search.filter_ast import Filter
-from assetlens.search.index import VectorIndex
-from assetlens.search.planner import Planner
+from assetlens.search.filters.ast import Filter
+from assetlens.search.filters.columns import ColumnCache
+from assetlens.search.filters.fields import FieldSchema
 from assetlens.search.store import Store
+from assetlens.search.vectors.index import VectorIndex
+from assetlens.search.vectors.planner import Planner
 
 
 class VectorSearch:

@@ -45,7 +45,7 @@ class XmpError(SearchError):
 
 @dataclass(frozen=True)
 class XmpContent:
-    """What AssetLens writes into a packet (built by :mod:`search.export`)."""
+    """What AssetLens writes into a packet (built by :mod:`search.catalog.export`)."""
 
     asset_id: int
     uri: str
@@ -175,7 +175,7 @@ def _texts(desc: ET.Element, tag: str) -> list[str]:
 
 
 def merge_packet(existing: bytes, c: XmpContent, *, overwrite: bool) -> str | None:
-    """Merge ``c`` into an existing sidecar (see :mod:`search.export` for the rules).
+    """Merge ``c`` into an existing sidecar (see :mod:`search.catalog.export` for the rules).
 
     Returns:
         The merged packet, or None for a sidecar another program wrote when not ``overwrite``.

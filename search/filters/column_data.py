@@ -1,4 +1,4 @@
-"""Element columns of the filter cache (:mod:`search.columns`): storage, typed views, comparisons.
+"""Element columns of the filter cache (:mod:`search.filters.columns`): storage, typed views, comparisons.
 
 A column holds one field's *elements* (what ``json_each`` yields for a meta value; one per
 non-NULL built-in value): row, JSON type, number and a code into the column's dictionary of texts.
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from assetlens.search.filter_sql import _META_BOOL, _date_sql
+from assetlens.search.filters.sql import _META_BOOL, _date_sql
 from assetlens.search.store import Store
 
 TEXT, INTEGER, REAL, TRUE, FALSE, NULL, ARRAY, OBJECT, DEAD = range(9)

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from assetlens.search.column_data import (
+from assetlens.search.filters.ast import And, Cmp, Filter, Not, Or, TagIs
+from assetlens.search.filters.column_data import (
     DEAD,
     INTEGER,
     NULL,
@@ -45,9 +46,8 @@ from assetlens.search.column_data import (
     Growable,
     Unsupported,
 )
-from assetlens.search.fields import FieldSchema, coerce_value, meta_path
-from assetlens.search.filter_ast import And, Cmp, Filter, Not, Or, TagIs
-from assetlens.search.filter_sql import BUILTIN_FIELDS, _Compiler, compile_filter
+from assetlens.search.filters.fields import FieldSchema, coerce_value, meta_path
+from assetlens.search.filters.sql import BUILTIN_FIELDS, _Compiler, compile_filter
 from assetlens.search.store import Store
 
 

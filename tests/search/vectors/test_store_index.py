@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from assetlens.models.settings import ModelSettings
 from assetlens.search.errors import ModelMismatchError, StoreError
-from assetlens.search.index import IndexConfig, VectorIndex
 from assetlens.search.library import LibraryCore
 from assetlens.search.settings import SearchSettings
 from assetlens.search.store import MIGRATIONS, Store, Tag
+from assetlens.search.vectors.index import IndexConfig, VectorIndex
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = 8) -> np.ndarray:

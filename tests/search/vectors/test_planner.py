@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assetlens.search.columns import ColumnCache
 from assetlens.search.filters import And, Cmp, Filter, Not, TagIs, compile_filter
-from assetlens.search.index import IndexConfig, VectorIndex
-from assetlens.search.planner import Planner, PlannerConfig
+from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.store import Store, Tag
+from assetlens.search.vectors.index import IndexConfig, VectorIndex
+from assetlens.search.vectors.planner import Planner, PlannerConfig
 
 DIM = 32
 N_ASSETS = 20_000

@@ -1,4 +1,4 @@
-"""The string filter syntax (people, CLI), parsed to the AST of ``search.filter_ast``.
+"""The string filter syntax (people, CLI), parsed to the AST of ``search.filters.ast``.
 
 ``OR`` binds loosest, then ``AND`` (or plain juxtaposition), then ``NOT``/``-``::
 
@@ -12,7 +12,7 @@
     name   = [A-Za-z_][A-Za-z0-9_.-]* ;   value = quoted | characters up to a space or ")" ;
     quoted = '"' { character | '\\"' | '\\\\' } '"' ;
 
-A name that is not a built-in field (``search.filter_sql.BUILTIN_FIELDS``) means ``meta.NAME``
+A name that is not a built-in field (``search.filters.sql.BUILTIN_FIELDS``) means ``meta.NAME``
 (``-status:draft`` excludes drafts by ``meta.status``; the ingest result is ``ingest_status``);
 a word or quoted phrase is a text match.
 """
@@ -22,8 +22,7 @@ from __future__ import annotations
 import re
 
 from assetlens.search.errors import FieldTypeError, FilterError
-from assetlens.search.fields import parse_number
-from assetlens.search.filter_ast import (
+from assetlens.search.filters.ast import (
     MAX_DEPTH,
     MAX_LIST,
     MAX_STRING,
@@ -39,7 +38,8 @@ from assetlens.search.filter_ast import (
     _check_shape,
     _show,
 )
-from assetlens.search.filter_sql import _canonical_field, _check_builtin, _check_text
+from assetlens.search.filters.fields import parse_number
+from assetlens.search.filters.sql import _canonical_field, _check_builtin, _check_text
 
 _NAME_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)(>=|<=|!=|:|=|>|<)")
 _COMPARE = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}

@@ -1,7 +1,7 @@
 """Readers of metadata import files (CSV, JSON Lines) and the import report.
 
-No store here: :func:`search.meta.import_meta` matches the rows to assets and writes them. The
-file formats are described in :mod:`search.meta`.
+No store here: :func:`search.catalog.meta.import_meta` matches the rows to assets and writes them. The
+file formats are described in :mod:`search.catalog.meta`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from assetlens.search.csv_cells import read_cell
+from assetlens.search.catalog.csv_cells import read_cell
 from assetlens.search.errors import FilterError, SearchError
-from assetlens.search.fields import check_meta_name
+from assetlens.search.filters.fields import check_meta_name
 
 KEY_COLUMNS = ("uri", "path", "content_hash")
 MAX_REPORTED = 1000  # unmatched rows and errors listed in a report (all are counted)
@@ -55,7 +55,7 @@ class Columns:
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What :func:`search.meta.import_meta` did.
+    """What :func:`search.catalog.meta.import_meta` did.
 
     Attributes:
         format: ``csv`` or ``jsonl``.

@@ -11,10 +11,10 @@ transcript as one ``transcript`` column. A meta list is written ``a, b`` when it
 declared ``list`` (and no element holds a comma), else as a JSON array, which the import reads
 back as a list. CSV cannot tell text from numbers: declare a field ``string`` (``assetlens meta
 schema set sku=string``) to keep ``00123`` as text through a CSV round trip; JSON Lines keeps
-every JSON type, nulls included. Cells are written by :mod:`search.csv_cells`: one that a
+every JSON type, nulls included. Cells are written by :mod:`search.catalog.csv_cells`: one that a
 spreadsheet would run as a formula gets a leading ``'`` (CSV injection), which the import removes.
 
-XMP sidecars (see :mod:`search.xmp` for the packet: keywords in ``dc:subject``; title,
+XMP sidecars (see :mod:`search.catalog.xmp` for the packet: keywords in ``dc:subject``; title,
 description, creator, rights and usage terms from ``meta``, else from the file's own metadata;
 tag scores and DAM fields in the ``assetlens`` namespace) are named ``NAME.EXT.xmp`` by default:
 the convention of darktable, digiKam and exiftool's ``%f.%e.xmp``, which never mixes up
@@ -41,13 +41,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from assetlens.search.csv_cells import cell_text, guard_formula
+from assetlens.search.catalog.csv_cells import cell_text, guard_formula
+from assetlens.search.catalog.meta import filter_sql, load_schema
+from assetlens.search.catalog.xmp import XmpContent, XmpError, merge_packet, new_packet
 from assetlens.search.errors import SearchError
-from assetlens.search.fields import FieldSchema, flatten_fields
 from assetlens.search.filters import Filter
-from assetlens.search.meta import filter_sql, load_schema
+from assetlens.search.filters.fields import FieldSchema, flatten_fields
 from assetlens.search.store import Asset, Store, Tag, now_iso
-from assetlens.search.xmp import XmpContent, XmpError, merge_packet, new_packet
 
 FORMATS = ("csv", "jsonl", "xmp")
 Naming = Literal["ext", "base"]

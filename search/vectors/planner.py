@@ -1,7 +1,7 @@
 """Filtered vector search that stays exact-or-near-exact at every selectivity.
 
 The planner first counts the candidates: the filter becomes a mask over assets
-(:class:`search.columns.ColumnCache`, milliseconds), joined to the index rows (vectors). Then:
+(:class:`search.filters.columns.ColumnCache`, milliseconds), joined to the index rows (vectors). Then:
 
 * few candidate vectors (``exact_max``, 32k by default) -> an exact scan of exactly those rows
   (``knn_inner_products_by_idx`` reads each selected vector in place, one thread, no OpenMP:
@@ -31,12 +31,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from assetlens.search.columns import ColumnCache
-from assetlens.search.fields import FieldSchema
-from assetlens.search.filter_ast import Filter
-from assetlens.search.filter_sql import compile_filter
-from assetlens.search.index import VectorIndex
+from assetlens.search.filters.ast import Filter
+from assetlens.search.filters.columns import ColumnCache
+from assetlens.search.filters.fields import FieldSchema
+from assetlens.search.filters.sql import compile_filter
 from assetlens.search.store import Store
+from assetlens.search.vectors.index import VectorIndex
 
 
 class Hit(NamedTuple):

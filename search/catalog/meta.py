@@ -37,10 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from assetlens.search.errors import FieldTypeError, FilterError
-from assetlens.search.fields import FieldSchema, check_meta_name, meta_path
-from assetlens.search.filters import BUILTIN_FIELDS, Filter, compile_filter, parse_filter
-from assetlens.search.meta_import import (
+from assetlens.search.catalog.meta_import import (
     Columns,
     Format,
     ImportReport,
@@ -50,6 +47,9 @@ from assetlens.search.meta_import import (
     detect_format,
     read_rows,
 )
+from assetlens.search.errors import FieldTypeError, FilterError
+from assetlens.search.filters import BUILTIN_FIELDS, Filter, compile_filter, parse_filter
+from assetlens.search.filters.fields import FieldSchema, check_meta_name, meta_path
 from assetlens.search.store import Store
 
 __all__ = ["ImportReport", "MetaImportError", "detect_format"]  # re-exported: callers need only this module

@@ -16,8 +16,8 @@ import pytest
 from libxmp import XMPMeta
 from search_library import library_store, run_cli, uri
 
-from assetlens.search.export import export_csv, export_jsonl, export_xmp, iter_docs, sidecar_path
-from assetlens.search.meta import declare_fields, import_meta, set_meta
+from assetlens.search.catalog.export import export_csv, export_jsonl, export_xmp, iter_docs, sidecar_path
+from assetlens.search.catalog.meta import declare_fields, import_meta, set_meta
 from assetlens.search.store import Store, Tag
 
 DC = "http://purl.org/dc/elements/1.1/"

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 from search_library import library_store, run_cli, uri
 
-from assetlens.search.errors import AssetNotFoundError, FieldTypeError, FilterError
-from assetlens.search.fields import FieldSchema
-from assetlens.search.meta import (
+from assetlens.search.catalog.meta import (
     MetaImportError,
     declare_fields,
     facets,
@@ -20,6 +18,8 @@ from assetlens.search.meta import (
     save_schema,
     set_meta,
 )
+from assetlens.search.errors import AssetNotFoundError, FieldTypeError, FilterError
+from assetlens.search.filters.fields import FieldSchema
 from assetlens.search.store import Store
 
 

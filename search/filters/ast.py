@@ -1,7 +1,7 @@
 """The filter AST, its limits and the checks every reader shares (shape, size, length).
 
-Both syntaxes (``search.filter_syntax`` for the string form, ``search.filters`` for JSON) build
-these nodes; ``search.filter_sql`` compiles them. Values stay as written here: typing happens
+Both syntaxes (``search.filters.syntax`` for the string form, ``search.filters`` for JSON) build
+these nodes; ``search.filters.sql`` compiles them. Values stay as written here: typing happens
 when compiling.
 """
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assetlens.search.columns import ColumnCache
 from assetlens.search.errors import FilterError
-from assetlens.search.fields import FieldSchema
 from assetlens.search.filters import And, Cmp, Filter, Not, Or, TagIs, TextMatch, compile_filter
+from assetlens.search.filters.columns import ColumnCache
+from assetlens.search.filters.fields import FieldSchema
 from assetlens.search.store import Store, Tag
 
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)

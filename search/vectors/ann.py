@@ -1,6 +1,6 @@
 """FAISS building blocks of the vector index: configuration, construction by kind, exact row scans.
 
-Kept apart from :mod:`search.index` (which keeps an index in step with the store) so the pieces a
+Kept apart from :mod:`search.vectors.index` (which keeps an index in step with the store) so the pieces a
 planner needs to score rows exactly are plain functions.
 """
 

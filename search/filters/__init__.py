@@ -13,8 +13,8 @@ String (people, CLI), the same filter::
 A name that is not a built-in field means ``meta.NAME`` (``status`` is ``meta.status``; the
 ingest result ok/failed is the built-in ``ingest_status``). Both syntaxes give the same AST.
 
-The parts: ``search.filter_ast`` (the nodes, limits, shared checks), ``search.filter_syntax``
-(the string grammar), ``search.filter_sql`` (built-in fields, typing, compilation); this module
+The parts: ``search.filters.ast`` (the nodes, limits, shared checks), ``search.filters.syntax``
+(the string grammar), ``search.filters.sql`` (built-in fields, typing, compilation); this module
 reads JSON, writes it back (``to_json``), picks a syntax (``parse_filter``) and re-exports the
 public API.
 """
@@ -27,8 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from assetlens.search.errors import FieldTypeError, FilterError
-from assetlens.search.fields import parse_number
-from assetlens.search.filter_ast import (
+from assetlens.search.filters.ast import (
     MAX_DEPTH,
     MAX_INPUT,
     MAX_LIST,
@@ -48,7 +47,8 @@ from assetlens.search.filter_ast import (
     _check_shape,
     _show,
 )
-from assetlens.search.filter_sql import (
+from assetlens.search.filters.fields import parse_number
+from assetlens.search.filters.sql import (
     BUILTIN_FIELDS,
     Builtin,
     _canonical_field,
@@ -57,7 +57,7 @@ from assetlens.search.filter_sql import (
     compile_filter,
     fts_query,
 )
-from assetlens.search.filter_syntax import parse_string
+from assetlens.search.filters.syntax import parse_string
 
 __all__ = [
     "BUILTIN_FIELDS",

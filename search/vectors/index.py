@@ -3,7 +3,7 @@
 Small libraries get an exact flat index. Large ones get an approximate one, chosen by size
 (:class:`IndexConfig`): HNSW (fast queries, minutes to build at a million vectors) or IVF (fast to
 build, for tens of millions). Both keep the float32 vectors themselves (the flat storage of HNSW,
-the inverted lists of IVF), so the planner (``search.planner``) can also score any subset exactly.
+the inverted lists of IVF), so the planner (``search.vectors.planner``) can also score any subset exactly.
 
 Rows are numbered in vector-id order; three arrays map them: vector id, asset id and alive.
 Keeping in step with the store:
@@ -36,8 +36,8 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from assetlens.search.ann import IndexConfig, estimate_bytes, knn_rows, merge_top, new_index
 from assetlens.search.store import Store
+from assetlens.search.vectors.ann import IndexConfig, estimate_bytes, knn_rows, merge_top, new_index
 
 __all__ = ["IndexConfig", "IndexState", "VectorIndex", "knn_rows", "merge_top"]
 

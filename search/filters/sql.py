@@ -21,16 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from assetlens.search.errors import FilterError
-from assetlens.search.fields import (
-    FieldSchema,
-    FieldType,
-    check_meta_name,
-    coerce_value,
-    infer_type,
-    meta_path,
-    parse_number,
-)
-from assetlens.search.filter_ast import (
+from assetlens.search.filters.ast import (
     MAX_TERMS,
     MAX_VALUES,
     And,
@@ -42,6 +33,15 @@ from assetlens.search.filter_ast import (
     TextMatch,
     _check_shape,
     _show,
+)
+from assetlens.search.filters.fields import (
+    FieldSchema,
+    FieldType,
+    check_meta_name,
+    coerce_value,
+    infer_type,
+    meta_path,
+    parse_number,
 )
 
 
