@@ -1,6 +1,7 @@
 """DAM metadata, facets and export in the store: an asset's user ``meta``, the ``meta`` and
 ``embedded`` JSON columns and whole assets streamed for export (``search.catalog.meta``,
-``search.catalog.export``), and the counts behind facets: per column value, per metadata field value and per tag.
+``search.catalog.export``), and the counts behind facets: per column value, per metadata field
+value and per tag.
 """
 
 from __future__ import annotations
