@@ -1,39 +1,41 @@
-"""The ingest pipeline: scan -> hash -> decode -> embed -> tag -> transcribe -> write.
+"""The ingest pipeline: plan -> stages -> executor -> writer.
 
-Incremental and resumable. Decode threads (:mod:`enrich.prepare`) hash each file and decode it
-(images at reduced size, videos as keyframes) while the main thread runs CLIP on the previous
-batch. Each batch is written in one transaction, so an interrupted run keeps every finished
-batch and a re-run picks up where it stopped: files whose size and mtime are unchanged and that
-are complete (embedded, or failed) are skipped; a known content hash is a rename or an exact
-duplicate, whose vectors, tags and transcript are reused without decoding.
+:func:`~assetlens.enrich.plan.plan_ingest` scans the roots and diffs them against the store; the
+stages (:mod:`assetlens.enrich.stages`: decode, embed, tag, transcribe) turn each file into
+records; an executor (:mod:`assetlens.enrich.executors`: local threads, or a Ray cluster) runs
+them; the :class:`~assetlens.enrich.writer.Writer` stores each batch in one transaction.
+
+Incremental and resumable: an interrupted run keeps every finished batch and a re-run picks up
+where it stopped. Files whose size and mtime are unchanged and that are complete (embedded, or
+failed) are skipped; a known content hash is a rename or an exact duplicate, whose vectors, tags
+and transcript are reused without decoding.
 """
 
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from tqdm import tqdm
+from typing import Literal
 
 from assetlens.enrich.decode import DEFAULT_MAX_PIXELS
-from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.executors import Executor
+from assetlens.enrich.executors.local import LocalExecutor
 from assetlens.enrich.lock import writer_lock
-from assetlens.enrich.prepare import Prepared, make_worker
-from assetlens.enrich.records import asset_values, original_id, reuse_known_content, size_mtime, write_failure
-from assetlens.enrich.scan import Candidate, ScanFailure, path_uri, scan
+from assetlens.enrich.plan import plan_ingest
+from assetlens.enrich.scan import scan
+from assetlens.enrich.stages import Decode, Embed, Stage, ingest_stages
 from assetlens.enrich.tagging import Tagger
-from assetlens.enrich.transcribe import needs_transcript, transcribe_assets, transcribe_file
 from assetlens.enrich.video import KeyframeOptions
+from assetlens.enrich.work import FileWork
+from assetlens.enrich.writer import IngestProgress, IngestReport, Writer
 from assetlens.models.clip import ClipEncoder
-from assetlens.models.whisper import Transcriber
-from assetlens.search.store import Asset, Store
+from assetlens.models.settings import WhisperSettings
+from assetlens.search.store import Store
 from assetlens.search.vectors.index import VectorIndex
+
+__all__ = ["IngestOptions", "IngestProgress", "IngestReport", "Ingester", "reembed_library"]
 
 
 def default_workers(device: str = "cpu") -> int:
@@ -68,31 +70,9 @@ class IngestOptions:
     batch_size: int = 0  # 0: default_batch_size() of the encoder's device
     workers: int = 0  # 0: default_workers() of the encoder's device
     max_pixels: int = DEFAULT_MAX_PIXELS
-    progress: bool = False
-
-
-@dataclass
-class IngestReport:
-    """What a run did; ``as_dict`` is the ``ingest --json`` document."""
-
-    job_id: int
-    added: int = 0
-    updated: int = 0
-    skipped: int = 0
-    renamed: int = 0
-    duplicates: int = 0
-    failed: int = 0
-    pruned: int = 0
-    excluded: int = 0
-    transcribed: int = 0
-    interrupted: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def counts(self) -> dict[str, int]:
-        """The file counts (what a job records)."""
-        return {k: v for k, v in self.as_dict().items() if type(v) is int and k != "job_id"}
+    engine: Literal["local", "ray", "auto"] = "local"
+    ray_address: str | None = None
+    progress: Callable[[IngestProgress], None] | None = None
 
 
 class Ingester:
@@ -103,7 +83,7 @@ class Ingester:
         encoder: CLIP encoder (the store's model).
         tagger: Tags images and keyframes from their vectors.
         index: Vector index brought level with the store after each run (optional).
-        transcriber: Speech model for audio and video sound (None: no transcripts).
+        transcription: Whisper settings for audio and video sound (None: no transcripts).
     """
 
     def __init__(
@@ -112,11 +92,10 @@ class Ingester:
         encoder: ClipEncoder,
         tagger: Tagger,
         index: VectorIndex | None = None,
-        transcriber: Transcriber | None = None,
+        transcription: WhisperSettings | None = None,
     ) -> None:
         self.store, self.encoder, self.tagger = store, encoder, tagger
-        self.index, self.transcriber = index, transcriber
-        self._redo: Callable[[Candidate], Prepared] | None = None
+        self.index, self.transcription = index, transcription
 
     def ingest(self, roots: Sequence[Path], options: IngestOptions | None = None) -> IngestReport:
         """Ingest every media file under ``roots``.
@@ -145,25 +124,29 @@ class Ingester:
     def _ingest(self, roots: Sequence[Path], options: IngestOptions) -> IngestReport:
         with self.store.transaction():
             self.store.ensure_model(self.encoder.model_id)
-        items = list(
-            scan(
-                roots, include=options.include, exclude=options.exclude, include_hidden=options.include_hidden
-            )
+        found = scan(
+            roots, include=options.include, exclude=options.exclude, include_hidden=options.include_hidden
         )
+        kinds = frozenset(
+            {"image", *(["video"] if options.video else []), *(["audio"] if options.audio else [])}
+        )
+        transcribe = options.transcribe and self.transcription is not None
+        plan = plan_ingest(self.store, list(found), kinds=kinds, transcribe=transcribe, force=options.force)
         args = {k: v for k, v in asdict(options).items() if k != "progress"}
         report = IngestReport(
             self.store.start_job(
                 "ingest", {"roots": [str(r) for r in roots], "model": self.encoder.model_id, **args}
             )
         )
-        bar = tqdm(total=len(items), unit="file", disable=not options.progress, smoothing=0.1)
+        report.skipped, report.excluded = plan.skipped, plan.excluded
+        writer = Writer(self.store, report, self.encoder.model_id, plan.total, options.progress)
         status = "done"
         try:
-            todo, untranscribed = self._plan(items, options, report, bar)
-            self._run(todo, options, report, bar)
-            if untranscribed and self.transcriber is not None:
-                done = transcribe_assets(self.store, self.transcriber, untranscribed, report.job_id)
-                report.transcribed += done.transcribed
+            writer.write_scan_failures(plan.failures)
+            executor = self._executor(options)
+            redo = self._run(executor, self._stages(options, transcribe, known=True), plan.work, writer)
+            if redo:  # known content whose source vanished meanwhile: decode it after all
+                self._run(executor, self._stages(options, transcribe, known=False), redo, writer)
             if options.prune:
                 self._prune(roots, report)
         except KeyboardInterrupt:
@@ -173,7 +156,6 @@ class Ingester:
             status = "failed"
             raise
         finally:
-            bar.close()
             try:
                 self.store.finish_job(report.job_id, status, report.counts())
                 if self.index is not None:
@@ -185,185 +167,27 @@ class Ingester:
                     raise
         return report
 
-    def _plan(
-        self, items: list[Candidate | ScanFailure], options: IngestOptions, report: IngestReport, bar: tqdm
-    ) -> tuple[list[Candidate], list[Asset]]:
-        """Split scanned files into work, skips and failures; find transcripts still missing."""
-        todo: list[Candidate] = []
-        untranscribed: list[Asset] = []
-        wanted = {"image", *(["video"] if options.video else []), *(["audio"] if options.audio else [])}
-        with self.store.transaction():
-            for item in items:
-                existing = self.store.asset_by_uri(path_uri(item.path))
-                if isinstance(item, Candidate) and item.kind not in wanted:
-                    report.excluded += 1
-                elif self._unchanged(item, existing, options):
-                    report.skipped += 1
-                    if options.transcribe and existing is not None and needs_transcript(existing):
-                        untranscribed.append(existing)
-                elif isinstance(item, ScanFailure):
-                    self._write_failure(item.path, "scan", item.reason, report, None)
-                else:
-                    todo.append(item)
-                    continue
-                bar.update()
-        return todo, untranscribed
+    def _executor(self, options: IngestOptions) -> Executor:
+        if options.engine == "local":
+            return LocalExecutor(options.workers, options.batch_size)
+        from assetlens.enrich.executors.ray_cluster import RayExecutor  # Ray is an optional extra
 
-    def _unchanged(
-        self, item: Candidate | ScanFailure, existing: Asset | None, options: IngestOptions
-    ) -> bool:
-        """Same size and mtime as stored, and complete (embedded, sound-only, or failed)."""
-        if options.force or existing is None:
-            return False
-        size, mtime = size_mtime(item.path) if isinstance(item, ScanFailure) else (item.size, item.mtime)
-        if existing.size != size or existing.mtime != mtime:
-            return False
-        return existing.status == "failed" or existing.kind == "audio" or self.store.has_vectors(existing.id)
+        return RayExecutor.connect(options.ray_address, options.batch_size, required=options.engine == "ray")
 
-    def _run(self, todo: list[Candidate], options: IngestOptions, report: IngestReport, bar: tqdm) -> None:
+    def _stages(self, options: IngestOptions, transcribe: bool, known: bool) -> list[Stage]:
         size = self.encoder.image_size
-        keyframes = KeyframeOptions(**{**asdict(options.keyframes), "min_side": size})
-        work = make_worker(size, options.max_pixels, keyframes, self.store.embedded_hashes())
-        self._redo = make_worker(size, options.max_pixels, keyframes, set())
-        pending: list[Prepared] = []
-        window = max(options.batch_size * 2, options.workers * 2)
-        with ThreadPoolExecutor(options.workers, thread_name_prefix="decode") as pool:
-            futures: deque[Future[Prepared]] = deque()
-            try:
-                for candidate in todo:
-                    futures.append(pool.submit(work, candidate))
-                    if len(futures) >= window:
-                        self._collect(futures.popleft().result(), pending, options, report, bar)
-                while futures:
-                    self._collect(futures.popleft().result(), pending, options, report, bar)
-                if pending:
-                    self._flush(pending, options, report, bar)
-            finally:
-                for future in futures:
-                    future.cancel()
+        hashes = frozenset(self.store.embedded_hashes()) if known else frozenset()
+        decode = Decode(size, options.max_pixels, options.keyframes, hashes)
+        embed = Embed(self.encoder.spec, self.encoder.settings, options.batch_size, self.encoder)
+        return ingest_stages(decode, embed, self.tagger.scorer(), self.transcription if transcribe else None)
 
-    def _collect(
-        self,
-        prepared: Prepared,
-        pending: list[Prepared],
-        options: IngestOptions,
-        report: IngestReport,
-        bar: tqdm,
-    ) -> None:
-        pending.append(prepared)
-        if sum(p.frames for p in pending) >= options.batch_size or len(pending) >= 512:
-            self._flush(pending, options, report, bar)
-            pending.clear()
-
-    def _progress(self, report: IngestReport, bar: tqdm, finished: int) -> None:
-        bar.update(finished)
-        counts = report.counts()
-        # tqdm does not count when disabled (--json, no TTY): derive progress from the report.
-        done = sum(counts[k] for k in ("added", "updated", "skipped", "renamed", "failed", "excluded"))
-        self.store.job_progress(report.job_id, {**counts, "done": done, "total": int(bar.total or 0)})
-
-    def _flush(
-        self, pending: list[Prepared], options: IngestOptions, report: IngestReport, bar: tqdm
-    ) -> None:
-        """Embed, transcribe, then write one batch and the job's progress in one transaction."""
-        vectors = self._encode([p.pixels for p in pending if p.pixels is not None], options.batch_size)
-        offsets = np.cumsum([0] + [p.frames for p in pending])
-        transcripts = {
-            i: self._transcribe(p, report)
-            for i, p in enumerate(pending)
-            if p.stage is None and not p.known_content and self._wants_transcript(p, options)
-        }
-        with self.store.transaction():
-            for i, p in enumerate(pending):
-                if p.stage is not None:
-                    self._write_failure(p.candidate.path, p.stage, p.reason or "", report, p.candidate)
-                elif p.known_content and self._reuse(p, report):
-                    continue
-                elif p.known_content:  # its source vanished meanwhile: decode it now
-                    self._write_redo(p, options, report)
-                else:
-                    self._write(p, vectors[offsets[i] : offsets[i + 1]], transcripts.get(i), report)
-            self._progress(report, bar, len(pending))
-
-    def _encode(self, pixels: list[np.ndarray], batch_size: int) -> np.ndarray:
-        if not pixels:
-            return np.zeros((0, self.encoder.dim), np.float32)
-        frames = np.concatenate(pixels)
-        return np.concatenate(
-            [
-                self.encoder.encode_prepared(frames[i : i + batch_size])
-                for i in range(0, len(frames), batch_size)
-            ]
-        )
-
-    def _wants_transcript(self, p: Prepared, options: IngestOptions) -> bool:
-        return (
-            options.transcribe and self.transcriber is not None and p.probe is not None and p.probe.has_audio
-        )
-
-    def _transcribe(self, p: Prepared, report: IngestReport) -> list[dict[str, Any]] | str:
-        """Segments of a file's sound, or the reason it could not be transcribed."""
-        assert self.transcriber is not None
-        try:
-            segments = transcribe_file(self.transcriber, p.candidate.path)
-        except DecodeError as exc:
-            return exc.reason
-        report.transcribed += 1
-        return segments
-
-    def _write(
-        self,
-        p: Prepared,
-        vectors: np.ndarray,
-        transcript: list[dict[str, Any]] | str | None,
-        report: IngestReport,
-    ) -> None:
-        uri = str(p.candidate.path)
-        assert p.content_hash is not None
-        existing = self.store.asset_by_uri(uri)
-        originals = [a for a in self.store.assets_by_hash(p.content_hash) if a.uri != uri]
-        values = asset_values(p, vectors, original_id(originals[0]) if originals else None)
-        asset_id = self.store.upsert_asset(values)
-        self.store.replace_vectors(asset_id, self.encoder.model_id, vectors, list(p.times))
-        self.store.replace_tags(
-            asset_id, "clip", self.tagger.tag_asset(vectors, p.times) if len(vectors) else []
-        )
-        if isinstance(transcript, list):
-            self.store.replace_segments(
-                asset_id, self.transcriber.model_id if self.transcriber else None, transcript
-            )
-        else:
-            self.store.replace_segments(asset_id, None, [])
-            if transcript is not None:
-                self.store.record_failure(report.job_id, uri, "transcribe", transcript)
-        report.added += existing is None
-        report.updated += existing is not None
-        report.duplicates += bool(originals)
-
-    def _write_redo(self, p: Prepared, options: IngestOptions, report: IngestReport) -> None:
-        assert self._redo is not None
-        redo = self._redo(p.candidate)
-        if redo.stage is not None:
-            self._write_failure(p.candidate.path, redo.stage, redo.reason or "", report, p.candidate)
-            return
-        vectors = self._encode([redo.pixels] if redo.pixels is not None else [], options.batch_size)
-        transcript = self._transcribe(redo, report) if self._wants_transcript(redo, options) else None
-        self._write(redo, vectors, transcript, report)
-
-    def _reuse(self, p: Prepared, report: IngestReport) -> bool:
-        """Reuse known content (see :func:`reuse_known_content`); False if its source vanished."""
-        done = reuse_known_content(self.store, p)
-        report.skipped += done == "touched"
-        report.renamed += done == "renamed"
-        report.added += done == "duplicate"
-        report.duplicates += done == "duplicate"
-        return done is not None
-
-    def _write_failure(
-        self, path: Path, stage: str, reason: str, report: IngestReport, candidate: Candidate | None
-    ) -> None:
-        write_failure(self.store, report.job_id, path, stage, reason, candidate, self.encoder.model_id)
-        report.failed += 1
+    def _run(
+        self, executor: Executor, stages: list[Stage], work: list[FileWork], writer: Writer
+    ) -> list[FileWork]:
+        redo: list[FileWork] = []
+        for batch in executor.run(stages, work):
+            redo += writer.write(batch)
+        return [replace(w, known_content=False, content_hash=None) for w in redo]
 
     def _prune(self, roots: Sequence[Path], report: IngestReport) -> None:
         prefixes = [os.path.abspath(r) for r in roots]

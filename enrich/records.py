@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from assetlens.enrich.prepare import Prepared
 from assetlens.enrich.scan import Candidate, path_uri
+from assetlens.enrich.work import FileWork
 from assetlens.search.store import Asset, Store, now_iso
 
 Reuse = Literal["touched", "renamed", "duplicate"]
@@ -23,7 +23,7 @@ _COPIED = ("kind", "mime", "width", "height", "duration", "created", "embedded",
            "poster_t")  # fmt: skip
 
 
-def asset_values(p: Prepared, vectors: np.ndarray, duplicate_of: int | None) -> dict[str, Any]:
+def asset_values(p: FileWork, vectors: np.ndarray, duplicate_of: int | None) -> dict[str, Any]:
     """The asset row of a decoded file: file facts, embedded metadata or media probe, poster frame."""
     c = p.candidate
     values: dict[str, Any] = {
@@ -45,7 +45,7 @@ def asset_values(p: Prepared, vectors: np.ndarray, duplicate_of: int | None) -> 
     return values
 
 
-def reuse_known_content(store: Store, p: Prepared) -> Reuse | None:
+def reuse_known_content(store: Store, p: FileWork) -> Reuse | None:
     """Known content without decoding: a touched file, a rename or an exact duplicate.
 
     Returns:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,8 @@ class Tagger:
         self.cache_dir, self.min_z, self.max_tags = cache_dir, min_z, max_tags
         self.tags = vocabulary.tags()
         self._labels: np.ndarray | None = None
+        self._scorer: TagScorer | None = None
         self._ancestors = {tag: vocabulary.ancestors(tag) for tag in self.tags}
-        self._position = {tag: i for i, tag in enumerate(self.tags)}
 
     @property
     def cache_key(self) -> str:
@@ -119,9 +120,51 @@ class Tagger:
                 tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves no debris
         return self._labels
 
+    def scorer(self) -> TagScorer:
+        """The label embeddings and the threshold rule, without the encoder (it pickles)."""
+        return TagScorer(
+            self.encoder.model_id,
+            self.tags,
+            self.label_embeddings(),
+            self._ancestors,
+            self.min_z,
+            self.max_tags,
+        )
+
+    def tag_asset(self, vectors: np.ndarray, times: Sequence[float | None]) -> list[Tag]:
+        """Tags of one asset from all its vectors (see :meth:`TagScorer.tag_asset`)."""
+        if self._scorer is None:
+            self._scorer = self.scorer()
+        return self._scorer.tag_asset(vectors, times)
+
+
+@dataclass(frozen=True)
+class TagScorer:
+    """Picks an asset's tags from its vectors: label embeddings plus the threshold rule.
+
+    Attributes:
+        model_id: The model of the label embeddings (recorded with each tag).
+        tags: The vocabulary's tags, in the order of ``labels``' rows.
+        labels: ``(T, dim)`` unit vectors, one per tag.
+        ancestors: The parents (and their parents) of each tag.
+        min_z, max_tags: The threshold rule (see the module docstring).
+    """
+
+    model_id: str
+    tags: list[str]
+    labels: np.ndarray
+    ancestors: dict[str, tuple[str, ...]]
+    min_z: float = DEFAULT_MIN_Z
+    max_tags: int = DEFAULT_MAX_TAGS
+    position: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position", {tag: i for i, tag in enumerate(self.tags)})
+
     def tag_vectors(self, vectors: np.ndarray) -> list[dict[str, float]]:
         """Kept tags with cosine scores, for each vector."""
-        sims = vectors @ self.label_embeddings().T
+        position = self.position
+        sims = vectors @ self.labels.T
         out = []
         for row in sims:
             z = (row - row.mean()) / max(float(row.std()), 1e-6)
@@ -132,8 +175,8 @@ class Tagger:
                     break
                 kept[self.tags[i]] = float(row[i])
             for tag, score in list(kept.items()):
-                for parent in self._ancestors[tag]:
-                    own = float(row[self._position[parent]])
+                for parent in self.ancestors[tag]:
+                    own = float(row[position[parent]])
                     kept[parent] = max(kept.get(parent, own), own, score)
             out.append(kept)
         return out
@@ -146,7 +189,7 @@ class Tagger:
                 if tag not in best or score > best[tag][0]:
                     best[tag] = (score, t)
         return sorted(
-            (Tag(tag, score, "clip", self.encoder.model_id, t) for tag, (score, t) in best.items()),
+            (Tag(tag, score, "clip", self.model_id, t) for tag, (score, t) in best.items()),
             key=lambda tag: -tag.score,
         )
 
@@ -166,10 +209,11 @@ def retag_library(store: Store, tagger: Tagger, progress: bool = False, batch: i
             f"{tagger.encoder.model_id}: tag with the library's model"
         )
     ids = store.embedded_asset_ids()
+    scorer = tagger.scorer()
     with tqdm(total=len(ids), unit="asset", disable=not progress) as bar:
         for start in range(0, len(ids), batch):
             chunk = store.vectors_by_asset(ids[start : start + batch])
-            tags = {aid: tagger.tag_asset(vectors, times) for aid, (vectors, times) in chunk.items()}
+            tags = {aid: scorer.tag_asset(vectors, times) for aid, (vectors, times) in chunk.items()}
             with store.transaction():
                 for aid, asset_tags in tags.items():
                     store.replace_tags(aid, "clip", asset_tags)

@@ -128,12 +128,18 @@ class Result:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of results."""
+    """One page of results.
+
+    Attributes:
+        results: Best first. next_cursor: Continues the query; None on the last page.
+        took_ms: Time spent. plan: How it was run. query: What decided the order (echoed back).
+    """
 
     results: list[Result]
     next_cursor: str | None
     took_ms: float
     plan: dict[str, Any]
+    query: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -227,7 +233,8 @@ class SearchEngine:
             last = page[-1]
             next_cursor = Cursor(last.sort_key, last.asset_id, served, snapshot, digest).encode()
         results = self._results(page, query)
-        return Page(results, next_cursor, round((time.perf_counter() - started) * 1000, 2), plan)
+        took = round((time.perf_counter() - started) * 1000, 2)
+        return Page(results, next_cursor, took, plan, query.describe())
 
     def _validate(self, query: Query) -> None:
         if not 1 <= query.limit <= MAX_LIMIT:

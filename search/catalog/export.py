@@ -166,6 +166,35 @@ def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, A
     return count
 
 
+def export_file(
+    store: Store,
+    fmt: Literal["csv", "jsonl"],
+    path: Path,
+    filter: Filter | str | Mapping[str, Any] | None = None,
+) -> ExportReport:
+    """Write a CSV or JSON Lines export to ``path``.
+
+    Written through a temporary file renamed at the end: a failed export leaves no half file and
+    an earlier export at ``path`` stays whole.
+
+    Raises:
+        ExportError: The file cannot be written (full disk, no permission...).
+    """
+    write = export_csv if fmt == "csv" else export_jsonl
+    temporary = path.with_name(f".{path.name}.assetlens-tmp")
+    try:
+        with temporary.open("w", encoding="utf-8", newline="") as f:
+            count = write(store, f, filter)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return ExportReport(fmt, count, str(path))
+
+
 def sidecar_path(
     uri: str, naming: Naming = "ext", sidecar_dir: Path | None = None, root: str | None = None
 ) -> Path:

@@ -43,7 +43,7 @@ def media(tmp_path: Path) -> Path:
 
 def ingest(lib: LibraryCore, folder: Path, transcriber: Transcriber | None, **options: object) -> dict:
     ingester = ingester_for(lib)
-    ingester.transcriber = transcriber
+    ingester.transcription = transcriber.settings if transcriber else None
     return ingester.ingest([folder], IngestOptions(**options)).as_dict()  # type: ignore[arg-type]
 
 

@@ -6,11 +6,10 @@ import hashlib
 import json
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner
 
-from assetlens.search.api_cli import keys
+from assetlens.enrich.cli import cli
 from assetlens.search.library import LibraryCore
 
 # One route per scope level, with a body that passes validation.
@@ -116,10 +115,9 @@ def test_keys_over_http(api: Any, problem: Any) -> None:
     problem(api.delete("/v1/keys/999999"), 404)
 
 
-def _cli(lib: LibraryCore, *args: str) -> Any:
-    root = click.Group(commands=[keys])
-    result = CliRunner().invoke(root, list(args), obj=lib)
-    assert result.exit_code == 0, result.output
+def _cli(lib: LibraryCore, *args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(cli, ["--data-dir", str(lib.settings.data_dir), *args])
+    assert result.exit_code == code, result.output
     return result
 
 
@@ -133,5 +131,5 @@ def test_keys_cli_shows_a_key_once(lib: LibraryCore) -> None:
     assert lib.store.api_keys()[0]["revoked_at"] is not None
     plain = _cli(lib, "keys", "create", "--scope", "read")
     assert plain.stdout.strip().startswith("al_")
-    missing = CliRunner().invoke(click.Group(commands=[keys]), ["keys", "revoke", "42"], obj=lib)
-    assert missing.exit_code == 2 and "no key with id 42" in missing.output
+    missing = _cli(lib, "keys", "revoke", "42", code=2)
+    assert "no key with id 42" in missing.output

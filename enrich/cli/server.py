@@ -1,4 +1,4 @@
-"""API commands: ``serve`` (run the HTTP API with uvicorn) and ``keys`` (create, list, revoke)."""
+"""HTTP API commands: ``serve`` (run the API with uvicorn) and ``keys`` (create, list, revoke)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import os
 
 import click
 
+from assetlens.enrich.cli.common import echo_fields, emit
+from assetlens.enrich.cli.root import library
 from assetlens.search.api.keys import SCOPES, create_key, key_doc
-from assetlens.search.cli import echo_fields, emit, json_option, library
 
 
 @click.command()
@@ -38,12 +39,12 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
 
     from assetlens.search.api.settings import ApiSettings
 
-    lib = library(ctx)
+    core = library(ctx).core
     settings = ApiSettings()
     # Worker processes build their app from the environment: hand them this command's library.
-    os.environ["ASSETLENS_DATA_DIR"] = str(lib.settings.data_dir)
-    if lib.model_settings.clip_model:
-        os.environ["ASSETLENS_CLIP_MODEL"] = lib.model_settings.clip_model
+    os.environ["ASSETLENS_DATA_DIR"] = str(core.settings.data_dir)
+    if core.model_settings.clip_model:
+        os.environ["ASSETLENS_CLIP_MODEL"] = core.model_settings.clip_model
     uvicorn.run(
         "assetlens.search.api.app:app_from_env",
         factory=True,
@@ -67,11 +68,10 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--scope", required=True, type=click.Choice(SCOPES), help="read, write or admin.")
 @click.option("--name", default="", help="A label: who or what uses the key.")
-@json_option
 @click.pass_context
-def keys_create(ctx: click.Context, scope: str, name: str, as_json: bool) -> None:
+def keys_create(ctx: click.Context, scope: str, name: str) -> None:
     """Create a key and print it. It is shown this once: only its hash is stored."""
-    store = library(ctx).store
+    store = library(ctx).core.store
     with store.transaction():
         key_id, key = create_key(store, scope, name)
     doc = {"id": key_id, "key": key, "scopes": scope, "name": name}
@@ -84,11 +84,10 @@ def keys_create(ctx: click.Context, scope: str, name: str, as_json: bool) -> Non
 
 
 @keys.command("list")
-@json_option
 @click.pass_context
-def keys_list(ctx: click.Context, as_json: bool) -> None:
+def keys_list(ctx: click.Context) -> None:
     """List keys (id, name, scopes, dates); never the keys themselves."""
-    rows = [key_doc(r) for r in library(ctx).store.api_keys()]
+    rows = [key_doc(r) for r in library(ctx).core.store.api_keys()]
 
     def human() -> None:
         if not rows:
@@ -108,11 +107,10 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id", metavar="ID", type=click.IntRange(1))
-@json_option
 @click.pass_context
-def keys_revoke(ctx: click.Context, key_id: int, as_json: bool) -> None:
+def keys_revoke(ctx: click.Context, key_id: int) -> None:
     """Revoke key ID: the API refuses it from the next request on."""
-    store = library(ctx).store
+    store = library(ctx).core.store
     if not store.revoke_api_key(key_id):
         raise click.BadParameter(f"no key with id {key_id} (see `assetlens keys list`)", param_hint="ID")
     doc = {"id": key_id, "revoked": True}

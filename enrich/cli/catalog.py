@@ -1,51 +1,20 @@
-"""DAM metadata commands: ``meta set|import|schema``, ``facets`` and ``export``.
-
-They are listed in :data:`COMMANDS`, which ``search.cli`` adds to its own. Because ``search.cli``
-imports this module, its helpers are looked up when a command runs, not at import time.
-"""
+"""DAM metadata commands: ``meta set|import|schema``, ``facets`` and ``export``."""
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import click
 
+from assetlens.enrich.cli.common import echo_fields, emit
+from assetlens.enrich.cli.root import library, state
 from assetlens.search.catalog import export as exporting
 from assetlens.search.catalog.csv_cells import cell_text
-from assetlens.search.catalog.meta import (
-    BUCKETS,
-    declare_fields,
-    facets,
-    filter_sql,
-    import_meta,
-    load_schema,
-    set_meta,
-)
+from assetlens.search.catalog.meta import BUCKETS
 from assetlens.search.filters import parse_filter, to_json
 from assetlens.search.filters.fields import flatten_fields
-from assetlens.search.store import Store
-
-
-def _base() -> ModuleType:
-    # search.cli imports this module to list its commands: importing it at the top would be circular.
-    from assetlens.search import cli
-
-    return cli
-
-
-def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(f)
-
-
-def _store(ctx: click.Context) -> Store:
-    store = _base().library(ctx).store
-    assert isinstance(store, Store)
-    return store
 
 
 def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
@@ -75,20 +44,18 @@ def meta() -> None:
 @meta.command("set")
 @click.argument("ref", metavar="ID|PATH")
 @click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
-@_json_option
 @click.pass_context
-def meta_set(ctx: click.Context, ref: str, assignments: tuple[str, ...], as_json: bool) -> None:
+def meta_set(ctx: click.Context, ref: str, assignments: tuple[str, ...]) -> None:
     """Set fields of one asset: NAME=VALUE (dots nest: camera.make=Nikon); NAME= removes a field.
 
     Values are checked against declared types (`assetlens meta schema set`): dates accept ISO and
     now/today offsets (today+1y), lists are comma-separated. Undeclared fields read numbers and
     true/false as such. All fields are written together or not at all.
     """
-    base = _base()
-    store = _store(ctx)
-    asset = base.find_asset(base.library(ctx), ref)
-    new = set_meta(store, asset.id, _pairs(assignments, "NAME=VALUE"))
-    base.emit(ctx, {"id": asset.id, "uri": asset.uri, "meta": new}, lambda: _echo_meta(new))
+    lib = library(ctx)
+    asset = lib.find(ref)
+    new = lib.set_meta(asset.id, **_pairs(assignments, "NAME=VALUE"))
+    emit(ctx, {"id": asset.id, "uri": asset.uri, "meta": new}, lambda: _echo_meta(new))
 
 
 @meta.command("import")
@@ -98,15 +65,9 @@ def meta_set(ctx: click.Context, ref: str, assignments: tuple[str, ...], as_json
 )
 @click.option("--dry-run", is_flag=True, help="Check and count every row, write nothing.")
 @click.option("--strict", is_flag=True, help="Write nothing (and exit 1) if any row is invalid.")
-@_json_option
 @click.pass_context
 def meta_import(
-    ctx: click.Context,
-    file: Path,
-    fmt: Literal["csv", "jsonl"] | None,
-    dry_run: bool,
-    strict: bool,
-    as_json: bool,
+    ctx: click.Context, file: Path, fmt: Literal["csv", "jsonl"] | None, dry_run: bool, strict: bool
 ) -> None:
     """Import fields from FILE, CSV or JSON Lines, in one transaction.
 
@@ -120,7 +81,7 @@ def meta_import(
     Imports set fields, never remove them (use `meta set ID NAME=`).
     Rows that match no asset and rows with invalid values are reported with their line numbers.
     """
-    report = import_meta(_store(ctx), file, fmt=fmt, dry_run=dry_run, strict=strict)
+    report = library(ctx).import_meta(file, format=fmt, dry_run=dry_run, strict=strict)
 
     def human() -> None:
         click.echo(
@@ -135,7 +96,7 @@ def meta_import(
         if report.ignored:
             click.echo("ignored columns: " + ", ".join(report.ignored))
 
-    _base().emit(ctx, report.as_dict(), human)
+    emit(ctx, report.as_dict(), human)
     if strict and report.error_count:
         click.echo(f"error: {report.error_count} invalid rows: nothing was written", err=True)
         ctx.exit(1)
@@ -148,15 +109,14 @@ def schema() -> None:
 
 @schema.command("set")
 @click.argument("declarations", nargs=-1, required=True, metavar="NAME=TYPE...")
-@_json_option
 @click.pass_context
-def schema_set(ctx: click.Context, declarations: tuple[str, ...], as_json: bool) -> None:
+def schema_set(ctx: click.Context, declarations: tuple[str, ...]) -> None:
     """Declare field types, e.g. rights_expires=date rating=number keywords=list; NAME= undeclares.
 
     Values written from then on must fit; stored values that do not fit are listed (they are kept,
     typed filters skip them).
     """
-    update = declare_fields(_store(ctx), _pairs(declarations, "NAME=TYPE"))
+    update = library(ctx).declare_fields(**_pairs(declarations, "NAME=TYPE"))
 
     def human() -> None:
         for name, kind in update.schema.as_dict().items():
@@ -166,18 +126,15 @@ def schema_set(ctx: click.Context, declarations: tuple[str, ...], as_json: bool)
             for asset_id, name, value in update.conflicts[:20]:
                 click.echo(f"  asset {asset_id}: {name} = {value!r}", err=True)
 
-    _base().emit(ctx, update.as_dict(), human)
+    emit(ctx, update.as_dict(), human)
 
 
 @schema.command("show")
-@_json_option
 @click.pass_context
-def schema_show(ctx: click.Context, as_json: bool) -> None:
+def schema_show(ctx: click.Context) -> None:
     """Show the declared field types."""
-    types = load_schema(_store(ctx)).as_dict()
-    _base().emit(
-        ctx, types, lambda: _base().echo_fields(types) if types else click.echo("(no declared fields)")
-    )
+    types = library(ctx).field_types()
+    emit(ctx, types, lambda: echo_fields(types) if types else click.echo("(no declared fields)"))
 
 
 @click.command("facets")
@@ -187,25 +144,20 @@ def schema_show(ctx: click.Context, as_json: bool) -> None:
     "--limit", default=50, show_default=True, type=click.IntRange(1, 100_000), help="Values to list."
 )
 @click.option("--by", type=click.Choice(list(BUCKETS)), help="Count a date field by year, month or day.")
-@_json_option
 @click.pass_context
-def facets_command(
-    ctx: click.Context, field: str, filter_text: str | None, limit: int, by: Any, as_json: bool
-) -> None:
+def facets_command(ctx: click.Context, field: str, filter_text: str | None, limit: int, by: Any) -> None:
     """Count assets per value of FIELD, most frequent first.
 
     FIELD is a built-in field (kind, mime, ingest_status, ext, width, orientation, created...), `tag`, or
     a metadata field (region or meta.region: user meta wins over the file's embedded metadata;
     each element of a list counts).
     """
-    store = _store(ctx)
+    lib = library(ctx)
     parsed = parse_filter(filter_text)
-    values = facets(store, field, parsed, limit, by=by)
-    where, params = filter_sql(store, parsed)
+    values = lib.facets(field, parsed, limit=limit, by=by)
     doc = {
         "field": field, "by": by, "filter": None if parsed is None else to_json(parsed),
-        "assets": store.count_matching(where, params),
-        "values": [{"value": v, "count": n} for v, n in values],
+        "assets": lib.count(parsed), "values": [{"value": v, "count": n} for v, n in values],
     }  # fmt: skip
 
     def human() -> None:
@@ -215,7 +167,7 @@ def facets_command(
         for value, count in values:
             click.echo(f"{value!s:<{width}}  {count}")
 
-    _base().emit(ctx, doc, human)
+    emit(ctx, doc, human)
 
 
 @click.command("export")
@@ -225,38 +177,23 @@ def facets_command(
 @click.option("--filter", "filter_text", metavar="EXPR|JSON", help="Only assets passing this filter.")
 @click.option("--output", "-o", default="-", show_default=True, help="CSV/JSON Lines file, - for stdout.")
 @click.option(
-    "--sidecar-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    "--sidecar-dir", type=click.Path(file_okay=False, path_type=Path),
     help="XMP: write sidecars below DIR (mirroring the asset folders), not beside the files.",
-)
+)  # fmt: skip
 @click.option(
-    "--naming",
-    type=click.Choice(["ext", "base"]),
-    default="ext",
-    show_default=True,
+    "--naming", type=click.Choice(["ext", "base"]), default="ext", show_default=True,
     help="XMP: ext = NAME.EXT.xmp (darktable, digiKam); base = NAME.xmp (Lightroom, Bridge).",
-)
+)  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="XMP: also merge into sidecars written by other programs.")
 @click.option(
-    "--min-score",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    show_default=True,
+    "--min-score", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
     help="XMP: model tags scoring less are not written as keywords.",
-)
-@_json_option
+)  # fmt: skip
 @click.pass_context
 def export_command(
-    ctx: click.Context,
-    fmt: str | None,
-    filter_text: str | None,
-    output: str,
-    sidecar_dir: Path | None,
-    naming: Literal["ext", "base"],
-    overwrite: bool,
-    min_score: float,
-    as_json: bool,
-) -> None:
+    ctx: click.Context, fmt: str | None, filter_text: str | None, output: str, sidecar_dir: Path | None,
+    naming: Literal["ext", "base"], overwrite: bool, min_score: float,
+) -> None:  # fmt: skip
     """Export assets (fields, meta, tags with scores, file metadata, transcript) as CSV, JSON Lines or XMP.
 
     \b
@@ -274,50 +211,29 @@ def export_command(
         raise click.UsageError("--sidecar-dir, --naming, --overwrite and --min-score apply to --format xmp")
     if fmt == "xmp" and output != "-":
         raise click.UsageError("--format xmp writes sidecars: use --sidecar-dir, not --output")
-    if fmt != "xmp" and output == "-" and as_json:
+    if fmt != "xmp" and output == "-" and state(ctx).as_json:
         raise click.UsageError("--json needs --output FILE: the export itself goes to stdout")
-    store = _store(ctx)
-    parsed = parse_filter(filter_text)
+    lib = library(ctx)
     if fmt == "xmp":
-        report = exporting.export_xmp(
-            store, parsed, sidecar_dir=sidecar_dir, naming=naming, overwrite=overwrite, min_score=min_score
+        report = lib.export(
+            "xmp", sidecar_dir, filter_text, naming=naming, overwrite=overwrite, min_score=min_score
         )
+    elif output == "-":
+        report = lib.export(fmt, sys.stdout, filter_text)  # type: ignore[arg-type]
     else:
-        write = exporting.export_csv if fmt == "csv" else exporting.export_jsonl
-        if output == "-":
-            count = write(store, sys.stdout, parsed)
-        else:
-            count = _write_file(Path(output), lambda f: write(store, f, parsed))
-        report = exporting.ExportReport(fmt, count, output)
+        report = lib.export(fmt, Path(output), filter_text)  # type: ignore[arg-type]
 
     def human() -> None:
         where = {None: "beside the files", "-": "stdout"}.get(report.output, report.output)
         merged = f" ({report.merged} merged into existing sidecars)" if report.merged else ""
-        # With the data on stdout, the summary goes to stderr.
-        err = report.output == "-"
+        err = report.output == "-"  # with the data on stdout, the summary goes to stderr
         click.echo(f"exported {report.assets} assets as {fmt} to {where}{merged}", err=err)
         if report.skipped_count:
             click.echo(f"skipped {report.skipped_count}:", err=err)
             for uri, reason in report.skipped[:50]:
                 click.echo(f"  {uri}: {reason}", err=err)
 
-    _base().emit(ctx, report.as_dict(), human)
-
-
-def _write_file(path: Path, write: Callable[[Any], int]) -> int:
-    """Write through a temporary file renamed at the end: a failed export leaves no half file."""
-    temporary = path.with_name(f".{path.name}.assetlens-tmp")
-    try:
-        with temporary.open("w", encoding="utf-8", newline="") as f:
-            count = write(f)
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise exporting.ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return count
+    emit(ctx, report.as_dict(), human)
 
 
 COMMANDS = (meta, facets_command, export_command)

@@ -1,0 +1,30 @@
+"""The ``assetlens`` command line: a thin layer over the facade (:mod:`assetlens.enrich.facade`).
+
+Each module holds one group of commands and lists them in ``COMMANDS``; :func:`register_commands`
+adds them all to the root group (:mod:`.root`) once, then gives each its global options.
+"""
+
+from __future__ import annotations
+
+import click
+
+from assetlens.enrich.cli import assets, catalog, ingest, models, query, server
+from assetlens.enrich.cli.root import add_global_options, cli
+
+__all__ = ["cli", "main"]
+
+
+def register_commands(group: click.Group) -> None:
+    """Add every command to the root group, each with ``--data-dir`` and ``--json``."""
+    for module in (ingest, query, assets, catalog, models, server):
+        for command in module.COMMANDS:
+            group.add_command(command)
+    add_global_options(group)
+
+
+register_commands(cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="assetlens")

@@ -1,0 +1,86 @@
+"""Commands about single assets and the library: ``show``, ``transcript``, ``stats``, ``index``."""
+
+from __future__ import annotations
+
+import click
+
+from assetlens.enrich.cli.common import echo_fields, emit
+from assetlens.enrich.cli.root import library, state
+from assetlens.search.transcripts import FORMATS, format_transcript
+
+SHOWN = ("id", "uri", "kind", "mime", "size", "width", "height", "duration", "created", "status", "error",
+         "duplicate_of", "poster_t", "content_hash")  # fmt: skip
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@click.pass_context
+def show(ctx: click.Context, ref: str) -> None:
+    """Show one asset: fields, tags, transcript, and the metadata read from the file."""
+    record = library(ctx).asset(ref)
+    doc = record.as_dict()
+
+    def human() -> None:
+        asset = record.asset
+        echo_fields({key: doc[key] for key in SHOWN if doc[key] is not None})
+        echo_fields({k: v for k, v in {**asset.embedded, **asset.meta}.items() if v not in (None, [], "")})
+        click.echo("tags: " + ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in doc["tags"]))
+        if record.transcript:
+            click.echo("transcript:\n" + format_transcript(list(record.transcript), "txt").rstrip())
+
+    emit(ctx, doc, human)
+
+
+@click.command()
+@click.argument("ref", metavar="ID|PATH")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default txt (json with --json).")
+@click.pass_context
+def transcript(ctx: click.Context, ref: str, fmt: str | None) -> None:
+    """Print an asset's transcript as plain text, SRT, WebVTT or JSON."""
+    if fmt is not None and state(ctx).as_json and fmt != "json":
+        raise click.UsageError(f"--json prints JSON: it does not go with --format {fmt}")
+    chosen = fmt or ("json" if state(ctx).as_json else "txt")
+    click.echo(library(ctx).transcript(ref, chosen), nl=False)
+
+
+@click.command()
+@click.pass_context
+def stats(ctx: click.Context) -> None:
+    """Library counts: assets by kind, failures, vectors, transcripts, tags, index state."""
+    doc = library(ctx).stats()
+    emit(ctx, doc, lambda: echo_fields(doc))
+
+
+@click.group()
+def index() -> None:
+    """Inspect or rebuild the FAISS index (it is derived from the store)."""
+
+
+@index.command("status")
+@click.pass_context
+def index_status(ctx: click.Context) -> None:
+    """Show whether the index file is level with the store."""
+    vectors = library(ctx).core.index
+    vectors.sync(save=False)
+    status = vectors.status()
+    emit(ctx, status, lambda: echo_fields(status))
+
+
+@index.command("build")
+@click.option(
+    "--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), help="Index kind (default: by size)."
+)
+@click.pass_context
+def index_build(ctx: click.Context, kind: str | None) -> None:
+    """Rebuild the index from every vector in the store and save it.
+
+    The kind is chosen by size (exact flat search for small libraries, HNSW or IVF above), or
+    forced with --kind.
+    """
+    vectors = library(ctx).core.index
+    vectors.build(kind)
+    status = vectors.status()
+    emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
+
+
+COMMANDS = (show, transcript, stats, index)

@@ -1,0 +1,302 @@
+"""The library object of the public API (:mod:`assetlens.enrich.facade`): lifecycle, enrichment, search.
+
+Its catalog methods (assets, DAM fields, facets, export) live in :mod:`.catalog`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from PIL import Image
+
+from assetlens.enrich.facade.catalog import CatalogMethods
+from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image
+from assetlens.enrich.lock import writer_lock
+from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
+from assetlens.enrich.settings import EnrichSettings
+from assetlens.enrich.tagging import Tagger, retag_library
+from assetlens.enrich.transcribe import TranscribeReport, needs_transcript, transcribe_assets
+from assetlens.enrich.video import KeyframeOptions
+from assetlens.enrich.vocabulary import library_vocabulary
+from assetlens.enrich.writer import IngestProgress, IngestReport
+from assetlens.models.settings import ModelSettings, WhisperSettings
+from assetlens.models.whisper import Transcriber
+from assetlens.search.errors import QueryError
+from assetlens.search.library import LibraryCore
+from assetlens.search.query import Mode, Query, open_query_image, parse_text
+from assetlens.search.settings import SearchSettings
+
+log = logging.getLogger(__name__)
+
+
+def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = None) -> Library:
+    """Open (or create on first write) the library in ``data_dir``.
+
+    Args:
+        data_dir: The library folder; default ``ASSETLENS_DATA_DIR`` or ``./assetlens-data``.
+        model: CLIP model name (``ViT-B-32``, ``tiny``, ``ARCH@TAG``...); default
+            ``ASSETLENS_CLIP_MODEL``, else the library's own model, else ``ViT-B-32``.
+
+    Returns:
+        The library; close it (or use ``with``) to release the store and index.
+    """
+    return Library(data_dir, model=model)
+
+
+class Library(CatalogMethods):
+    """One AssetLens library: ingest media, search it, read and edit its assets.
+
+    Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI.
+    Models load on first use: opening a library is cheap.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *, model: str | None = None) -> None:
+        search = SearchSettings() if data_dir is None else SearchSettings(data_dir=Path(data_dir))
+        models = ModelSettings() if model is None else ModelSettings(clip_model=model)
+        self.core = LibraryCore(search, models)
+        """The engine's parts (store, index, encoder, query engine) for the CLI, the API and experts."""
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """The library folder."""
+        return self.core.settings.data_dir
+
+    def close(self) -> None:
+        """Close the store (the index is saved by the writers that change it)."""
+        self.core.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"assetlens.Library({str(self.data_dir)!r})"
+
+    # --- enrichment -------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        hidden: bool = False,
+        prune: bool = False,
+        force: bool = False,
+        batch_size: int | None = None,
+        workers: int | None = None,
+        video: bool = True,
+        audio: bool = True,
+        transcribe: bool = True,
+        keyframes_max: int | None = None,
+        keyframes_min_gap: float | None = None,
+        keyframes_max_gap: float | None = None,
+        engine: Literal["local", "ray", "auto"] | None = None,
+        ray_address: str | None = None,
+        vocab: str | os.PathLike[str] | None = None,
+        wait: bool = False,
+        progress: Callable[[IngestProgress], None] | None = None,
+    ) -> IngestReport:
+        """Scan ``paths`` and embed, tag, transcribe and store every new or changed media file.
+
+        The keyword arguments are ``assetlens ingest``'s options (see ``--help``); ``None`` takes
+        the ``ASSETLENS_*`` setting or the default. ``engine`` runs the stages here (``local``)
+        or on a Ray cluster (``ray``, at ``ray_address`` or a new local one; ``auto``: a running
+        cluster if any). ``vocab`` adds a vocabulary file to the default one and is kept for
+        later runs. ``progress`` is called after each batch with an :class:`IngestProgress`.
+
+        Raises:
+            FileNotFoundError: A path does not exist.
+            LibraryBusyError: Another process writes to the library (and ``wait`` is False).
+            ModelMismatchError: The library holds another model's vectors (see :meth:`reembed`).
+            KeyboardInterrupt: Finished batches are kept; run again to resume.
+        """
+        roots = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+        if not roots:
+            raise QueryError("nothing to ingest: give at least one file or folder")
+        options = _ingest_options(
+            progress,
+            include=tuple(include), exclude=tuple(exclude), include_hidden=hidden, prune=prune, force=force,
+            batch_size=batch_size, workers=workers, video=video, audio=audio, transcribe=transcribe,
+            keyframes=_keyframes(keyframes_max, keyframes_min_gap, keyframes_max_gap), engine=engine,
+            ray_address=ray_address,
+        )  # fmt: skip
+        with self._writing("ingest", wait):
+            whisper = WhisperSettings() if transcribe else None
+            ingester = Ingester(
+                self.core.store, self.core.encoder, self._tagger(vocab, save=True), self.core.index, whisper
+            )
+            return ingester.ingest(roots, options)
+
+    def reembed(
+        self, *, wait: bool = False, progress: Callable[[IngestProgress], None] | None = None
+    ) -> IngestReport:
+        """Switch the library to the configured model: drop the old vectors, re-encode every asset.
+
+        Interrupted, it resumes where it stopped when run again. Transcripts are kept.
+        """
+        with self._writing("reembed", wait):
+            ingester = Ingester(
+                self.core.store, self.core.encoder, self._tagger(None, save=False), self.core.index
+            )
+            return reembed_library(ingester, _ingest_options(progress, transcribe=False))
+
+    def retag(
+        self, *, vocab: str | os.PathLike[str] | None = None, wait: bool = False, progress: bool = False
+    ) -> int:
+        """Re-tag every asset from its stored vectors (no file is read); returns how many."""
+        with self._writing("tag", wait):
+            return retag_library(self.core.store, self._tagger(vocab, save=True), progress)
+
+    def transcribe(
+        self,
+        assets: Iterable[AssetRef] | Literal["all", "missing"] = "missing",
+        *,
+        model: str | None = None,
+        wait: bool = False,
+        progress: bool = False,
+    ) -> tuple[int, TranscribeReport]:
+        """(Re-)transcribe speech with Whisper; vectors and tags are not touched.
+
+        Args:
+            assets: Asset ids or paths, ``"all"`` (every asset with sound) or ``"missing"``
+                (those without a transcript).
+            model: A CTranslate2 Whisper model dir or hub name (default: the bundled tiny.en).
+
+        Returns:
+            The job id and what was done.
+        """
+        store = self.core.store
+        with self._writing("transcribe", wait):
+            if isinstance(assets, str):
+                every = assets == "all"
+                if assets not in ("all", "missing"):
+                    raise QueryError(
+                        f"transcribe takes asset ids or paths, 'all' or 'missing', not {assets!r}"
+                    )
+                chosen = [a for a in store.assets_with_sound() if every or needs_transcript(a)]
+            else:
+                chosen = [self.find(ref) for ref in assets]
+            settings = WhisperSettings() if model is None else WhisperSettings(whisper_model=model)
+            job = store.start_job("transcribe", {"assets": [a.id for a in chosen], "model": model})
+            try:
+                report = transcribe_assets(store, Transcriber(settings), chosen, job, progress)
+            except KeyboardInterrupt:
+                store.finish_job(job, "interrupted", {})
+                raise
+            store.finish_job(job, "done", report.__dict__)
+            return job, report
+
+    # --- search -----------------------------------------------------------------------------
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        negative: Sequence[str] = (),
+        image: str | os.PathLike[str] | bytes | Image.Image | None = None,
+        asset: AssetRef | None = None,
+        filter: FilterArg = None,
+        mode: Mode = "hybrid",
+        limit: int = 20,
+        cursor: str | None = None,
+        min_relevance: float | None = None,
+        sort: str | None = None,
+    ) -> SearchPage:
+        """Search by text, an example image or asset, and a filter (any combination).
+
+        Args:
+            text: ``'"red sneaker" -"blurry" studio^0.5'``: quoted phrases, ``-`` negatives, ``^W``.
+            negative: More phrases the results should not look like.
+            image: An example image (path, bytes or PIL image).
+            asset: A stored asset (id or path) as the example.
+            filter: The compact form (``kind:image region:(DE OR AT)``) or the JSON form.
+            mode: ``semantic`` (CLIP), ``lexical`` (full text) or ``hybrid``.
+            limit: Results per page; ``cursor`` continues from a page's ``next_cursor``.
+            min_relevance: Drop results below this calibrated relevance (0-1).
+            sort: ``score`` (default) or ``FIELD[:asc|:desc]``.
+
+        Raises:
+            QueryError: Nothing to search for, a bad cursor, sort or limit.
+            FilterError: A filter that cannot be parsed (the message points at the fault).
+        """
+        if image is not None and asset is not None:
+            raise QueryError("give an example image or an asset, not both")
+        positives, negatives = parse_text(text or "")
+        negatives += tuple((phrase, 1.0) for phrase in negative)
+        query = Query(
+            text=positives, negative=negatives, image=as_image(image), filter=as_filter(filter), mode=mode,
+            asset_id=None if asset is None else self.find(asset).id, limit=limit, cursor=cursor,
+            min_relevance=min_relevance, sort=sort,
+        )  # fmt: skip
+        return self.core.engine.search(query)
+
+    def similar(
+        self,
+        path_or_asset_id: AssetRef | Image.Image,
+        *,
+        filter: FilterArg = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Assets that look like an image file, a PIL image or a stored asset (itself excluded).
+
+        An ingested file counts as its stored asset: its vectors are used and it is excluded.
+        """
+        image, asset_id = None, None
+        if isinstance(path_or_asset_id, Image.Image):
+            image = as_image(path_or_asset_id)
+        elif isinstance(path_or_asset_id, int):
+            asset_id = self.core.store.asset(path_or_asset_id).id
+        else:
+            path = Path(path_or_asset_id)
+            if not path.exists():
+                raise QueryError(f"no such file: {path}")
+            stored = self.core.store.asset_by_uri(os.path.abspath(path))
+            if stored is not None and stored.status == "ok":
+                asset_id = stored.id
+            else:
+                image = open_query_image(path)
+        query = Query(image=image, asset_id=asset_id, filter=as_filter(filter), mode="semantic", limit=limit,
+                      cursor=cursor)  # fmt: skip
+        return self.core.engine.search(query)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _tagger(self, vocab: str | os.PathLike[str] | None, save: bool) -> Tagger:
+        vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab), save)
+        return Tagger(self.core.encoder, vocabulary, self.data_dir / "cache")
+
+    def _writing(self, command: str, wait: bool) -> Any:
+        def waiting(holder: str) -> None:
+            who = f" ({holder})" if holder else ""
+            log.warning("waiting for another assetlens process%s to finish writing the library...", who)
+
+        return writer_lock(self.core.store, command, wait=wait, on_wait=waiting)
+
+
+def _ingest_options(progress: Callable[[IngestProgress], None] | None, **given: Any) -> IngestOptions:
+    """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
+    settings = EnrichSettings()
+    defaults = {
+        "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
+        "engine": settings.engine, "ray_address": settings.ray_address,
+    }  # fmt: skip
+    chosen = {k: v for k, v in given.items() if v is not None}
+    return IngestOptions(progress=progress, **{**defaults, **chosen})
+
+
+def _keyframes(most: int | None, min_gap: float | None, max_gap: float | None) -> KeyframeOptions:
+    gaps: dict[str, Any] = {"max_keyframes": most, "min_gap": min_gap, "max_gap": max_gap}
+    return KeyframeOptions(**{k: v for k, v in gaps.items() if v is not None})

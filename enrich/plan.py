@@ -1,0 +1,85 @@
+"""Plan an ingest: scan the roots, then diff every file against the store.
+
+A file is new or changed (full work), unchanged and complete (skipped), unchanged but still
+without the transcript this run asks for (transcription only), of a kind this run leaves out
+(excluded), or unreadable by the scan (a failure for the writer to record). The plan only reads
+the store; the writer writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from assetlens.enrich.records import size_mtime
+from assetlens.enrich.scan import Candidate, ScanFailure, path_uri
+from assetlens.enrich.transcribe import needs_transcript
+from assetlens.enrich.work import FULL, FileWork
+from assetlens.search.store import Asset, Store
+
+
+@dataclass
+class Plan:
+    """What an ingest has to do.
+
+    Attributes:
+        work: Files for the stages, in scan order.
+        failures: Paths the scan could not read.
+        skipped: Unchanged, complete files.
+        excluded: Files of a kind this run leaves out (``--no-video``, ``--no-audio``).
+    """
+
+    work: list[FileWork] = field(default_factory=list)
+    failures: list[ScanFailure] = field(default_factory=list)
+    skipped: int = 0
+    excluded: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every file the scan found."""
+        return len(self.work) + len(self.failures) + self.skipped + self.excluded
+
+
+def plan_ingest(
+    store: Store,
+    items: Iterable[Candidate | ScanFailure],
+    *,
+    kinds: frozenset[str],
+    transcribe: bool,
+    force: bool,
+) -> Plan:
+    """Diff scanned files against the store.
+
+    Args:
+        store: The library.
+        items: What the scan found.
+        kinds: The kinds this run ingests (``image``, ``video``, ``audio``).
+        transcribe: Whether this run transcribes speech.
+        force: Redo every file, changed or not.
+    """
+    plan = Plan()
+    todo = FULL if transcribe else FULL - {"transcribe"}
+    for item in items:
+        existing = store.asset_by_uri(path_uri(item.path))
+        if isinstance(item, Candidate) and item.kind not in kinds:
+            plan.excluded += 1
+        elif not force and existing is not None and _unchanged(store, item, existing):
+            if transcribe and needs_transcript(existing) and isinstance(item, Candidate):
+                plan.work.append(
+                    FileWork(item, frozenset({"transcribe"}), asset_id=existing.id, kind=existing.kind)
+                )
+            else:
+                plan.skipped += 1
+        elif isinstance(item, ScanFailure):
+            plan.failures.append(item)
+        else:
+            plan.work.append(FileWork(item, todo))
+    return plan
+
+
+def _unchanged(store: Store, item: Candidate | ScanFailure, existing: Asset) -> bool:
+    """Same size and mtime as stored, and complete (embedded, sound-only, or failed)."""
+    size, mtime = size_mtime(item.path) if isinstance(item, ScanFailure) else (item.size, item.mtime)
+    if existing.size != size or existing.mtime != mtime:
+        return False
+    return existing.status == "failed" or existing.kind == "audio" or store.has_vectors(existing.id)

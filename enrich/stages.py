@@ -1,0 +1,247 @@
+"""The enrichment stages: decode -> embed -> tag -> transcribe, each a small callable.
+
+A stage takes a batch of :class:`FileWork` and returns it with its own results filled in. It
+knows nothing of threads, Ray or SQLite: an executor (:mod:`assetlens.enrich.executors`) runs the
+stages, the writer (:mod:`assetlens.enrich.writer`) stores the results. A stage skips the files
+that are not for it (``FileWork.wants``), so a batch keeps its order and length.
+
+Each stage says what one worker of it needs (:class:`Resources`): a stage that holds a model is
+opened once per worker (a thread locally, an actor on Ray) and then fed batches; the others are
+plain functions of a file. A stage is pickled to reach a Ray worker, so it holds settings, not
+loaded models: :meth:`open` loads them where it runs.
+
+A new stage is one more class here with the same three members, added to
+:func:`ingest_stages`; neither executor changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from assetlens.enrich.decode import decode_image
+from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.tagging import TagScorer
+from assetlens.enrich.transcribe import transcribe_file
+from assetlens.enrich.video import KeyframeOptions, extract_keyframes, probe_media
+from assetlens.enrich.work import Failure, FileWork
+from assetlens.models.clip import ClipEncoder, prepare_image
+from assetlens.models.registry import ModelSpec, file_digest
+from assetlens.models.settings import ModelSettings, WhisperSettings
+from assetlens.models.whisper import Transcriber
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage needs.
+
+    Attributes:
+        model: Holds a model: opened once per worker and fed batches (Ray: an actor pool).
+            Otherwise the stage is a function of each file (locally: decode threads; Ray: tasks).
+        cpus: CPU cores one worker keeps busy.
+        gpus: GPUs one worker uses when the cluster has them (0: CPU only).
+        batch: Files per call (0: the executor's batch).
+    """
+
+    model: bool = False
+    cpus: float = 1.0
+    gpus: float = 0.0
+    batch: int = 0
+
+
+class Stage(Protocol):
+    """What an executor needs of a stage."""
+
+    name: str
+    resources: Resources
+
+    def open(self) -> None:
+        """Load what the stage needs (models): once per worker, before its first batch."""
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        """The batch with this stage's results filled in (same order and length)."""
+
+
+class Decode:
+    """Hash a file, then decode it into model input: an image, a video's keyframes, or probe a sound file.
+
+    Content already embedded in the library (``known`` hashes) is not decoded: the writer reuses
+    its vectors, tags and transcript (a rename or an exact duplicate).
+
+    Args:
+        size: Model input side.
+        max_pixels: Largest still image decoded.
+        keyframes: How keyframes are chosen in videos.
+        known: Content hashes already embedded in the library.
+    """
+
+    name = "decode"
+    resources = Resources()
+
+    def __init__(self, size: int, max_pixels: int, keyframes: KeyframeOptions, known: frozenset[str]) -> None:
+        self.size, self.max_pixels, self.keyframes, self.known = size, max_pixels, keyframes, known
+
+    def open(self) -> None:
+        """Nothing to load."""
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [self.one(w) if w.wants("decode") else w for w in batch]
+
+    def one(self, w: FileWork) -> FileWork:
+        """Decode one file."""
+        c = w.candidate
+        try:
+            digest = file_digest(c.path, digest_size=16)
+        except OSError as exc:
+            return replace(w, failure=Failure("read", f"cannot read file ({exc.strerror or exc})"))
+        if digest in self.known:
+            return replace(w, content_hash=digest, known_content=True)
+        w = replace(w, content_hash=digest)
+        try:
+            if c.kind == "image":
+                decoded = decode_image(c.path, min_side=self.size, max_pixels=self.max_pixels)
+                pixels = prepare_image(decoded.image, self.size)[None]
+                return replace(w, kind="image", pixels=pixels, times=(None,), metadata=decoded.metadata)
+            probe = probe_media(c.path)
+            if probe.has_video:
+                probe, frames = extract_keyframes(c.path, replace(self.keyframes, min_side=self.size))
+                pixels = np.stack([prepare_image(k.image, self.size) for k in frames])
+                return replace(w, kind="video", pixels=pixels, times=tuple(k.t for k in frames), probe=probe)
+            if probe.has_audio:
+                return replace(w, kind="audio", probe=probe)
+            return replace(w, failure=Failure("decode", "no video or audio stream"))
+        except DecodeError as exc:
+            return replace(w, failure=Failure("decode", exc.reason))
+
+
+class Embed:
+    """CLIP vectors of every image and keyframe; the pixels are dropped once embedded.
+
+    Args:
+        spec: The CLIP model.
+        settings: How it runs (precision, threads, device).
+        batch_size: Most frames per forward pass.
+        encoder: An encoder already loaded in this process (the local executor's); a worker
+            that receives the stage by pickling loads its own.
+    """
+
+    name = "embed"
+    resources = Resources(model=True, gpus=1.0)
+
+    def __init__(
+        self, spec: ModelSpec, settings: ModelSettings, batch_size: int, encoder: ClipEncoder | None = None
+    ) -> None:
+        self.spec, self.settings, self.batch_size = spec, settings, batch_size
+        self._encoder = encoder
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_encoder": None}
+
+    def open(self) -> None:
+        """Load the model (weights from the machine cache)."""
+        if self._encoder is None:
+            self._encoder = ClipEncoder(self.spec, self.settings)
+        self._encoder.load()
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        assert self._encoder is not None, "open() the stage first"
+        todo = [i for i, w in enumerate(batch) if w.wants("embed") and w.pixels is not None]
+        if not todo:
+            return list(batch)
+        frames = np.concatenate([batch[i].pixels for i in todo])  # type: ignore[misc]
+        vectors = np.concatenate(
+            [
+                self._encoder.encode_prepared(frames[i : i + self.batch_size])
+                for i in range(0, len(frames), self.batch_size)
+            ]
+        )
+        out, start = list(batch), 0
+        for i in todo:
+            n = batch[i].frames
+            out[i] = replace(batch[i], vectors=vectors[start : start + n], pixels=None)
+            start += n
+        return out
+
+
+class Tag:
+    """Zero-shot tags of an asset from its vectors (a matrix product: no model, no file).
+
+    Args:
+        scorer: The vocabulary's label embeddings and the threshold rule.
+    """
+
+    name = "tag"
+    resources = Resources(cpus=0.25)
+
+    def __init__(self, scorer: TagScorer) -> None:
+        self.scorer = scorer
+
+    def open(self) -> None:
+        """Nothing to load: the label embeddings travel with the stage."""
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [
+            replace(w, tags=tuple(self.scorer.tag_asset(w.vectors, w.times)))
+            if w.wants("tag") and w.vectors is not None and len(w.vectors)
+            else w
+            for w in batch
+        ]
+
+
+class Transcribe:
+    """Whisper segments of a file's speech (an audio file, a video's sound track).
+
+    A file that cannot be transcribed keeps everything else; the reason is recorded.
+
+    Args:
+        settings: Which Whisper model and how it runs.
+    """
+
+    name = "transcribe"
+    resources = Resources(model=True, batch=1)  # files are long and uneven: one at a time
+
+    def __init__(self, settings: WhisperSettings, transcriber: Transcriber | None = None) -> None:
+        self.settings = settings
+        self._transcriber = transcriber
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_transcriber": None}
+
+    def open(self) -> None:
+        """Create the model (its weights load on the first file with sound)."""
+        if self._transcriber is None:
+            self._transcriber = Transcriber(self.settings)
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [self.one(w) if self.applies(w) else w for w in batch]
+
+    @staticmethod
+    def applies(w: FileWork) -> bool:
+        """A file with sound (a file not decoded in this run was found to have sound before)."""
+        sound = w.probe.has_audio if w.probe is not None else w.kind in ("audio", "video")
+        return w.wants("transcribe") and sound
+
+    def one(self, w: FileWork) -> FileWork:
+        """Transcribe one file."""
+        assert self._transcriber is not None, "open() the stage first"
+        try:
+            segments = transcribe_file(self._transcriber, w.candidate.path)
+        except (DecodeError, OSError) as exc:
+            reason = (
+                exc.reason if isinstance(exc, DecodeError) else f"cannot read file ({exc.strerror or exc})"
+            )
+            return replace(w, problems=(*w.problems, Failure("transcribe", reason)))
+        return replace(w, segments=tuple(segments), transcript_model=self._transcriber.model_id)
+
+
+def ingest_stages(
+    decode: Decode, embed: Embed, scorer: TagScorer, transcribe: WhisperSettings | None
+) -> list[Stage]:
+    """The stages of an ingest, in order (``transcribe`` None: no speech recognition)."""
+    stages: list[Stage] = [decode, embed, Tag(scorer)]
+    if transcribe is not None:
+        stages.append(Transcribe(transcribe))
+    return stages
