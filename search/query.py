@@ -30,11 +30,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from assetlens.models.clip import ClipEncoder
+from assetlens.search import ranking
 from assetlens.search.errors import QueryError
 from assetlens.search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, to_json
 from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.paging import Cursor, after, decode_cursor, fingerprint
-from assetlens.search.ranking import Calibrator, LexicalQuery, fuse, lexical_match_name, lexical_relevance
+from assetlens.search.ranking import Calibrator, LexicalQuery, Scale, fuse, lexical_relevance
 from assetlens.search.store import Store, Tag
 from assetlens.search.vectors.index import VectorIndex
 from assetlens.search.vectors.search import VectorSearch
@@ -216,7 +217,9 @@ class SearchEngine:
                 "nothing to search for: give text, an image or an asset, or sort a filter by a field"
             )
         depth = HYBRID_DEPTH if query.mode == "hybrid" else (cursor.served if cursor else 0) + query.limit + 1
-        hits, plan = self._rank(query, vector, (condition, schema, where, params, now), depth, field_sort)
+        hits, plan, scale = self._rank(
+            query, vector, (condition, schema, where, params, now), depth, field_sort, cursor
+        )
         descending = not (field_sort and str(query.sort).endswith(":asc"))
         if cursor is not None:
             hits = [h for h in hits if after(h.sort_key, h.asset_id, cursor, descending)]
@@ -225,7 +228,7 @@ class SearchEngine:
         next_cursor = None
         if more and page:
             last = page[-1]
-            next_cursor = Cursor(last.sort_key, last.asset_id, served, snapshot, digest).encode()
+            next_cursor = Cursor(last.sort_key, last.asset_id, served, snapshot, digest, scale).encode()
         results = self._results(page, query)
         return Page(results, next_cursor, round((time.perf_counter() - started) * 1000, 2), plan)
 
@@ -287,10 +290,12 @@ class SearchEngine:
         condition: tuple[Filter, Any, str, list[Any], datetime],
         depth: int,
         field_sort: bool,
-    ) -> tuple[list[_Hit], dict[str, Any]]:
+        cursor: Cursor | None,
+    ) -> tuple[list[_Hit], dict[str, Any], Scale | None]:
         """Both rankings of a query, each hit's relevance, and the order (minus ``min_relevance`` cuts);
-        ``condition`` is (AST, schema, compiled SQL, parameters, now)."""
+        ``condition`` is (AST, schema, compiled SQL, parameters, now). Returns the calibration used."""
         ast, schema, where, params, now = condition
+        scale = cursor.scale if cursor is not None else None
         plan: dict[str, Any] = {"mode": query.mode}
         hits: dict[int, _Hit] = {}
         if vector is not None and query.mode != "lexical":
@@ -298,6 +303,8 @@ class SearchEngine:
             found, plan["vector"] = self.vectors.search(vector, ast, k, schema, now)
             for asset_id, score, t in found:
                 hits[asset_id] = _Hit(asset_id, score, t)
+            if cursor is None:  # a later page keeps the first page's calibration (search.paging)
+                scale = self._calibrator_now().scale(vector)
         words = " ".join(t for t, _ in query.text)
         lexical = LexicalQuery.of(words) if words and query.mode != "semantic" else None
         if lexical is not None:
@@ -306,12 +313,12 @@ class SearchEngine:
                 hit = hits.setdefault(asset_id, _Hit(asset_id))
                 hit.lexical_rank, hit.lexical_level, hit.segment = rank, level, segment
                 hit.lexical = lexical_relevance(level, bm25)
-        self._relevance(vector, hits)
+        _relevance(hits, scale)
         cut = query.min_relevance
         if cut is not None:
             hits = {i: h for i, h in hits.items() if h.relevance is None or h.relevance >= cut}
         if field_sort:
-            return self._field_sorted(query, hits, where, params), plan
+            return self._field_sorted(query, hits, where, params), plan, scale
         if query.mode == "hybrid" and lexical is not None and vector is not None:
             # Fused relevance is per asset (not per list position): the same on every page.
             for hit in hits.values():
@@ -321,18 +328,7 @@ class SearchEngine:
             for hit in hits.values():
                 hit.sort_key = round(hit.score, 9) if hit.score is not None else -float(hit.lexical_rank or 0)
         ordered = sorted(hits.values(), key=lambda h: (-h.sort_key, h.asset_id))
-        return ordered, plan
-
-    def _relevance(self, vector: np.ndarray | None, hits: dict[int, _Hit]) -> None:
-        """Each hit's semantic relevance (calibrated cosine) and its relevance: fused when both lists ran."""
-        scored = [h for h in hits.values() if h.score is not None]
-        if vector is not None and scored:
-            semantic = self._calibrator_now().relevance(vector, np.array([h.score for h in scored]))
-            for hit, value in zip(scored, semantic, strict=True):
-                hit.semantic = float(value)
-        for hit in hits.values():
-            known = hit.semantic is not None or hit.lexical is not None
-            hit.relevance = fuse(hit.semantic, hit.lexical) if known else None
+        return ordered, plan, scale
 
     def _field_sorted(self, query: Query, hits: dict[int, _Hit], where: str, params: list[Any]) -> list[_Hit]:
         name, _, direction = str(query.sort).partition(":")
@@ -389,6 +385,19 @@ class SearchEngine:
         return out
 
 
+def _relevance(hits: dict[int, _Hit], scale: Scale | None) -> None:
+    """Each hit's semantic relevance (its cosine on the query's scale) and its relevance, fused
+    when both lists found it."""
+    scored = [h for h in hits.values() if h.score is not None]
+    if scored:
+        semantic = ranking.semantic_relevance(np.array([h.score for h in scored]), scale)
+        for hit, value in zip(scored, semantic, strict=True):
+            hit.semantic = float(value)
+    for hit in hits.values():
+        known = hit.semantic is not None or hit.lexical is not None
+        hit.relevance = fuse(hit.semantic, hit.lexical) if known else None
+
+
 def _sort_column(name: str) -> str:
     """SQL for a sort field: a built-in column, or a meta/embedded value (path as a literal we built)."""
     if name in BUILTIN_FIELDS:
@@ -415,7 +424,8 @@ def _explain(
         if hit.semantic is not None:
             out["visual"]["relevance"] = round(hit.semantic, 4)
     if hit.lexical_level is not None and hit.lexical is not None:
-        out["words"] = {"match": lexical_match_name(hit.lexical_level), "relevance": round(hit.lexical, 4)}
+        match = ranking.lexical_match_name(hit.lexical_level)
+        out["words"] = {"match": match, "relevance": round(hit.lexical, 4)}
     matched_tags = [t.tag for t in tags if words & set(re.findall(r"\w+", t.tag.lower()))]
     if matched_tags:
         out["tags"] = matched_tags

@@ -10,7 +10,9 @@ sample of the library's vectors; a result's z-score ``(cosine - mean) / std`` sa
 stands out from an ordinary asset *for this query*. Relevance maps z through a logistic centred
 at ``Z_MIDPOINT`` = 3 (roughly the best of a few thousand unrelated assets, so "merely the best
 of a bad lot" lands near 0.5) with scale ``Z_SCALE``: relevance 0.9 means z ~ 4.1, well clear of
-the background.
+the background. The background's mean and deviation for the query (its ``Scale``) travel in the
+paging cursor: the sample moves as the library grows and differs between sessions, and the
+pages of one query must keep the relevance, hence the order, of their first page.
 
 **Lexical relevance.** A lexical hit holds every query word (full-text search ANDs them). How
 closely it holds them is the evidence: the words in order as a phrase inside one field or
@@ -45,8 +47,12 @@ LEXICAL_LEVELS = {3: ("phrase", 0.9), 2: ("near", 0.75), 1: ("all words", 0.6)}
 BM25_SPAN = 0.09
 
 
+Scale = tuple[float, float]
+"""Mean and standard deviation of the background's cosines to one query vector."""
+
+
 class Calibrator:
-    """Turns a query's raw cosines into relevance in [0, 1] against a background sample.
+    """Measures how a library's ordinary assets score against a query (its background scale).
 
     Args:
         background: ``(S, dim)`` unit vectors sampled from the library (S >= 2 to calibrate).
@@ -55,14 +61,22 @@ class Calibrator:
     def __init__(self, background: np.ndarray) -> None:
         self.background = background
 
-    def relevance(self, query: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Relevance of each cosine in ``scores`` for ``query`` (all 0.5 when there is no background)."""
-        scores = np.asarray(scores, dtype=np.float64)
+    def scale(self, query: np.ndarray) -> Scale | None:
+        """The background scale of ``query``; None without a background (fewer than 2 vectors)."""
         if len(self.background) < 2:
-            return np.full(scores.shape, 0.5)
+            return None
         sims = self.background @ query
-        z = (scores - float(sims.mean())) / max(float(sims.std()), 1e-6)
-        return 1.0 / (1.0 + np.exp(-(z - Z_MIDPOINT) / Z_SCALE))
+        return float(sims.mean()), max(float(sims.std()), 1e-6)
+
+
+def semantic_relevance(scores: np.ndarray, scale: Scale | None) -> np.ndarray:
+    """Relevance of each cosine in ``scores`` against a query's background scale (0.5 without one)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scale is None:
+        return np.full(scores.shape, 0.5)
+    mean, std = scale
+    z = (scores - mean) / std
+    return 1.0 / (1.0 + np.exp(-(z - Z_MIDPOINT) / Z_SCALE))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Transcripts and full-text search in the store: replacing and reading an asset's transcript segments,
 phrase search over transcripts (``segments_fts``) and the lexical search over asset words and
-transcripts together (``assets_fts`` and ``segments_fts``, ranked by bm25).
+transcripts together (``assets_fts`` and ``segments_fts``, ranked by match level, then bm25).
 """
 
 from __future__ import annotations
@@ -102,21 +102,17 @@ class TranscriptsMixin(StoreBase):
             f"""
             WITH hits AS ({" UNION ALL ".join(scans)}),
             ranked AS (
-                SELECT asset_id, level, bm25, segment_id,
+                SELECT asset_id, level, bm25,
                        row_number() OVER (PARTITION BY asset_id ORDER BY level DESC, bm25, segment_id) AS nth,
-                       row_number() OVER (PARTITION BY asset_id, segment_id IS NULL
-                                          ORDER BY level DESC, bm25, segment_id) AS nth_of_kind
+                       first_value(segment_id) OVER (
+                           PARTITION BY asset_id ORDER BY segment_id IS NULL, level DESC, bm25, segment_id
+                       ) AS segment_id
                 FROM hits
-            ),
-            best AS (SELECT asset_id, level, bm25 FROM ranked WHERE nth = 1),
-            best_segment AS (
-                SELECT asset_id, segment_id FROM ranked WHERE nth_of_kind = 1 AND segment_id IS NOT NULL
             )
             SELECT b.asset_id, b.level, b.bm25, s.start, s.end, s.text, s.id
-            FROM best b JOIN assets a ON a.id = b.asset_id
-            LEFT JOIN best_segment bs ON bs.asset_id = b.asset_id
-            LEFT JOIN segments s ON s.id = bs.segment_id
-            WHERE {where}
+            FROM ranked b JOIN assets a ON a.id = b.asset_id
+            LEFT JOIN segments s ON s.id = b.segment_id
+            WHERE b.nth = 1 AND {where}
             ORDER BY b.level DESC, b.bm25, b.asset_id LIMIT ?
             """,
             [*args, *params, limit],

@@ -145,17 +145,22 @@ def test_cursor_errors_are_clear(lib: LibraryCore, photos: Path) -> None:
         with pytest.raises(QueryError, match="cursor"):
             lib.engine.search(Query(text=(("a photo", 1.0),), limit=2, cursor=garbage))
     # Edited by hand (the CLI takes --cursor too): ids beyond SQLite's integers, NaN, a boolean,
-    # text where scores are compared. Refused by the engine, not left to crash in SQLite.
+    # text where scores are compared, a calibration that cannot be one. Refused by the engine,
+    # not left to crash in SQLite or in the arithmetic.
     token = page.next_cursor
-    _, key, asset_id, served, snapshot, digest = json.loads(
+    _, key, asset_id, served, snapshot, digest, scale = json.loads(
         base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     )
+    scale = tuple(scale)
     for edited in (
-        Cursor(key, asset_id, served, 2**70, digest),
-        Cursor(key, -1, served, snapshot, digest),
-        Cursor(float("nan"), asset_id, served, snapshot, digest),
-        Cursor(True, asset_id, served, snapshot, digest),
-        Cursor("0.5", asset_id, served, snapshot, digest),
+        Cursor(key, asset_id, served, 2**70, digest, scale),
+        Cursor(key, -1, served, snapshot, digest, scale),
+        Cursor(float("nan"), asset_id, served, snapshot, digest, scale),
+        Cursor(True, asset_id, served, snapshot, digest, scale),
+        Cursor("0.5", asset_id, served, snapshot, digest, scale),
+        Cursor(key, asset_id, served, snapshot, digest, (scale[0], 0.0)),
+        Cursor(key, asset_id, served, snapshot, digest, (float("inf"), scale[1])),
+        Cursor(key, asset_id, served, snapshot, digest, ("mean", "std")),  # type: ignore[arg-type]
     ):
         with pytest.raises(QueryError, match="invalid cursor"):
             lib.engine.search(Query(text=(("a photo", 1.0),), limit=2, cursor=edited.encode()))

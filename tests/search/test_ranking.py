@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import open_library
 from ranking_eval import METHODS, PHOTOS_TEXT, QUERIES, build_library, evaluate, names_by_id, table
@@ -18,11 +19,12 @@ from assetlens.models.settings import WhisperSettings
 from assetlens.models.whisper import Transcriber
 from assetlens.search.filters import parse_filter
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import Query, Result
+from assetlens.search.query import Query, Result, SearchEngine
 from assetlens.search.ranking import LEXICAL_LEVELS, LexicalQuery, fuse, lexical_relevance
 from assetlens.search.store import Tag
 
 pytestmark = pytest.mark.slow
+TINY = "assetlens-tiny@random"
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +210,49 @@ def test_levels_never_overlap_and_fusion_stays_in_range() -> None:
     assert fuse(None, None) == 0.0 and fuse(0.3, None) == pytest.approx(0.3) and fuse(None, 0.9) == 0.9
     assert fuse(0.02, 0.9) == pytest.approx(0.902)  # a weak picture barely moves a phrase match
     assert fuse(0.9, 0.9) == pytest.approx(0.99) and fuse(1.0, 0.4) == 1.0
+
+
+def test_hybrid_paging_survives_a_growing_library_and_other_sessions(tmp_path: Path) -> None:
+    """Relevance is calibrated against a sample of the library, which moves as assets arrive and
+    differs between the API's pooled sessions. The pages of one query must not: no gaps, no repeats."""
+    lib = open_library(tmp_path / "data")
+    store = lib.store
+    rng = np.random.default_rng(7)
+    query = lib.encoder.encode_texts(["cat photo"])[0]
+
+    def add(uri: str, vector: np.ndarray | None = None, said: str | None = None) -> int:
+        with store.transaction():
+            row = {"uri": uri, "kind": "image", "size": 1, "mtime": 0.0, "status": "ok"}
+            asset_id = store.upsert_asset(row)
+            if vector is not None:
+                store.replace_vectors(asset_id, TINY, (vector / np.linalg.norm(vector))[None, :], [None])
+            if said is not None:
+                store.replace_segments(asset_id, "whisper", [{"start": 1.0, "end": 3.0, "text": said}])
+        return asset_id
+
+    def near_query(closeness: float) -> np.ndarray:
+        return closeness * query + rng.normal(size=query.shape).astype(np.float32) * 0.1
+
+    # Pictures close to the query, their cosines packed tightly, among ordinary ones; memos and
+    # a photo whose words match too.
+    for i in range(24):
+        add(f"/lib/close-{i}.jpg", near_query(0.3 + 0.02 * i))
+        add(f"/lib/other-{i}.jpg", rng.normal(size=query.shape).astype(np.float32))
+    for i in range(4):
+        add(f"/memos/m{i}.wav", said="the cat photo we need" if i % 2 else "a cat in the photo of the day")
+    add("/lib/cat-photo.jpg", near_query(0.5))
+    everything = [r.asset_id for r in lib.engine.search(Query(text=(("cat photo", 1.0),), limit=100)).results]
+
+    seen: list[int] = []
+    cursor = None
+    for page_number in range(50):
+        engine = SearchEngine(store, lib.index, lib.encoder)  # another pooled session for each page
+        page = engine.search(Query(text=(("cat photo", 1.0),), limit=4, cursor=cursor))
+        seen += [r.asset_id for r in page.results]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        for k in range(6):  # new pictures very like the query: the background moves towards it
+            add(f"/late/{page_number}-{k}.jpg", near_query(3.0))
+    assert len(seen) == len(set(seen)) and seen == everything
+    lib.close()
