@@ -3,7 +3,9 @@
 A cursor is an opaque token holding the position after the last result of a page (its sort key
 and asset id), a fingerprint of the query, and a snapshot: the largest asset id that existed
 when the first page was served. Later pages only consider assets up to that snapshot, so assets
-added while a client pages never shift results between pages: no duplicates, no gaps.
+added while a client pages never shift results between pages: no duplicates, no gaps. It also
+holds the relevance calibration of the first page (:mod:`search.ranking`), so that relevance,
+and the hybrid order built on it, stay those of the first page.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from assetlens.search.errors import QueryError
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
 MAX_CURSOR = 2048
 MAX_SQLITE_INT = 2**63 - 1
 
@@ -32,6 +34,8 @@ class Cursor:
         served: Results served so far (how deep the next page starts).
         snapshot: Largest asset id considered (fixed at the first page).
         fingerprint: Digest of the query the cursor belongs to.
+        scale: The semantic relevance calibration of the first page (None: no vector, or no
+            background to calibrate against).
     """
 
     key: Any
@@ -39,9 +43,11 @@ class Cursor:
     served: int
     snapshot: int
     fingerprint: str
+    scale: tuple[float, float] | None = None
 
     def encode(self) -> str:
-        doc = [CURSOR_VERSION, self.key, self.asset_id, self.served, self.snapshot, self.fingerprint]
+        scale = None if self.scale is None else list(self.scale)
+        doc = [CURSOR_VERSION, self.key, self.asset_id, self.served, self.snapshot, self.fingerprint, scale]
         return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
@@ -56,7 +62,8 @@ def decode_cursor(token: str, expected_fingerprint: str, *, numeric_key: bool = 
 
     The engine trusts a decoded cursor's values, so one edited by hand is refused here: ids and
     counts beyond SQLite's integers, a NaN or infinite key, a boolean, or text where the query
-    sorts by score (``numeric_key``).
+    sorts by score (``numeric_key``), a calibration that is not two finite numbers with a positive
+    deviation.
 
     Raises:
         QueryError: Malformed or edited, from another version, or from another query.
@@ -66,8 +73,13 @@ def decode_cursor(token: str, expected_fingerprint: str, *, numeric_key: bool = 
         raise QueryError("invalid cursor: too long")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        version, key, asset_id, served, snapshot, digest = json.loads(raw)
-        cursor = Cursor(key, int(asset_id), int(served), int(snapshot), str(digest))
+        version, key, asset_id, served, snapshot, digest, scale = json.loads(raw)
+        if scale is not None:
+            mean, std = (float(v) for v in scale)
+            if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+                raise ValueError("bad calibration")
+            scale = (mean, std)
+        cursor = Cursor(key, int(asset_id), int(served), int(snapshot), str(digest), scale)
     except (ValueError, TypeError) as exc:
         raise QueryError(invalid) from exc
     if (

@@ -4,11 +4,12 @@ One query may combine positive and negative phrases (weighted), an example image
 upload or a stored asset), full-text words and a filter. The semantic side encodes them into one
 query vector (``sum(w * positive) + image - sum(w * negative)``, normalised) and asks the vector
 search for the best keyframe per asset among the assets that pass the filter; the lexical side
-looks the words up in file names, tags, metadata values and transcripts (SQLite FTS5, BM25).
-``mode`` picks one side or fuses both (weighted reciprocal rank fusion, see
-:mod:`search.ranking`). Every result carries the raw cosine, a calibrated relevance, and an
-explanation: the frame time, the tags that match query words, the transcript segment and text
-fields that matched, and the filter it passed.
+looks the words up in file names, tags, metadata values and transcripts (SQLite FTS5: phrase,
+near, all words; BM25 inside each). ``mode`` picks one side or fuses both by their calibrated
+relevance (:mod:`search.ranking`). Every result carries the raw cosine, a relevance in [0, 1]
+(semantic, lexical or fused), and an explanation: the frame time, the tags that match query
+words, how the words matched, the transcript segment and text fields that matched, and the
+filter it passed.
 
 Results are per asset and ordered by (score, asset id), or by a field; pages follow each other
 through a stable cursor (:mod:`search.paging`).
@@ -29,11 +30,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from assetlens.models.clip import ClipEncoder
+from assetlens.search import ranking
 from assetlens.search.errors import QueryError
-from assetlens.search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, fts_query, to_json
+from assetlens.search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, to_json
 from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.paging import Cursor, after, decode_cursor, fingerprint
-from assetlens.search.ranking import Calibrator, fuse
+from assetlens.search.ranking import Calibrator, LexicalQuery, Scale, fuse, lexical_relevance
 from assetlens.search.store import Store, Tag
 from assetlens.search.vectors.index import VectorIndex
 from assetlens.search.vectors.search import VectorSearch
@@ -110,7 +112,7 @@ class Result:
     tags: tuple[Tag, ...]
     segment: dict[str, Any] | None = None
     match: str = "visual"  # visual | text | both
-    relevance: float | None = None
+    relevance: float | None = None  # None only in a listing by filter alone (nothing to relate to)
     meta: dict[str, Any] = field(default_factory=dict)
     explanation: dict[str, Any] = field(default_factory=dict)
 
@@ -147,7 +149,10 @@ class _Hit:
     asset_id: int
     score: float | None = None
     t: float | None = None
+    semantic: float | None = None  # calibrated relevance of the cosine
     lexical_rank: int | None = None
+    lexical_level: int | None = None
+    lexical: float | None = None  # relevance of the word match
     segment: dict[str, Any] | None = None
     sort_key: Any = None
     relevance: float | None = None
@@ -160,7 +165,6 @@ class SearchEngine:
         store: The library's store.
         index: Its vector index.
         encoder: The CLIP encoder of the store's model.
-        weights: Hybrid fusion weights, ``{"semantic": w, "lexical": w}``.
         columns: A filter column cache shared with other engines of the same library (the HTTP
             API's pooled sessions); default: this engine's own.
     """
@@ -170,13 +174,11 @@ class SearchEngine:
         store: Store,
         index: VectorIndex,
         encoder: ClipEncoder,
-        weights: dict[str, float] | None = None,
         *,
         columns: ColumnCache | None = None,
     ) -> None:
         self.store, self.index, self.encoder = store, index, encoder
         self.vectors = VectorSearch(store, index, columns)
-        self.weights = weights or {"semantic": 1.0, "lexical": 1.0}
         self._calibrator: tuple[int, Calibrator] | None = None
 
     # --- the simple forms ------------------------------------------------------------------
@@ -221,8 +223,9 @@ class SearchEngine:
                 "nothing to search for: give text, an image or an asset, or sort a filter by a field"
             )
         depth = HYBRID_DEPTH if query.mode == "hybrid" else (cursor.served if cursor else 0) + query.limit + 1
-        hits, plan = self._rank(query, vector, (condition, schema, where, params, now), depth, field_sort)
-        hits = self._apply_relevance(query, vector, hits)
+        hits, plan, scale = self._rank(
+            query, vector, (condition, schema, where, params, now), depth, field_sort, cursor
+        )
         descending = not (field_sort and str(query.sort).endswith(":asc"))
         if cursor is not None:
             hits = [h for h in hits if after(h.sort_key, h.asset_id, cursor, descending)]
@@ -231,7 +234,7 @@ class SearchEngine:
         next_cursor = None
         if more and page:
             last = page[-1]
-            next_cursor = Cursor(last.sort_key, last.asset_id, served, snapshot, digest).encode()
+            next_cursor = Cursor(last.sort_key, last.asset_id, served, snapshot, digest, scale).encode()
         results = self._results(page, query)
         took = round((time.perf_counter() - started) * 1000, 2)
         return Page(results, next_cursor, took, plan, query.describe())
@@ -294,39 +297,45 @@ class SearchEngine:
         condition: tuple[Filter, Any, str, list[Any], datetime],
         depth: int,
         field_sort: bool,
-    ) -> tuple[list[_Hit], dict[str, Any]]:
-        """Both rankings of a query; ``condition`` is (AST, schema, compiled SQL, parameters, now)."""
+        cursor: Cursor | None,
+    ) -> tuple[list[_Hit], dict[str, Any], Scale | None]:
+        """Both rankings of a query, each hit's relevance, and the order (minus ``min_relevance`` cuts);
+        ``condition`` is (AST, schema, compiled SQL, parameters, now). Returns the calibration used."""
         ast, schema, where, params, now = condition
+        scale = cursor.scale if cursor is not None else None
         plan: dict[str, Any] = {"mode": query.mode}
         hits: dict[int, _Hit] = {}
-        semantic: list[int] = []
-        lexical: list[int] = []
         if vector is not None and query.mode != "lexical":
             k = depth if not field_sort else MAX_LIMIT * 10
             found, plan["vector"] = self.vectors.search(vector, ast, k, schema, now)
             for asset_id, score, t in found:
                 hits[asset_id] = _Hit(asset_id, score, t)
-                semantic.append(asset_id)
+            if cursor is None:  # a later page keeps the first page's calibration (search.paging)
+                scale = self._calibrator_now().scale(vector)
         words = " ".join(t for t, _ in query.text)
-        match = fts_query(words) if words and query.mode != "semantic" else None
-        if match is not None:
-            for rank, (asset_id, _, segment) in enumerate(
-                self.store.lexical_search(match, where, params, depth), 1
-            ):
+        lexical = LexicalQuery.of(words) if words and query.mode != "semantic" else None
+        if lexical is not None:
+            found_words = self.store.lexical_search(lexical.levels, where, params, depth)
+            for rank, (asset_id, level, bm25, segment) in enumerate(found_words, 1):
                 hit = hits.setdefault(asset_id, _Hit(asset_id))
-                hit.lexical_rank, hit.segment = rank, segment
-                lexical.append(asset_id)
+                hit.lexical_rank, hit.lexical_level, hit.segment = rank, level, segment
+                hit.lexical = lexical_relevance(level, bm25)
+        _relevance(hits, scale)
+        cut = query.min_relevance
+        if cut is not None:
+            hits = {i: h for i, h in hits.items() if h.relevance is None or h.relevance >= cut}
         if field_sort:
-            return self._field_sorted(query, hits, where, params), plan
-        if query.mode == "hybrid" and match is not None and vector is not None:
-            fused = fuse({"semantic": semantic, "lexical": lexical}, self.weights)
-            for asset_id, value in fused.items():
-                hits[asset_id].sort_key = round(value, 12)
+            return self._field_sorted(query, hits, where, params), plan, scale
+        if query.mode == "hybrid" and lexical is not None and vector is not None:
+            # Fused relevance is per asset (not per list position): the same on every page.
+            for hit in hits.values():
+                hit.sort_key = round(float(hit.relevance or 0.0), 12)
         else:
+            # One list: its own order (cosine, or the word match's level then BM25, as ranked in SQL).
             for hit in hits.values():
                 hit.sort_key = round(hit.score, 9) if hit.score is not None else -float(hit.lexical_rank or 0)
         ordered = sorted(hits.values(), key=lambda h: (-h.sort_key, h.asset_id))
-        return ordered, plan
+        return ordered, plan, scale
 
     def _field_sorted(self, query: Query, hits: dict[int, _Hit], where: str, params: list[Any]) -> list[_Hit]:
         name, _, direction = str(query.sort).partition(":")
@@ -352,19 +361,6 @@ class SearchEngine:
             hit.sort_key = value
             out.append(hit)
         return out
-
-    def _apply_relevance(self, query: Query, vector: np.ndarray | None, hits: list[_Hit]) -> list[_Hit]:
-        if vector is None:
-            return hits
-        scored = [h for h in hits if h.score is not None]
-        relevance = self._calibrator_now().relevance(vector, np.array([h.score for h in scored]))
-        by_id = {h.asset_id: float(r) for h, r in zip(scored, relevance, strict=True)}
-        for hit in hits:
-            hit.relevance = by_id.get(hit.asset_id)
-        if query.min_relevance is None:
-            return hits
-        # Word matches without a vector (sound-only assets) are kept: they matched literally.
-        return [h for h in hits if by_id.get(h.asset_id, 1.0) >= query.min_relevance]
 
     def _calibrator_now(self) -> Calibrator:
         # The index was synced by this query's vector search: its size is the store's count,
@@ -396,6 +392,19 @@ class SearchEngine:
         return out
 
 
+def _relevance(hits: dict[int, _Hit], scale: Scale | None) -> None:
+    """Each hit's semantic relevance (its cosine on the query's scale) and its relevance, fused
+    when both lists found it."""
+    scored = [h for h in hits.values() if h.score is not None]
+    if scored:
+        semantic = ranking.semantic_relevance(np.array([h.score for h in scored]), scale)
+        for hit, value in zip(scored, semantic, strict=True):
+            hit.semantic = float(value)
+    for hit in hits.values():
+        known = hit.semantic is not None or hit.lexical is not None
+        hit.relevance = fuse(hit.semantic, hit.lexical) if known else None
+
+
 def _sort_column(name: str) -> str:
     """SQL for a sort field: a built-in column, or a meta/embedded value (path as a literal we built)."""
     if name in BUILTIN_FIELDS:
@@ -419,6 +428,11 @@ def _explain(
     out: dict[str, Any] = {}
     if hit.score is not None:
         out["visual"] = {"score": round(hit.score, 6), "t": hit.t}
+        if hit.semantic is not None:
+            out["visual"]["relevance"] = round(hit.semantic, 4)
+    if hit.lexical_level is not None and hit.lexical is not None:
+        match = ranking.lexical_match_name(hit.lexical_level)
+        out["words"] = {"match": match, "relevance": round(hit.lexical, 4)}
     matched_tags = [t.tag for t in tags if words & set(re.findall(r"\w+", t.tag.lower()))]
     if matched_tags:
         out["tags"] = matched_tags

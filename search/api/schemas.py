@@ -99,7 +99,10 @@ class ResultOut(BaseModel):
     uri: str
     kind: str | None
     score: float | None = Field(description="Raw cosine similarity of the best vector (None: words only).")
-    relevance: float | None = Field(description="Calibrated relevance 0..1 (None without a query vector).")
+    relevance: float | None = Field(
+        description="Calibrated relevance 0..1: semantic, lexical or both fused (README, Searching). "
+        "None only when a filter alone lists assets sorted by a field."
+    )
     t: float | None = Field(description="Seconds into a video (best keyframe or matching speech).")
     match: str = Field(description="visual, text or both.")
     segment: dict[str, Any] | None = Field(description="The matching transcript segment.")
@@ -199,13 +202,27 @@ class TagsOut(BaseModel):
 
 
 class FacetValue(BaseModel):
-    value: str | int | float | bool
-    count: int
+    """One value of a field and how many assets hold it."""
+
+    value: str | int | float | bool = Field(
+        description="The value (never null); a date bucket's ISO prefix with `by`; a tag's text for `tag`."
+    )
+    count: int = Field(ge=1, description="Assets passing the filter that hold this value.")
 
 
 class FacetsOut(BaseModel):
-    field: str
-    values: list[FacetValue]
+    """``GET /v1/facets/{field}``: the one shape of a facet answer (the search page reads it as is)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"field": "kind", "values": [{"value": "image", "count": 12}, {"value": "audio", "count": 3}]}
+            ]
+        }
+    )
+
+    field: str = Field(description="The field asked for, as given.")
+    values: list[FacetValue] = Field(description="Most frequent first, ties by value; at most `limit`.")
 
 
 class IngestRequest(_Strict):

@@ -1,6 +1,6 @@
 """Transcripts and full-text search in the store: replacing and reading an asset's transcript segments,
 phrase search over transcripts (``segments_fts``) and the lexical search over asset words and
-transcripts together (``assets_fts`` and ``segments_fts``, ranked by bm25).
+transcripts together (``assets_fts`` and ``segments_fts``, ranked by match level, then bm25).
 """
 
 from __future__ import annotations
@@ -71,48 +71,58 @@ class TranscriptsMixin(StoreBase):
     # --- lexical search (search.query) -----------------------------------------------------
 
     def lexical_search(
-        self, match: str, where: str, params: Sequence[Any], limit: int
-    ) -> list[tuple[int, float, dict[str, Any] | None]]:
-        """Assets whose words (name, tags, meta, transcript) match an FTS5 expression, best first.
+        self, levels: Sequence[tuple[int, str]], where: str, params: Sequence[Any], limit: int
+    ) -> list[tuple[int, int, float, dict[str, Any] | None]]:
+        """Assets whose words (name, tags, meta, transcript) match, best level first, then by bm25.
 
         Args:
-            match: A safe FTS5 expression (see ``search.filters.fts_query``).
+            levels: ``(level, expression)`` pairs: safe FTS5 expressions of the same words, each
+                matching more loosely than the one before (see ``search.ranking.LexicalQuery``);
+                the last decides which assets match at all.
             where: SQL condition over ``assets a`` (a compiled filter), with ``params``.
             limit: Most assets returned.
 
         Returns:
-            ``(asset_id, bm25, segment)``: lower bm25 is better; ``segment`` is the best matching
-            transcript segment when the transcript matched.
+            ``(asset_id, level, bm25, segment)`` for each asset at the highest level it reaches
+            (in a file field or in one transcript segment): lower bm25 is better; ``segment`` is
+            the best matching transcript segment when the transcript matched.
         """
+        scans, args = [], []
+        for level, expression in levels:
+            scans.append(
+                f"SELECT rowid AS asset_id, {int(level)} AS level, bm25(assets_fts) AS bm25, "
+                "NULL AS segment_id FROM assets_fts WHERE assets_fts MATCH ?"
+            )
+            scans.append(
+                f"SELECT s.asset_id, {int(level)}, bm25(segments_fts), s.id FROM segments_fts "
+                "JOIN segments s ON s.id = segments_fts.rowid WHERE segments_fts MATCH ?"
+            )
+            args += [expression, expression]
         rows = self.db.execute(
             f"""
-            WITH hits AS (
-                SELECT rowid AS asset_id, bm25(assets_fts) AS rank, NULL AS segment_id
-                FROM assets_fts WHERE assets_fts MATCH ?
-                UNION ALL
-                SELECT s.asset_id, bm25(segments_fts), s.id
-                FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid
-                WHERE segments_fts MATCH ?
-            ),
-            best AS (
-                SELECT asset_id, min(rank) AS rank,
-                       (SELECT h2.segment_id FROM hits h2 WHERE h2.asset_id = hits.asset_id
-                        AND h2.segment_id IS NOT NULL ORDER BY h2.rank LIMIT 1) AS segment_id
-                FROM hits GROUP BY asset_id
+            WITH hits AS ({" UNION ALL ".join(scans)}),
+            ranked AS (
+                SELECT asset_id, level, bm25,
+                       row_number() OVER (PARTITION BY asset_id ORDER BY level DESC, bm25, segment_id) AS nth,
+                       first_value(segment_id) OVER (
+                           PARTITION BY asset_id ORDER BY segment_id IS NULL, level DESC, bm25, segment_id
+                       ) AS segment_id
+                FROM hits
             )
-            SELECT b.asset_id, b.rank, s.start, s.end, s.text, s.id
-            FROM best b JOIN assets a ON a.id = b.asset_id
+            SELECT b.asset_id, b.level, b.bm25, s.start, s.end, s.text, s.id
+            FROM ranked b JOIN assets a ON a.id = b.asset_id
             LEFT JOIN segments s ON s.id = b.segment_id
-            WHERE {where}
-            ORDER BY b.rank, b.asset_id LIMIT ?
+            WHERE b.nth = 1 AND {where}
+            ORDER BY b.level DESC, b.bm25, b.asset_id LIMIT ?
             """,
-            [match, match, *params, limit],
+            [*args, *params, limit],
         )
         return [
             (
                 int(r[0]),
-                float(r[1]),
-                None if r[5] is None else {"id": r[5], "start": r[2], "end": r[3], "text": r[4]},
+                int(r[1]),
+                float(r[2]),
+                None if r[6] is None else {"id": r[6], "start": r[3], "end": r[4], "text": r[5]},
             )
             for r in rows
         ]

@@ -401,8 +401,9 @@
 
   let facetGeneration = 0;
 
+  // Facets are asked for with or without a key: a server with anonymous read serves them to
+  // everyone, and one without answers 401, which the lists show with what to do.
   async function loadFacets() {
-    if (!apiKey()) return;
     const ticket = ++facetGeneration;
     const filter = filterValue();
     const query = (limit) => {
@@ -419,32 +420,34 @@
     renderFacet(el.tags, "tag", tags);
   }
 
-  // Accepts {values: [{value, count}]}, {facets: [...]}, a bare list, or [[value, count]].
+  // GET /v1/facets/{field} answers FacetsOut: {field, values: [{value, count}]}, most frequent
+  // first. Anything else is a server the page does not know: say so rather than guess.
   function facetEntries(doc) {
-    const list = Array.isArray(doc) ? doc : (doc && (doc.values || doc.facets || doc.buckets || doc.results)) || [];
-    return list.map((item) => Array.isArray(item)
-      ? { value: item[0], count: item[1] }
-      : { value: item.value ?? item.tag ?? item.key ?? item.name, count: item.count ?? item.n });
+    if (!doc || !Array.isArray(doc.values)) throw new Error("unexpected facets response");
+    return doc.values.filter((e) => e && e.value !== null && e.value !== undefined && isNumber(e.count));
+  }
+
+  function facetMessage(list, text) {
+    const item = document.createElement("li");
+    item.className = "muted";
+    item.textContent = text;
+    list.replaceChildren(item);
   }
 
   function renderFacet(list, field, settled) {
-    if (settled.status !== "fulfilled") {
+    let entries;
+    try {
+      if (settled.status !== "fulfilled") throw settled.reason;
+      entries = facetEntries(settled.value);
+    } catch (err) {
+      const denied = err instanceof ApiError && (err.status === 401 || err.status === 403);
+      if (denied) facetMessage(list, apiKey() ? `${err.title}: check the API key` : "enter an API key");
       // A broken filter is reported by the search itself: keep the counts shown before.
-      if (list.querySelector("button")) return;
-      const item = document.createElement("li");
-      item.className = "muted";
-      item.textContent = settled.reason instanceof ApiError ? settled.reason.title : "unavailable";
-      list.replaceChildren(item);
+      else if (!list.querySelector("button")) facetMessage(list, err instanceof ApiError ? err.title : err.message);
       return;
     }
-    list.replaceChildren();
-    const entries = facetEntries(settled.value).filter((e) => e.value !== undefined && e.value !== null);
-    if (!entries.length) {
-      const item = document.createElement("li");
-      item.className = "muted";
-      item.textContent = "none";
-      list.append(item);
-    }
+    if (!entries.length) facetMessage(list, "none");
+    else list.replaceChildren();
     for (const { value, count } of entries) {
       const item = document.createElement("li");
       const button = document.createElement("button");
@@ -456,7 +459,7 @@
       label.textContent = String(value);
       const n = document.createElement("span");
       n.className = "count";
-      n.textContent = isNumber(count) ? String(count) : "";
+      n.textContent = String(count);
       button.append(label, n);
       button.title = active ? `remove ${field}:${value} from the filter` : `add ${field}:${value} to the filter`;
       button.addEventListener("click", () => toggleTerm(field, String(value)));

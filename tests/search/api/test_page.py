@@ -48,8 +48,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path, photos: Path) -> Iterator[tuple[str, str]]:
-    """The real app on 127.0.0.1 (uvicorn in a thread) and a read key."""
+def served(tmp_path: Path, photos: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """The real app on 127.0.0.1 (uvicorn in a thread) and a read key; parametrise it indirectly
+    with ``{"anonymous_read": True}`` to serve read routes without a key."""
     import uvicorn
 
     from assetlens.search.api.app import create_app
@@ -64,7 +65,10 @@ def served(tmp_path: Path, photos: Path) -> Iterator[tuple[str, str]]:
     _, key = create_key(lib.store, "read", "browser test")
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(ApiSettings(), lib), host="127.0.0.1", port=_free_port(), log_level="warning"
+            create_app(ApiSettings(**getattr(request, "param", {})), lib),
+            host="127.0.0.1",
+            port=_free_port(),
+            log_level="warning",
         )
     )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
@@ -273,6 +277,35 @@ def test_search_page(
     record_property("screenshot", str(shot))  # junit XML
     with capsys.disabled():
         print(f"\n[artefact] search page screenshot: {shot}")
+
+
+@pytest.mark.parametrize("served", [{"anonymous_read": True}], indirect=True)
+def test_facets_show_without_a_key_when_anonymous_read_is_on(page: Any, served: tuple[str, str]) -> None:
+    url, _ = served
+    page.goto(url + "/")
+    assert page.evaluate("localStorage.getItem('assetlens.apiKey')") is None
+    page.wait_for_selector("#facet-kind button")
+    assert page.inner_text("#facet-kind .value") == "image"
+    assert page.inner_text("#facet-kind .count") == "9"
+    page.wait_for_selector("#facet-tags button")
+    tag_counts = page.eval_on_selector_all("#facet-tags .count", "els => els.map(e => Number(e.textContent))")
+    assert tag_counts and all(n >= 1 for n in tag_counts)
+    assert tag_counts == sorted(tag_counts, reverse=True)  # most frequent first, as the API serves them
+
+    # A facet narrows the search, still without a key.
+    page.click("#facet-kind button:has-text('image')")
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('kind:image')")
+    _wait_thumbnails(page)
+    assert len(_result_ids(page)) == 9 and page.is_hidden("#error")
+    assert page.js_errors == [] and page.failed == []
+
+
+def test_facets_say_what_to_do_without_a_key(page: Any, served: tuple[str, str]) -> None:
+    url, _ = served
+    page.goto(url + "/")
+    page.wait_for_function("() => document.querySelector('#facet-kind').textContent.includes('API key')")
+    assert page.inner_text("#facet-tags") == "enter an API key"
+    assert page.js_errors == [] and {status for status, _ in page.failed} == {401}
 
 
 def _with_limit(body: str | None, limit: int) -> str:
