@@ -130,7 +130,7 @@ def build_library(root: Path, transcriber: Transcriber, memos: dict[str, str] = 
     media = write_media(root / "media", memos)
     lib = open_library(root / "data")
     tagger = Tagger(lib.encoder, load_vocabulary(), LABEL_CACHE)
-    ingester = Ingester(lib.store, lib.encoder, tagger, lib.index, transcriber)
+    ingester = Ingester(lib.store, lib.encoder, tagger, lib.index, transcriber.settings)
     report = ingester.ingest([media])
     assert report.failed == 0 and report.added == len(PHOTOS_TEXT) + len(memos), report.as_dict()
     with lib.store.transaction():
