@@ -2,8 +2,8 @@
 
 Each tower is exported from the loaded fp32 PyTorch model once per model, its matrix products
 dynamically quantised to int8 (weights once, activations per call), checked against fp32 on
-probe inputs, and written to the cache directory that :class:`models.onnx_towers.OnnxTowers`
-reads.
+probe inputs, and published to the machine cache (:func:`models.cache.onnx_dir`) that
+:class:`models.onnx_towers.OnnxTowers` reads.
 
 Why these choices (measured on ViT-B-32, 2-core AVX-512 VNNI EPYC; see BENCHMARKS.md):
 
@@ -23,9 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -36,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from assetlens.models.cache import publish_dir, staging_dir
 from assetlens.models.onnx_towers import FORMAT, OPSET, QUANTISATION, OnnxTowers, read_meta
 from assetlens.models.precision import MIN_COSINE
 from assetlens.models.torch_towers import TorchTowers
@@ -80,8 +78,7 @@ def export_towers(
 
     Args:
         towers: The loaded fp32 model (on CPU).
-        directory: The cache directory (see :func:`models.onnx_towers.cache_dir_for`); replaced
-            atomically.
+        directory: The cache entry (see :func:`models.cache.onnx_dir`); published atomically.
         model_id: Recorded in ``meta.json``.
         image_size: Input side of the image tower.
         tokens: Tokenised probe texts (``PROBE_TEXTS``), trimmed when ``towers.trimmed``.
@@ -92,10 +89,7 @@ def export_towers(
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     start = time.perf_counter()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    work.chmod(0o755)  # mkdtemp's 0700 would hide the cache from the library's other users
-    try:
+    with staging_dir(directory) as work:
         pixels = probe_pixels(image_size)
         image, text = _ImageTower(towers).eval(), _TextTower(towers).eval()
         token_tensor = torch.from_numpy(tokens)
@@ -135,16 +129,9 @@ def export_towers(
             for tower in ("image", "text"):
                 (work / f"{tower}.onnx").unlink()
         (work / "meta.json").write_text(json.dumps(meta, indent=2))
-        shutil.rmtree(directory, ignore_errors=True)
-        try:
-            os.replace(work, directory)  # atomic: readers see the old cache, none, or the new one
-        except OSError:
-            if read_meta(directory, model_id) is None:
-                raise
-            # Another process finished the same export first: its cache is as good as ours.
-        return meta
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        # Another process may finish the same export first: its entry is as good as ours.
+        publish_dir(work, directory, lambda found: read_meta(found, model_id) is not None)
+    return meta
 
 
 def probe_pixels(size: int, count: int = 8) -> np.ndarray:

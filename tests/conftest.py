@@ -14,8 +14,17 @@ from helpers import PHOTOS, open_library
 from assetlens.search.library import LibraryCore
 
 
+@pytest.fixture(scope="session")
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The machine-wide cache every test shares (ONNX exports and label embeddings made once).
+
+    Never the developer's ~/.cache. Tests of the cache itself use their own folder.
+    """
+    return tmp_path_factory.mktemp("machine-cache")
+
+
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, machine_cache: Path) -> None:
     # Tests never reach a model hub, and never read a developer's own hub cache.
     # The hub cache is tmp_path/hf/hub (tests that fake a cached download write there).
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -27,6 +36,10 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     for name in [n for n in os.environ if n.startswith("ASSETLENS_")]:
         monkeypatch.delenv(name, raising=False)
+    # Set after the sweep above; subprocesses inherit it. XDG_CACHE_HOME too, so that a command
+    # run with ASSETLENS_CACHE_DIR unset (testing the default) stays out of ~/.cache.
+    monkeypatch.setenv("ASSETLENS_CACHE_DIR", str(machine_cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
 
 
 @pytest.fixture
