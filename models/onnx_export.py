@@ -16,10 +16,13 @@ Why these choices (measured on ViT-B-32, 2-core AVX-512 VNNI EPYC; see BENCHMARK
   CPU-second; with ORT's thread spinning off, ~20% more again on a shared 2-core machine.
 - ORT's transformer graph optimiser (LayerNorm/GELU fusion) made the quantised image tower
   slower here, so the exported graph is quantised as it is.
+- The token embedding is stored in float16 (:func:`_halve_lookup_tables`): a CLI search loads
+  the text tower in 0.12 s instead of 0.23.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -105,6 +108,7 @@ def export_towers(
                     weight_type=QuantType.QInt8,
                 )
             (work / f"{tower}.fp32.onnx").unlink()
+            _halve_lookup_tables(work / f"{tower}.onnx")
         with torch.inference_mode():
             want_images = image(torch.from_numpy(pixels)).float().numpy()
             want_texts = text(token_tensor).float().numpy()
@@ -268,6 +272,36 @@ def _export(
             opset_version=OPSET,
             dynamo=False,
         )
+
+
+def _halve_lookup_tables(path: Path, min_size: int = 1 << 20) -> None:
+    """Store big float lookup tables (the token embedding) in float16, cast back after the lookup.
+
+    The text tower's token embedding (49 408 x 512 floats for ViT-B-32) was 72% of its int8
+    file, and loading it half the time of a CLI search's model load. In float16 the file loses
+    a third and the load half (0.23 -> 0.12 s), at a relative error of 2^-11 per element (int8
+    with one scale for the table could lose whole rows to an outlier elsewhere). The export's
+    accuracy check runs on the result.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    tables = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT}
+    uses = collections.Counter(name for node in graph.node for name in node.input)
+    for node in list(graph.node):
+        table = tables.get(node.input[0]) if node.op_type == "Gather" and node.input else None
+        if table is None or uses[table.name] != 1 or np.prod(table.dims) < min_size:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(table).astype(np.float16), f"{table.name}.fp16")
+        graph.initializer.remove(table)
+        graph.initializer.append(half)
+        looked_up = node.output[0]
+        node.input[0], node.output[0] = half.name, f"{looked_up}.fp16"
+        cast = helper.make_node("Cast", [node.output[0]], [looked_up], to=TensorProto.FLOAT)
+        graph.node.insert(list(graph.node).index(node) + 1, cast)
+    onnx.save(model, str(path))
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ from assetlens.models.errors import PrecisionError
 
 OPSET = 17
 QUANTISATION = "int8-matmul"  # dynamic int8, MatMul only, signed weights
-FORMAT = 1  # bump when the exported graphs change shape or meaning
+FORMAT = 2  # bump when the exported graphs change shape or meaning (2: float16 token embedding)
 
 
 def read_meta(directory: Path, model_id: str) -> dict[str, Any] | None:

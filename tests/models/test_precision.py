@@ -232,6 +232,27 @@ def test_onnx_cache_is_reused_without_exporting_again(tmp_path: Path, photos: li
     assert second.onnx_meta is not None and second.onnx_meta["export_s"] == meta["export_s"]
 
 
+def test_the_exported_token_embedding_is_float16_and_the_towers_load_on_use(
+    tmp_path: Path, photos: list[Image.Image]
+) -> None:
+    skip_unless_supported("onnx-int8")
+    import onnx
+
+    enc = encoder(tmp_path, "onnx-int8")
+    enc.encode_texts(["a cat"])  # exports, then uses the text tower only
+    text = onnx.load(str(enc.onnx_cache / "text.onnx"))
+    tables = {tuple(t.dims): t.data_type for t in text.graph.initializer if len(t.dims) == 2}
+    assert tables[(49408, 64)] == onnx.TensorProto.FLOAT16  # half the bytes to load per search
+    assert enc.onnx_meta is not None and enc.onnx_meta["text_min_cosine"] >= MIN_COSINE
+
+    fresh = encoder(tmp_path, "onnx-int8")
+    (enc.onnx_cache / "image.onnx").write_bytes(b"truncated")  # damaged after the export
+    fresh.encode_texts(["a dog"])  # a text needs no image tower: it is never opened
+    damaged = r"cannot load the cached ONNX image tower .*image\.onnx.*delete"
+    with pytest.raises(PrecisionError, match=damaged):
+        fresh.encode_images(photos[:1])
+
+
 def test_onnx_cache_follows_the_model_id(tmp_path: Path, photos: list[Image.Image]) -> None:
     skip_unless_supported("onnx-int8")
     seeded = encoder(tmp_path, "onnx-int8")
