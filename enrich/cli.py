@@ -81,7 +81,7 @@ class _QuietOpenClip(logging.Filter):
     envvar="ASSETLENS_DATA_DIR",
     default="assetlens-data",
     show_default=True,
-    help="Library folder (SQLite store, index, model cache). Env: ASSETLENS_DATA_DIR.",
+    help="Library folder (SQLite store, index). Env: ASSETLENS_DATA_DIR.",
 )
 @click.version_option(package_name="assetlens")
 @click.pass_context
@@ -116,7 +116,7 @@ def _vocabulary(lib: LibraryCore, vocab: Path | None, save: bool) -> Vocabulary:
 
 
 def _tagger(lib: LibraryCore, vocab: Path | None, save: bool) -> Tagger:
-    return Tagger(lib.encoder, _vocabulary(lib, vocab, save), lib.settings.data_dir / "cache")
+    return Tagger(lib.encoder, _vocabulary(lib, vocab, save))
 
 
 def _show_progress(as_json: bool) -> bool:
@@ -382,7 +382,7 @@ def models_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def models_fetch(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Download NAME's weights into DATA_DIR/models (on a networked machine)."""
+    """Download NAME's weights into the machine cache (ASSETLENS_CACHE_DIR/hub), on a networked machine."""
     from assetlens.models.weights import resolve_weights
 
     lib = library(ctx)
