@@ -1,8 +1,9 @@
 """Zero-shot tags from image embeddings and a vocabulary.
 
 Each tag is embedded as the mean of its prompt ensemble (category templates applied to the tag
-and its synonyms), and those label embeddings are cached per model and vocabulary in the data
-dir. An image's score for a tag is the raw cosine similarity between the two.
+and its synonyms). Those label embeddings are cached once per machine, model and vocabulary
+(:func:`models.cache.labels_file`), so a new library tags at once. An image's score for a tag
+is the raw cosine similarity between the two.
 
 Threshold rule (multi-label). CLIP cosines are not calibrated: a good match may score 0.30 on
 one image and 0.22 on another. So a tag is kept when it stands out from the image's own
@@ -15,8 +16,8 @@ tag, the best score and the time where it peaks.
 
 from __future__ import annotations
 
-import hashlib
-import os
+import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from assetlens.models.cache import labels_file, publish_file
 from assetlens.models.clip import ClipEncoder
 from assetlens.models.vocab import VocabTerm, Vocabulary
 from assetlens.search.errors import ModelMismatchError
@@ -43,8 +45,11 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "scenes": ("a photo of a {}.", "a picture of a {}.", "a view of a {}."),
     "activities": ("a photo of someone {}.", "a photo of people {}.", "an image of {}."),
 }
+LABELS_FORMAT = 1  # bump when label embeddings are computed differently (averaging, normalisation)
 DEFAULT_MIN_Z = 2.5
 DEFAULT_MAX_TAGS = 10
+
+log = logging.getLogger(__name__)
 
 
 def prompts_for(term: VocabTerm) -> list[str]:
@@ -59,7 +64,6 @@ class Tagger:
     Args:
         encoder: The CLIP encoder whose vectors are being tagged.
         vocabulary: Tags to choose from.
-        cache_dir: Where label embeddings are cached (one file per model and vocabulary).
         min_z: Minimum z-score of a kept tag (see the module docstring).
         max_tags: Most tags kept per image, before parents are added.
     """
@@ -68,34 +72,43 @@ class Tagger:
         self,
         encoder: ClipEncoder,
         vocabulary: Vocabulary,
-        cache_dir: Path | None = None,
         *,
         min_z: float = DEFAULT_MIN_Z,
         max_tags: int = DEFAULT_MAX_TAGS,
     ) -> None:
         self.encoder, self.vocabulary = encoder, vocabulary
-        self.cache_dir, self.min_z, self.max_tags = cache_dir, min_z, max_tags
+        self.min_z, self.max_tags = min_z, max_tags
         self.tags = vocabulary.tags()
         self._labels: np.ndarray | None = None
         self._scorer: TagScorer | None = None
         self._ancestors = {tag: vocabulary.ancestors(tag) for tag in self.tags}
 
     @property
-    def cache_key(self) -> str:
-        """Digest of everything the label embeddings depend on."""
-        text = repr((self.encoder.model_id, self.vocabulary.digest, GENERIC_TEMPLATES, TEMPLATES))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    def cache_file(self) -> Path:
+        """Where the label embeddings are cached in the machine cache (:mod:`models.cache`)."""
+        recipe = {"format": LABELS_FORMAT, "templates": [GENERIC_TEMPLATES, TEMPLATES]}
+        root = self.encoder.settings.cache_dir
+        return labels_file(root, self.encoder.model_id, self.vocabulary.digest, recipe)
 
     def label_embeddings(self) -> np.ndarray:
-        """``(T, dim)`` unit vectors, one per tag (computed once per model and vocabulary)."""
+        """``(T, dim)`` unit vectors, one per tag (computed once per machine, model and vocabulary)."""
         if self._labels is not None:
             return self._labels
-        path = self.cache_dir / f"labels-{self.cache_key}.npy" if self.cache_dir else None
-        if path is not None and path.exists():
-            labels = np.load(path)
-            if labels.shape == (len(self.tags), self.encoder.dim):
+        path = self.cache_file
+        with contextlib.suppress(OSError, ValueError, EOFError):  # none yet, or damaged: made again
+            labels = np.load(path, allow_pickle=False)
+            if labels.shape == (len(self.tags), self.encoder.dim) and labels.dtype == np.float32:
                 self._labels = labels
                 return labels
+        self._labels = self._compute_labels()
+        try:
+            publish_file(path, lambda f: np.save(f, self._labels, allow_pickle=False))
+        except OSError as exc:  # a read-only or full cache costs time, not the run
+            log.warning("label embeddings not cached in %s (%s): computed again next run", path, exc)
+        return self._labels
+
+    def _compute_labels(self) -> np.ndarray:
+        """Each tag's mean prompt embedding, normalised."""
         prompts = [prompts_for(term) for term in self.vocabulary.terms]
         flat = [p for group in prompts for p in group]
         encoded = np.concatenate(
@@ -109,16 +122,7 @@ class Tagger:
             ]
         )
         norms = np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        self._labels = (means / norms).astype(np.float32)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-            try:
-                np.save(tmp, self._labels)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves no debris
-        return self._labels
+        return (means / norms).astype(np.float32)
 
     def scorer(self) -> TagScorer:
         """The label embeddings and the threshold rule, without the encoder (it pickles)."""

@@ -9,14 +9,13 @@ the network is computed, never which network: the model id is the same in every 
 each mode's embeddings keep a cosine of at least 0.99 to fp32's. The computation itself is a
 backend: :class:`models.torch_towers.TorchTowers` (PyTorch modes) or
 :class:`models.onnx_towers.OnnxTowers` (``onnx-int8``). This module imports neither torch nor
-open_clip: with a cached ONNX export, encoding images never loads them (texts need open_clip's
-tokenizer).
+open_clip: with a cached ONNX export (in the machine cache, :mod:`models.cache`), encoding
+images or texts never loads them (texts are tokenized by :mod:`models.tokenizer`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from assetlens.models.cache import onnx_dir
 from assetlens.models.errors import PrecisionError
-from assetlens.models.onnx_towers import OnnxTowers, cache_dir_for, read_meta
+from assetlens.models.onnx_towers import OnnxTowers, read_meta
 from assetlens.models.precision import resolve_precision, vit_param_estimate
 from assetlens.models.registry import ModelSpec, arch_config
 from assetlens.models.settings import ModelSettings
@@ -110,8 +110,8 @@ class ClipEncoder:
 
     @property
     def onnx_cache(self) -> Path:
-        """Where this model's ONNX towers are cached (used by the ``onnx-int8`` mode only)."""
-        return cache_dir_for(self.settings.model_cache_dir or default_cache_root(), self.model_id)
+        """This model's ONNX towers in the machine cache (used by the ``onnx-int8`` mode only)."""
+        return onnx_dir(self.settings.cache_dir, self.model_id)
 
     @property
     def onnx_meta(self) -> dict[str, Any] | None:
@@ -264,21 +264,15 @@ class ClipEncoder:
 
     def _tokens(self, texts: list[str]) -> np.ndarray:
         if self._tokenizer is None:
-            from assetlens.models.text import tokenizer_for
+            from assetlens.models.tokenizer import tokenizer_for  # imported late: ftfy takes 40 ms
 
             self._tokenizer = tokenizer_for(self.spec.arch)
         return self._tokenizer(texts)
 
 
-def default_cache_root() -> Path:
-    """Model cache used when no ``model_cache_dir`` is set (the CLI and API always set one)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "assetlens"
-
-
 def _text_input(tokens: np.ndarray, trimmed: bool) -> np.ndarray:
     """Tokens as a text tower takes them: cut after the longest text when it is a trimmed one."""
-    from assetlens.models.text import trim_tokens  # imported late: models.text loads open_clip and torch
+    from assetlens.models.tokenizer import trim_tokens
 
     return trim_tokens(tokens) if trimmed else tokens
 

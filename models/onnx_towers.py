@@ -1,48 +1,39 @@
 """The ``onnx-int8`` precision mode at run time: CLIP's towers as int8 ONNX Runtime sessions.
 
 :mod:`models.onnx_export` exports each tower from the loaded fp32 PyTorch model once per model,
-quantises its matrix products to int8 and checks it against fp32. The result is cached under the
-model cache dir, keyed by model id, opset and quantisation. This module reads that cache and
-needs neither PyTorch nor open_clip: a library whose export is cached starts without importing
-them (about 5 s and 950 MB less), and holds no PyTorch model (~600 MB less for ViT-B-32).
+quantises its matrix products to int8 and checks it against fp32. The result is cached once per
+machine (:func:`models.cache.onnx_dir`, keyed by model id, this format and package versions).
+This module reads that cache and needs neither PyTorch nor open_clip: a process whose export is
+cached starts without importing them (about 5 s and 950 MB less), and holds no PyTorch model
+(~600 MB less for ViT-B-32). Each tower's session opens on first use: a text search never loads
+the image tower, an ingest whose label embeddings are cached never loads the text tower.
 
-The cache is a directory holding ``image.onnx``, ``text.onnx`` and ``meta.json``; ``meta.json``
-is written last (atomically), so a half-written cache is never used, and it records the accuracy
-check: a quantised model whose embeddings fall below :data:`models.precision.MIN_COSINE` to
-fp32 is not used (``auto`` falls back to fp32; an explicit ``onnx-int8`` is refused).
+The cache is a directory holding ``image.onnx``, ``text.onnx`` and ``meta.json``, published
+whole (:func:`models.cache.publish_dir`). ``meta.json`` records the accuracy check: a quantised
+model whose embeddings fall below :data:`models.precision.MIN_COSINE` to fp32 is not used
+(``auto`` falls back to fp32; an explicit ``onnx-int8`` is refused).
 
 - The image tower takes ``uint8`` NHWC pixels and normalises them in the graph, so the caller
   hands over the prepared crops as they are (no float copies or transposes in Python).
 - The text tower takes tokens already cut after the longest end-of-text token (see
-  :func:`models.text.trim_tokens`) when :attr:`OnnxTowers.trimmed`; its sequence axis is dynamic.
+  :func:`models.tokenizer.trim_tokens`) when :attr:`OnnxTowers.trimmed`; its sequence axis is dynamic.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import re
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from assetlens.models.errors import PrecisionError
+
 OPSET = 17
 QUANTISATION = "int8-matmul"  # dynamic int8, MatMul only, signed weights
-FORMAT = 1  # bump when the exported graphs change shape or meaning
-
-
-def cache_dir_for(root: Path, model_id: str) -> Path:
-    """The cache directory of one model's ONNX towers under ``root``.
-
-    The name is readable (model id) and exact (digest of the id), and carries the opset,
-    quantisation and format, so a change of any of them gives a new directory.
-    """
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)[:80]
-    digest = hashlib.sha256(model_id.encode()).hexdigest()[:10]
-    return root / "onnx" / f"{slug}-{digest}-opset{OPSET}-{QUANTISATION}-v{FORMAT}"
+FORMAT = 2  # bump when the exported graphs change shape or meaning (2: float16 token embedding)
 
 
 def read_meta(directory: Path, model_id: str) -> dict[str, Any] | None:
@@ -81,22 +72,30 @@ class OnnxTowers:
         self.trimmed = bool(self.meta["text_trimmed"])
         cpu = ["CPUExecutionProvider"]
         self._open = functools.partial(ort.InferenceSession, sess_options=options, providers=cpu)
-        self._image = self._open(str(directory / "image.onnx"))
-        # The text tower opens on first use: an ingest whose label embeddings are cached never
-        # needs it (0.3 s and ~150 MB saved for ViT-B-32).
-        self._text: Any = None
-        self._text_path = directory / "text.onnx"
+        self._directory = directory
+        self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Raw (unnormalised) image features of ``uint8`` crops ``(N, size, size, 3)``."""
-        out = self._image.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})[0]
-        return np.asarray(out, dtype=np.float32)
+        inputs = {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)}
+        return np.asarray(self._session("image").run(None, inputs)[0], dtype=np.float32)
 
     def encode_tokens(self, tokens: np.ndarray) -> np.ndarray:
         """Raw text features of ``int64`` tokens (trimmed when :attr:`trimmed`)."""
+        inputs = {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)}
+        return np.asarray(self._session("text").run(None, inputs)[0], dtype=np.float32)
+
+    def _session(self, tower: str) -> Any:
+        """The tower's session, opened on first use (ViT-B-32: ~0.3 s and 100-150 MB each)."""
         with self._lock:
-            if self._text is None:
-                self._text = self._open(str(self._text_path))
-        out = self._text.run(None, {"tokens": np.ascontiguousarray(tokens, dtype=np.int64)})[0]
-        return np.asarray(out, dtype=np.float32)
+            if tower not in self._sessions:
+                path = self._directory / f"{tower}.onnx"
+                try:
+                    self._sessions[tower] = self._open(str(path))
+                except Exception as exc:  # ORT's own errors: a truncated or damaged file
+                    raise PrecisionError(
+                        f"cannot load the cached ONNX {tower} tower {path} ({type(exc).__name__}: "
+                        f"{exc}); delete {self._directory} and the next run rebuilds it"
+                    ) from exc
+            return self._sessions[tower]

@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from assetlens.models.cache import default_cache_dir
+
 
 class ModelSettings(BaseSettings):
     """Which CLIP model to run and how.
@@ -22,7 +24,12 @@ class ModelSettings(BaseSettings):
         clip_threads: Threads of the CLIP computation (0: one per core). ONNX Runtime sessions
             use it; in the PyTorch modes a non-zero value sets ``torch.set_num_threads``.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
-        model_cache_dir: Where hub weights are cached; callers default it to ``DATA_DIR/models``.
+        cache_dir: The machine-wide cache (:mod:`models.cache`): hub weights, ONNX exports and
+            label embeddings, shared by every library. Default ``$XDG_CACHE_HOME/assetlens``,
+            else ``~/.cache/assetlens``.
+        extra_weights_dirs: Further Hugging Face hub caches searched (never written) for
+            weights before a download, e.g. a read-only mirror. A library made before the
+            machine cache adds its own ``DATA_DIR/models`` (see :class:`search.library.LibraryCore`).
         hub_offline: Never try the network for weights (also implied by ``HF_HUB_OFFLINE=1``).
         text_cache_size: How many query-text embeddings the LRU cache keeps.
     """
@@ -34,7 +41,8 @@ class ModelSettings(BaseSettings):
     clip_precision: Literal["auto", "fp32", "bf16", "fp16", "int8", "onnx-int8"] = "auto"
     clip_threads: int = Field(default=0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    model_cache_dir: Path | None = None
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    extra_weights_dirs: tuple[Path, ...] = ()
     hub_offline: bool = False
     text_cache_size: int = 2048
 

@@ -1,4 +1,7 @@
-"""Where a CLIP model's weights come from: a local checkpoint, the hub cache, or a hub download."""
+"""Where a CLIP model's weights come from: a local checkpoint, a hub cache, or a hub download.
+
+Downloads go to the machine cache's ``hub/`` folder (:mod:`models.cache`), shared by every library.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 
 import open_clip
 
+from assetlens.models.cache import hub_dir
 from assetlens.models.errors import WeightsMissingError
 from assetlens.models.registry import ModelSpec
 from assetlens.models.settings import ModelSettings
@@ -29,8 +33,10 @@ def resolve_weights(spec: ModelSpec, settings: ModelSettings) -> Path | None:
     import huggingface_hub  # imported late: only real weights need it
 
     repo_id, filename = _hub_location(spec)
-    cache_dirs = [settings.model_cache_dir, None]
-    for cache_dir in cache_dirs:
+    hub = hub_dir(settings.cache_dir)
+    # The machine cache, read-only extras (a pre-cache library's DATA_DIR/models), then the
+    # user's own Hugging Face cache (None: the hub's default).
+    for cache_dir in (hub, *settings.extra_weights_dirs, None):
         for name in (open_clip.constants.HF_SAFE_WEIGHTS_NAME, filename):
             found = huggingface_hub.try_to_load_from_cache(
                 repo_id, name, cache_dir=str(cache_dir) if cache_dir else None
@@ -41,20 +47,17 @@ def resolve_weights(spec: ModelSpec, settings: ModelSettings) -> Path | None:
     reason = "offline mode is on (ASSETLENS_HUB_OFFLINE / HF_HUB_OFFLINE)"
     if not offline:
         try:
-            return Path(
-                huggingface_hub.hf_hub_download(
-                    repo_id, filename, cache_dir=str(settings.model_cache_dir or "") or None
-                )
-            )
+            # The hub writes its cache atomically, under a lock: concurrent fetches are safe.
+            return Path(huggingface_hub.hf_hub_download(repo_id, filename, cache_dir=str(hub)))
         except Exception as exc:
             reason = f"the hub could not be reached ({type(exc).__name__})"
-    looked = f"{settings.model_cache_dir} and " if settings.model_cache_dir else ""
+    looked = ", ".join(str(d) for d in (hub, *settings.extra_weights_dirs))
     raise WeightsMissingError(
         f"CLIP weights for {spec.name} ({spec.arch}, {spec.pretrained}) are missing: file "
-        f"{filename} of hub repo {repo_id} is not cached (looked in {looked}the default "
+        f"{filename} of hub repo {repo_id} is not cached (looked in {looked} and the default "
         f"Hugging Face cache) and {reason}. Fix: set ASSETLENS_CLIP_CHECKPOINT=/path/to/{filename} "
-        f"to a local copy, or on a networked machine run `assetlens models fetch {spec.name} "
-        f"--data-dir DIR` and copy DIR/models into this data dir. "
+        f"to a local copy, or on a networked machine run `assetlens models fetch {spec.name}` "
+        f"and copy the hub/ folder of its ASSETLENS_CACHE_DIR to {hub}. "
         f"For a non-semantic offline demo use ASSETLENS_CLIP_MODEL=tiny."
     )
 

@@ -23,6 +23,9 @@ DEFAULT_MODEL = "ViT-B-32"
 class LibraryCore:
     """A data dir with its store, index, CLIP encoder and query engine.
 
+    The data dir holds the library only; model files (weights, ONNX exports, label
+    embeddings) come from the machine cache, ``model_settings.cache_dir``.
+
     Args:
         settings: Where the library lives.
         model_settings: Which model to run; with no model named, the library's own model is used.
@@ -30,9 +33,12 @@ class LibraryCore:
 
     def __init__(self, settings: SearchSettings, model_settings: ModelSettings) -> None:
         self.settings = settings
-        self.model_settings = model_settings.model_copy(
-            update={"model_cache_dir": model_settings.model_cache_dir or settings.model_cache_dir}
-        )
+        self.model_settings = model_settings
+        legacy = settings.legacy_weights_dir
+        if legacy.is_dir() and legacy not in model_settings.extra_weights_dirs:
+            # Weights fetched into the library by an older AssetLens: offline, the only copy.
+            extra = (*model_settings.extra_weights_dirs, legacy)
+            self.model_settings = model_settings.model_copy(update={"extra_weights_dirs": extra})
 
     @cached_property
     def store(self) -> Store:

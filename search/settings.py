@@ -19,7 +19,8 @@ class SearchSettings(BaseSettings):
     default; see there for what each does and the measurements behind the defaults).
 
     Attributes:
-        data_dir: Holds ``assetlens.db`` (SQLite, the truth), the FAISS index and model caches.
+        data_dir: Holds the library only: ``assetlens.db`` (SQLite, the truth), the FAISS index,
+            thumbnails and uploads. Model files live in the machine cache (:mod:`models.cache`).
         index_kind: ``auto`` (flat up to ``index_flat_max`` vectors, then HNSW, IVF from
             ``index_ivf_min``), ``flat``, ``hnsw`` or ``ivf``. A writer rebuilds an index of
             another kind on its next run.
@@ -55,8 +56,8 @@ class SearchSettings(BaseSettings):
         return self.data_dir / "assetlens.db"
 
     @property
-    def model_cache_dir(self) -> Path:
-        """Hub weights downloaded for this library."""
+    def legacy_weights_dir(self) -> Path:
+        """Where libraries made before the machine cache kept hub weights (still read, never written)."""
         return self.data_dir / "models"
 
     def index_config(self) -> IndexConfig:

@@ -19,7 +19,7 @@ def tiny_settings(tmp: Path, **overrides: object) -> ModelSettings:
         "clip_model": "tiny",
         "device": "cpu",
         "hub_offline": True,
-        "model_cache_dir": tmp / "models",
+        "cache_dir": tmp / "cache",
     }
     values.update(overrides)
     return ModelSettings(**values)  # type: ignore[arg-type]

@@ -14,8 +14,24 @@ from helpers import PHOTOS, open_library
 from assetlens.search.library import LibraryCore
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The machine-wide cache every test shares (ONNX exports and label embeddings made once).
+
+    Never the developer's ~/.cache; set for the whole session, so that module- and
+    session-scoped fixtures (which run outside ``_offline``) use it too. XDG_CACHE_HOME as well,
+    so that a command run with ASSETLENS_CACHE_DIR unset (testing the default) stays out.
+    Tests of the cache itself use their own folder.
+    """
+    path = tmp_path_factory.mktemp("machine-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ASSETLENS_CACHE_DIR", str(path))
+        patch.setenv("XDG_CACHE_HOME", str(path.parent / "xdg-cache"))
+        yield path
+
+
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, machine_cache: Path) -> None:
     # Tests never reach a model hub, and never read a developer's own hub cache.
     # The hub cache is tmp_path/hf/hub (tests that fake a cached download write there).
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -27,6 +43,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     for name in [n for n in os.environ if n.startswith("ASSETLENS_")]:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ASSETLENS_CACHE_DIR", str(machine_cache))  # swept above; children inherit it
 
 
 @pytest.fixture

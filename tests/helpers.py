@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from assetlens.enrich.pipeline import Ingester
@@ -14,9 +13,6 @@ from assetlens.search.settings import SearchSettings
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
-# Label embeddings depend only on model and vocabulary: one cache serves every test.
-LABEL_CACHE = Path(tempfile.gettempdir()) / "assetlens-test-label-cache"
-
 
 def open_library(data_dir: Path, **model: object) -> LibraryCore:
     """A library on the tiny model unless told otherwise."""
@@ -25,5 +21,5 @@ def open_library(data_dir: Path, **model: object) -> LibraryCore:
 
 def ingester_for(lib: LibraryCore) -> Ingester:
     """The same wiring as ``assetlens ingest``."""
-    tagger = Tagger(lib.encoder, load_vocabulary(), LABEL_CACHE)
+    tagger = Tagger(lib.encoder, load_vocabulary())  # label embeddings: the session's machine cache
     return Ingester(lib.store, lib.encoder, tagger, lib.index)

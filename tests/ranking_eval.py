@@ -32,7 +32,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from helpers import LABEL_CACHE, PHOTOS, open_library
+from helpers import PHOTOS, open_library
 from media import speak
 from PIL import Image, ImageOps
 
@@ -129,7 +129,7 @@ def build_library(root: Path, transcriber: Transcriber, memos: dict[str, str] = 
     """The mixed library under ``root``: ingested (tiny CLIP, real Whisper), then meta and user tags set."""
     media = write_media(root / "media", memos)
     lib = open_library(root / "data")
-    tagger = Tagger(lib.encoder, load_vocabulary(), LABEL_CACHE)
+    tagger = Tagger(lib.encoder, load_vocabulary())
     ingester = Ingester(lib.store, lib.encoder, tagger, lib.index, transcriber.settings)
     report = ingester.ingest([media])
     assert report.failed == 0 and report.added == len(PHOTOS_TEXT) + len(memos), report.as_dict()

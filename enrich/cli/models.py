@@ -40,7 +40,7 @@ def models_list(ctx: click.Context, show_all: bool) -> None:
 @click.argument("name")
 @click.pass_context
 def models_fetch(ctx: click.Context, name: str) -> None:
-    """Download NAME's weights (on a networked machine) for later offline use."""
+    """Download NAME's weights into the machine cache (ASSETLENS_CACHE_DIR/hub), on a networked machine."""
     from assetlens.models.weights import resolve_weights  # the hub client: only this command needs it
 
     path = resolve_weights(resolve_model(name), library(ctx).core.model_settings)

@@ -276,7 +276,7 @@ class Library(CatalogMethods):
 
     def _tagger(self, vocab: str | os.PathLike[str] | None, save: bool) -> Tagger:
         vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab), save)
-        return Tagger(self.core.encoder, vocabulary, self.data_dir / "cache")
+        return Tagger(self.core.encoder, vocabulary)
 
     def _writing(self, command: str, wait: bool) -> Any:
         def waiting(holder: str) -> None:

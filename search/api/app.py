@@ -112,8 +112,7 @@ def _model_env(library: LibraryCore) -> dict[str, str]:
         env["ASSETLENS_CLIP_MODEL"] = settings.clip_model
     if settings.clip_checkpoint:
         env["ASSETLENS_CLIP_CHECKPOINT"] = str(settings.clip_checkpoint)
-    if settings.model_cache_dir:
-        env["ASSETLENS_MODEL_CACHE_DIR"] = str(settings.model_cache_dir)
+    env["ASSETLENS_CACHE_DIR"] = str(settings.cache_dir)
     if settings.hub_offline:
         env["ASSETLENS_HUB_OFFLINE"] = "true"
     return env

@@ -184,6 +184,7 @@ def test_ingest_from_a_cached_onnx_export_never_imports_torch(tmp_path: Path, ph
         "ASSETLENS_CLIP_PRECISION": "onnx-int8",
         "ASSETLENS_DEVICE": "cpu",
         "ASSETLENS_DATA_DIR": str(tmp_path / "data"),
+        "ASSETLENS_CACHE_DIR": str(tmp_path / "cache"),  # its own: the first run must export
     }
     first = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE, "ingest", str(photos), "--json"],
@@ -206,6 +207,38 @@ def test_ingest_from_a_cached_onnx_export_never_imports_torch(tmp_path: Path, ph
     report = json.loads(second.stdout)
     assert report["added"] == 3 and report["failed"] == 0
     assert _count(tmp_path / "data" / "assetlens.db", "vectors") == N_PHOTOS + 3
+
+
+def test_search_from_a_cached_onnx_export_loads_only_the_text_tower(tmp_path: Path, photos: Path) -> None:
+    # A CLI search needs the text tower and the tokenizer: neither may pull in torch (~2 s and
+    # 600 MB of imports), nor may the image tower be loaded.
+    if not onnx_available():
+        pytest.skip("onnx/onnxruntime not installed")
+    env = {
+        **os.environ,
+        "ASSETLENS_CLIP_MODEL": "tiny",
+        "ASSETLENS_CLIP_PRECISION": "onnx-int8",
+        "ASSETLENS_DEVICE": "cpu",
+        "ASSETLENS_DATA_DIR": str(tmp_path / "data"),
+        "ASSETLENS_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    ingest = subprocess.run(
+        [sys.executable, "-m", "assetlens.enrich", "ingest", str(photos), "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ingest.returncode == 0, ingest.stderr
+    (export,) = (tmp_path / "cache" / "onnx").iterdir()
+    (export / "image.onnx").write_bytes(b"")  # a search that opened the image tower would fail
+
+    search = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, "search", "an astronaut 🚀 über", "--limit", "3", "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert search.returncode == 0, search.stderr
+    assert json.loads(search.stderr.splitlines()[-1]) == []
+    results = json.loads(search.stdout)["results"]
+    assert len(results) == 3 and all(r["score"] is not None for r in results)
 
 
 def _count(db: Path, table: str) -> int:

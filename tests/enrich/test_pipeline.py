@@ -239,7 +239,7 @@ def test_retag_uses_stored_vectors_and_reads_no_file(lib: LibraryCore, photos: P
     shutil.rmtree(photos)  # proof that re-tagging opens no media file: there are none left
     vocab = tmp_path / "brand.txt"
     vocab.write_text("[products]\nzorblax widget = zorblax > gadget\n", encoding="utf-8")
-    tagger = Tagger(lib.encoder, load_vocabulary(vocab, include_default=False), tmp_path / "cache")
+    tagger = Tagger(lib.encoder, load_vocabulary(vocab, include_default=False))
     tagger.min_z = -10.0  # keep every tag: the point here is where the scores come from
 
     count = retag_library(lib.store, tagger)

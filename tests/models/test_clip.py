@@ -285,9 +285,7 @@ def vit_b_32_random(module_tmp: Path) -> ClipEncoder:
     # ``auto``, which exports this architecture to ONNX on CPUs with VNNI) on the same network.
     enc = ClipEncoder(
         resolve_model("ViT-B-32@random"),
-        ModelSettings(
-            device="cpu", hub_offline=True, model_cache_dir=module_tmp / "models", clip_precision="fp32"
-        ),
+        ModelSettings(device="cpu", hub_offline=True, cache_dir=module_tmp / "cache", clip_precision="fp32"),
     )
     enc.load()
     return enc

@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
+from assetlens.models.cache import onnx_dir
 from assetlens.models.clip import ClipEncoder
 from assetlens.models.errors import PrecisionError
-from assetlens.models.onnx_towers import FORMAT, cache_dir_for
+from assetlens.models.onnx_towers import FORMAT
 from assetlens.models.precision import (
     AUTO_ONNX_MIN_PARAMS,
     cpu_supports_bf16,
@@ -50,7 +51,7 @@ def settings(cache: Path, model: str = "tiny", **overrides: object) -> ModelSett
         "clip_model": model,
         "device": "cpu",
         "hub_offline": True,
-        "model_cache_dir": cache,
+        "cache_dir": cache,
     }
     values.update(overrides)
     return ModelSettings(**values)  # type: ignore[arg-type]
@@ -231,6 +232,27 @@ def test_onnx_cache_is_reused_without_exporting_again(tmp_path: Path, photos: li
     assert second.onnx_meta is not None and second.onnx_meta["export_s"] == meta["export_s"]
 
 
+def test_the_exported_token_embedding_is_float16_and_the_towers_load_on_use(
+    tmp_path: Path, photos: list[Image.Image]
+) -> None:
+    skip_unless_supported("onnx-int8")
+    import onnx
+
+    enc = encoder(tmp_path, "onnx-int8")
+    enc.encode_texts(["a cat"])  # exports, then uses the text tower only
+    text = onnx.load(str(enc.onnx_cache / "text.onnx"))
+    tables = {tuple(t.dims): t.data_type for t in text.graph.initializer if len(t.dims) == 2}
+    assert tables[(49408, 64)] == onnx.TensorProto.FLOAT16  # half the bytes to load per search
+    assert enc.onnx_meta is not None and enc.onnx_meta["text_min_cosine"] >= MIN_COSINE
+
+    fresh = encoder(tmp_path, "onnx-int8")
+    (enc.onnx_cache / "image.onnx").write_bytes(b"truncated")  # damaged after the export
+    fresh.encode_texts(["a dog"])  # a text needs no image tower: it is never opened
+    damaged = r"cannot load the cached ONNX image tower .*image\.onnx.*delete"
+    with pytest.raises(PrecisionError, match=damaged):
+        fresh.encode_images(photos[:1])
+
+
 def test_onnx_cache_follows_the_model_id(tmp_path: Path, photos: list[Image.Image]) -> None:
     skip_unless_supported("onnx-int8")
     seeded = encoder(tmp_path, "onnx-int8")
@@ -255,7 +277,7 @@ def test_onnx_cache_follows_the_model_id(tmp_path: Path, photos: list[Image.Imag
 
 def test_a_cache_recorded_for_another_model_is_replaced(tmp_path: Path, photos: list[Image.Image]) -> None:
     skip_unless_supported("onnx-int8")
-    cache = cache_dir_for(tmp_path, "assetlens-tiny@random")
+    cache = onnx_dir(tmp_path, "assetlens-tiny@random")
     cache.mkdir(parents=True)
     (cache / "meta.json").write_text(
         json.dumps({"model_id": "something else", "format": FORMAT, "passed": True})
@@ -279,7 +301,7 @@ def _failed_verdict(cache: Path, model_id: str) -> None:
 
 def test_an_export_that_failed_its_accuracy_check_is_refused(tmp_path: Path) -> None:
     skip_unless_supported("onnx-int8")
-    _failed_verdict(cache_dir_for(tmp_path, "assetlens-tiny@random"), "assetlens-tiny@random")
+    _failed_verdict(onnx_dir(tmp_path, "assetlens-tiny@random"), "assetlens-tiny@random")
     with pytest.raises(PrecisionError, match=r"onnx-int8 refused.*cosine of only 0\.4200.*use fp32"):
         encoder(tmp_path, "onnx-int8").load()
 
@@ -290,7 +312,7 @@ def test_auto_falls_back_to_fp32_when_the_export_fails_its_check(
 ) -> None:
     if not (cpu_supports_int8_dot() and onnx_available()):
         pytest.skip("auto does not choose onnx-int8 on this machine")
-    _failed_verdict(cache_dir_for(tmp_path, "ViT-B-32@random"), "ViT-B-32@random")
+    _failed_verdict(onnx_dir(tmp_path, "ViT-B-32@random"), "ViT-B-32@random")
     enc = encoder(tmp_path, "auto", "ViT-B-32@random")
     assert enc.precision == "onnx-int8"
     with caplog.at_level(logging.WARNING, logger="assetlens.models.clip"):

@@ -163,22 +163,20 @@ def test_missing_hub_weights_with_hub_offline_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # the setting alone must keep us off the network
-    enc = ClipEncoder(
-        resolve_model("ViT-B-32"), ModelSettings(hub_offline=True, model_cache_dir=tmp_path / "models")
-    )
+    settings = ModelSettings(hub_offline=True, cache_dir=tmp_path / "cache")
+    enc = ClipEncoder(resolve_model("ViT-B-32"), settings)
     with pytest.raises(WeightsMissingError) as info:
         enc.load()
     message = str(info.value)
     _assert_says_how_to_fix(message)
     assert "offline mode is on" in message
-    assert str(tmp_path / "models") in message  # where it looked
+    assert str(tmp_path / "cache" / "hub") in message  # where it looked, and where to copy the fetch
 
 
 def test_missing_hub_weights_with_hf_hub_offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    enc = ClipEncoder(
-        resolve_model("ViT-B-32"), ModelSettings(hub_offline=False, model_cache_dir=tmp_path / "models")
-    )
+    settings = ModelSettings(hub_offline=False, cache_dir=tmp_path / "cache")
+    enc = ClipEncoder(resolve_model("ViT-B-32"), settings)
     with pytest.raises(WeightsMissingError) as info:
         enc.encode_texts(["a cat"])
     _assert_says_how_to_fix(str(info.value))
@@ -187,7 +185,7 @@ def test_missing_hub_weights_with_hf_hub_offline_env(tmp_path: Path, monkeypatch
 
 
 def test_random_and_checkpoint_specs_never_need_the_hub(tmp_path: Path) -> None:
-    settings = ModelSettings(hub_offline=True, model_cache_dir=tmp_path / "models")
+    settings = ModelSettings(hub_offline=True, cache_dir=tmp_path / "cache")
     assert resolve_weights(resolve_model("tiny"), settings) is None
     assert resolve_weights(resolve_model("ViT-B-32@random"), settings) is None
     weights = tmp_path / "w.pt"
@@ -206,28 +204,39 @@ def _fake_hub_cache(cache_dir: Path, filenames: list[str], commit: str = "a" * 4
     return snapshot
 
 
-def test_weights_in_the_model_cache_dir_are_found_offline(tmp_path: Path) -> None:
-    snapshot = _fake_hub_cache(tmp_path / "models", ["open_clip_pytorch_model.bin"])
-    settings = ModelSettings(hub_offline=True, model_cache_dir=tmp_path / "models")
+def test_weights_in_the_machine_cache_are_found_offline(tmp_path: Path) -> None:
+    snapshot = _fake_hub_cache(tmp_path / "cache" / "hub", ["open_clip_pytorch_model.bin"])
+    settings = ModelSettings(hub_offline=True, cache_dir=tmp_path / "cache")
     assert resolve_weights(resolve_model("ViT-B-32"), settings) == snapshot / "open_clip_pytorch_model.bin"
+
+
+def test_machine_cache_defaults_to_the_xdg_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ASSETLENS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert ModelSettings().cache_dir == tmp_path / "xdg" / "assetlens"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert ModelSettings().cache_dir == tmp_path / "home" / ".cache" / "assetlens"
+    monkeypatch.setenv("ASSETLENS_CACHE_DIR", str(tmp_path / "mine"))
+    assert ModelSettings().cache_dir == tmp_path / "mine"
 
 
 def test_weights_in_the_default_hf_cache_are_found_offline(tmp_path: Path) -> None:
     snapshot = _fake_hub_cache(tmp_path / "hf" / "hub", ["open_clip_pytorch_model.bin"])
-    settings = ModelSettings(hub_offline=True, model_cache_dir=tmp_path / "empty models dir")
+    settings = ModelSettings(hub_offline=True, cache_dir=tmp_path / "empty cache dir")
     assert resolve_weights(resolve_model("ViT-B-32"), settings) == snapshot / "open_clip_pytorch_model.bin"
 
 
 def test_cached_safetensors_are_preferred(tmp_path: Path) -> None:
     snapshot = _fake_hub_cache(
-        tmp_path / "models", ["open_clip_pytorch_model.bin", "open_clip_model.safetensors"]
+        tmp_path / "cache" / "hub", ["open_clip_pytorch_model.bin", "open_clip_model.safetensors"]
     )
-    settings = ModelSettings(hub_offline=True, model_cache_dir=tmp_path / "models")
+    settings = ModelSettings(hub_offline=True, cache_dir=tmp_path / "cache")
     assert resolve_weights(resolve_model("ViT-B-32"), settings) == snapshot / "open_clip_model.safetensors"
 
 
 def test_cache_of_another_model_does_not_count(tmp_path: Path) -> None:
-    _fake_hub_cache(tmp_path / "models", ["open_clip_pytorch_model.bin"])
-    settings = ModelSettings(hub_offline=True, model_cache_dir=tmp_path / "models")
+    _fake_hub_cache(tmp_path / "cache" / "hub", ["open_clip_pytorch_model.bin"])
+    settings = ModelSettings(hub_offline=True, cache_dir=tmp_path / "cache")
     with pytest.raises(WeightsMissingError, match="laion/CLIP-ViT-B-16-laion2B-s34B-b88K"):
         resolve_weights(resolve_model("ViT-B-16"), settings)

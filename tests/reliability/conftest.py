@@ -20,23 +20,21 @@ class Cli:
 
     Args:
         server: The fork server.
-        home: HOME and TMPDIR of the commands (writable by everyone, for runs as nobody).
-        label_cache: A ``cache`` folder holding the tiny model's label embeddings, copied into
-            each new data dir so no run spends seconds computing them again.
+        home: HOME and TMPDIR of the commands (writable by everyone, for runs as nobody). The
+            machine cache is HOME's default one (``~/.cache/assetlens``): the session's first
+            run fills it with the tiny model's label embeddings, and every later run reads them.
     """
 
-    def __init__(self, server: ForkServer, home: Path, label_cache: Path | None = None) -> None:
-        self.server, self.home, self.label_cache = server, home, label_cache
+    def __init__(self, server: ForkServer, home: Path) -> None:
+        self.server, self.home = server, home
 
     def env(self, **extra: str) -> dict[str, str]:
         """The commands' whole environment: offline, tiny model, nothing of the developer's."""
         return base_env(self.home) | extra
 
     def new_data_dir(self, path: Path) -> Path:
-        """An empty library folder with the label cache already in place."""
+        """An empty library folder."""
         path.mkdir(parents=True)
-        if self.label_cache is not None:
-            shutil.copytree(self.label_cache, path / "cache")
         return path
 
     def spawn(self, data_dir: Path, *args: str, **kwargs: Any) -> Child:
@@ -100,13 +98,14 @@ def cli(session_dir: Path) -> Iterator[Cli]:
     home.chmod(0o1777)
     server = ForkServer(base_env(home), session_dir / "forkserver.log")
     try:
-        warm = Cli(server, home)
+        cli = Cli(server, home)
         scratch, photo = session_dir / "warm-up", session_dir / "warm-up-photo"
         photo.mkdir()
         shutil.copy(Path(__file__).resolve().parents[1] / "data" / "photos" / "cat.jpg", photo)
-        result = warm.run(warm.new_data_dir(scratch), "ingest", str(photo), "--no-transcribe", "--json")
+        # Fills the machine cache, so that no later run spends seconds on label embeddings.
+        result = cli.run(cli.new_data_dir(scratch), "ingest", str(photo), "--no-transcribe", "--json")
         assert result.returncode == 0, result.stderr
-        yield Cli(server, home, scratch / "cache")
+        yield cli
     finally:
         server.close()
 

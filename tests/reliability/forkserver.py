@@ -44,6 +44,7 @@ PRELOAD = (
     "assetlens.models.clip",
     "assetlens.models.torch_towers",
     "assetlens.models.onnx_export",
+    "assetlens.models.tokenizer",
     "assetlens.models.whisper",
     "faster_whisper",
     "ctranslate2",
