@@ -175,7 +175,9 @@ def index_status(ctx: click.Context, as_json: bool) -> None:
 
 @index.command("build")
 @click.option(
-    "--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), help="Index kind (default: by size)."
+    "--kind",
+    type=click.Choice(["auto", "flat", "hnsw", "ivf", "ivfpq"]),
+    help="Index kind (default: by size).",
 )
 @json_option
 @click.pass_context
