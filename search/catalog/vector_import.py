@@ -111,7 +111,7 @@ def import_vectors(
     found = sources([Path(p) for p in paths])
     model = _model(store, found, model)
     total = sum(count_rows(layout, path) for layout, path in found)
-    dim = _library_dim(store)
+    dim = store.vector_dim()
     job = store.start_job("import", {"files": [str(p) for _, p in found], "model": model})
     tally = _Tally()
     cache = store.db.execute("PRAGMA cache_size").fetchone()[0]
@@ -159,12 +159,6 @@ def _model(store: Store, found: list[tuple[str, Path]], given: str | None) -> st
             f"vectors of two models cannot be mixed. Import into a new library (ASSETLENS_DATA_DIR)"
         )
     return model
-
-
-def _library_dim(store: Store) -> int:
-    for _, _, vectors in store.iter_vector_rows(batch=1):
-        return int(vectors.shape[1])
-    return 0
 
 
 def _first_dim(chunk: Chunk) -> int:

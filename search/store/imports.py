@@ -72,6 +72,17 @@ class ImportsMixin(StoreBase):
                 out[(int(aid), t)] = (int(vid), bytes(blob))
         return out
 
+    def first_vector_ids(self, asset_ids: Sequence[int]) -> dict[int, int]:
+        """The lowest vector id of each asset (where an export writes the asset's own fields)."""
+        out: dict[int, int] = {}
+        for chunk in _chunks(list(asset_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for aid, vid in self.db.execute(
+                f"SELECT asset_id, min(id) FROM vectors WHERE asset_id IN ({marks}) GROUP BY asset_id", chunk
+            ):
+                out[int(aid)] = int(vid)
+        return out
+
     def add_vector_rows(self, rows: Sequence[tuple[int, float | None, str, bytes]]) -> None:
         """Insert ``(asset id, t, model, stored bytes)`` rows."""
         self.db.executemany("INSERT INTO vectors (asset_id, t, model, vector) VALUES (?, ?, ?, ?)", rows)

@@ -100,6 +100,11 @@ class VectorsMixin(StoreBase):
     def count_vectors(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
 
+    def vector_dim(self) -> int:
+        """The dimension of the stored vectors (0 while there are none)."""
+        row = self.db.execute("SELECT length(vector) FROM vectors LIMIT 1").fetchone()
+        return 0 if row is None else int(row[0]) // VECTOR_DTYPE.itemsize
+
     def max_vector_id(self) -> int:
         return int(self.db.execute("SELECT coalesce(max(id), 0) FROM vectors").fetchone()[0])
 

@@ -83,7 +83,9 @@ def build_snapshot(
     store = Store(store_path, readonly=True)
     try:
         top, total = store.max_vector_id(), store.count_vectors()
-        dim = _dim(store)
+        dim = (
+            store.vector_dim() or 1
+        )  # empty: any dimension works until vectors arrive (then the model changes)
         main, params, kind = new_index(config.kind_for(total), dim, total, config, store.sample_vectors)
         ids: list[np.ndarray] = [np.zeros(0, np.int64)]
         assets: list[np.ndarray] = [np.zeros(0, np.int64)]
@@ -105,6 +107,7 @@ def build_snapshot(
 
         rerank = None
         if rerank_path is not None:
+            rerank_path.parent.mkdir(parents=True, exist_ok=True)
             rows = write_rerank_file(rerank_path, batches())
             rerank = RerankFile(rerank_path, dim, rows)
         else:
@@ -139,9 +142,3 @@ def _prefetch(rows: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Iter
             raise item
         yield item
     thread.join()
-
-
-def _dim(store: Store) -> int:
-    for _, _, vectors in store.iter_vector_rows(batch=1):
-        return int(vectors.shape[1])
-    return 1  # empty store: any dimension works until vectors arrive (then the model changes)
