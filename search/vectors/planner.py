@@ -6,8 +6,8 @@ The planner first counts the candidates: the filter becomes a mask over assets
 * few candidate vectors (``exact_max``, 32k by default) -> an exact scan of exactly those rows
   (``knn_inner_products_by_idx`` reads each selected vector in place, one thread, no OpenMP:
   ~5 ms for 10k and ~13 ms for 30k vectors of 512-d on 2 cores; recall 1). An ``ivfpq`` index
-  reads them from its float16 re-rank file instead (``exact_max_reranked``, 16k: they come
-  through the page cache, and its filtered IVF search is cheap and near-exact);
+  reads them from its float16 re-rank file instead (``exact_max_reranked``, 4096: each row is a
+  page fault through the page cache, ~2 us, and its filtered IVF search is cheap and near-exact);
 * many -> the ANN index with an ``IDSelectorBitmap`` over the candidate rows, its effort
   (HNSW ``efSearch``, IVF ``nprobe``) raised as the filter gets more selective (the walk skips
   the rows the filter rejects, so it must visit more). Measured at 1M: 1-3% selectivity needs
@@ -68,7 +68,7 @@ class PlannerConfig:
     """
 
     exact_max: int = 32_768
-    exact_max_reranked: int = 16_384
+    exact_max_reranked: int = 4096
     ann_boost: float = 0.25
     ivf_boost: float = 0.5
     max_effort: int = 2048
