@@ -232,6 +232,74 @@ def ingest(
         })  # fmt: skip
 
 
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", help="The embeddings' model id (default: the files' own, else the library's).")
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(1, 1_000_000),
+    default=50_000,
+    show_default=True,
+    help="Rows read and written per transaction (memory grows with it).",
+)
+@click.option("--no-index", is_flag=True, help="Leave the vector index for the next writer or search.")
+@wait_option
+@json_option
+@click.pass_context
+def import_(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    model: str | None,
+    batch_rows: int,
+    no_index: bool,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Import embeddings computed elsewhere: Parquet files or folders (uri, embedding[, t, kind, meta,
+    tags, created]) and clip-retrieval output folders (img_emb/*.npy with metadata/*.parquet).
+
+    Each row is one vector of an asset (a video frame at t seconds, or a still); importing the same
+    file again changes nothing. Rows that cannot be imported are reported with their row number
+    and recorded as failures; the rest goes in. Then the vector index is brought level.
+    """
+    from assetlens.search.catalog.vector_import import import_vectors
+    from assetlens.search.cli import build_progress
+
+    lib = library(ctx)
+    with _writing(ctx, "import", wait):
+        bar = None
+        if _show_progress(as_json):
+            from tqdm import tqdm
+
+            bar = tqdm(unit="row", unit_scale=True, desc="import", file=sys.stderr)
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+        try:
+            report = import_vectors(lib.store, list(paths), model, batch_rows=batch_rows, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        if not no_index:
+            lib.index.sync(progress=build_progress(ctx))
+    doc = report.as_dict()
+
+    def show() -> None:
+        click.echo(
+            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+            f"failed {report.failed} ({report.rows} rows, {doc['rows_per_s']} rows/s, job {report.job_id})"
+        )
+        for failure in report.failures[:20]:
+            click.echo(f"  {failure['file']} row {failure['row']}: {failure['reason']}", err=True)
+        if report.failed > 20:
+            click.echo(f"  ... {report.failed - 20} more, as failures of job {report.job_id}", err=True)
+
+    emit(ctx, doc, show)
+
+
 def _keyframes(most: int | None, min_gap: float | None, max_gap: float | None) -> KeyframeOptions:
     gaps: dict[str, Any] = {"max_keyframes": most, "min_gap": min_gap, "max_gap": max_gap}
     return KeyframeOptions(**{k: v for k, v in gaps.items() if v is not None})

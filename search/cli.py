@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
-from assetlens.search.errors import AssetNotFoundError, QueryError
+from assetlens.search.errors import AssetNotFoundError, QueryError, QueryVectorError
 from assetlens.search.filters import parse_filter
 from assetlens.search.library import LibraryCore
 from assetlens.search.meta_cli import COMMANDS as META_COMMANDS
@@ -90,6 +92,11 @@ cursor_option = click.option("--cursor", help="Continue from a previous page's n
 @click.option("--negative", multiple=True, help="Phrase the results should NOT look like (repeatable).")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Example image.")
 @click.option("--asset", "asset_id", type=int, help="A stored asset (by id) as the example.")
+@click.option(
+    "--vector-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .npy file holding one embedding of the library's model (normalised for you).",
+)
 @filter_option
 @click.option(
     "--mode", type=click.Choice(["semantic", "lexical", "hybrid"]), default="hybrid", show_default=True
@@ -104,10 +111,10 @@ cursor_option = click.option("--cursor", help="Continue from a previous page's n
 @click.pass_context
 def search(
     ctx: click.Context, text: str, negative: tuple[str, ...], image: Path | None, asset_id: int | None,
-    filter_text: str | None, mode: str, limit: int, cursor: str | None, min_relevance: float | None,
-    sort: str | None, as_json: bool,
+    vector_file: Path | None, filter_text: str | None, mode: str, limit: int, cursor: str | None,
+    min_relevance: float | None, sort: str | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Search the library: TEXT ('"red sneaker" -"blurry" shoe^2'), an example image, a filter, or all three.
+    """Search the library: TEXT ('"red sneaker" -"blurry" shoe^2'), an example image or embedding, a filter.
 
     Results are per asset (a video's best keyframe, with its time), with a calibrated relevance
     and an explanation; --cursor continues from a previous page.
@@ -118,12 +125,28 @@ def search(
     negatives += tuple((phrase, 1.0) for phrase in negative)
     query = Query(
         text=positives, negative=negatives, image=open_query_image(image) if image else None,
-        asset_id=asset_id, filter=parse_filter(filter_text), mode=mode, limit=limit,  # type: ignore[arg-type]
-        cursor=cursor, min_relevance=min_relevance, sort=sort,
+        asset_id=asset_id, vector=_vector_file(vector_file), filter=parse_filter(filter_text), mode=mode,  # type: ignore[arg-type]
+        limit=limit, cursor=cursor, min_relevance=min_relevance, sort=sort,
     )  # fmt: skip
     lib = library(ctx)
     page = lib.engine.search(query)
-    emit(ctx, _page_doc(query, page, lib.encoder.model_id), lambda: _print_page(page))
+    model = lib.store.model_id if query.vector is not None else None
+    emit(ctx, _page_doc(query, page, model or lib.encoder.model_id), lambda: _print_page(page))
+
+
+def _vector_file(path: Path | None) -> Any:
+    """The one embedding a .npy file holds (shape ``(dim,)`` or ``(1, dim)``)."""
+    if path is None:
+        return None
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise QueryVectorError(f"{path}: not a readable .npy array ({exc})") from exc
+    if vector.ndim == 2 and vector.shape[0] == 1:
+        vector = vector[0]
+    if vector.ndim != 1 or not np.issubdtype(vector.dtype, np.number):
+        raise QueryVectorError(f"{path}: holds an array of shape {vector.shape}, not one embedding")
+    return vector
 
 
 @click.command()
@@ -184,13 +207,32 @@ def index_status(ctx: click.Context, as_json: bool) -> None:
 def index_build(ctx: click.Context, kind: str | None, as_json: bool) -> None:
     """Rebuild the index from every vector in the store and save it.
 
-    The kind is chosen by size (exact flat search for small libraries, HNSW or IVF above), or
-    forced with --kind.
+    The kind is chosen by size (exact flat search for small libraries, IVF-PQ with a float16
+    re-rank file above), or forced with --kind. Searches (a running `assetlens serve`) go on
+    against the old index while it builds, and switch to the new one when it is saved.
     """
     lib = library(ctx)
-    lib.index.build(kind)
+    lib.index.build(kind, progress=build_progress(ctx))
     status = lib.index.status()
     emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
+
+
+def build_progress(ctx: click.Context) -> Callable[[Any], None] | None:
+    """A progress bar with the time left for index builds (none for --json or a pipe)."""
+    if ctx.find_root().params.get("as_json") or ctx.params.get("as_json") or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def show(p: Any) -> None:
+        if not bar:
+            bar.append(tqdm(total=p.total, unit="vec", unit_scale=True, desc="index", file=sys.stderr))
+        bar[0].update(p.done - bar[0].n)
+        if p.done >= p.total:
+            bar[0].close()
+
+    return show
 
 
 def find_asset(lib: LibraryCore, ref: str) -> Asset:

@@ -20,22 +20,15 @@ Rebuilds (:mod:`search.vectors.build`) run beside searches: the new index is bui
 lock searches take and swapped in whole, in one step under it. A process that finds newer files
 on disk (another process rebuilt or saved) loads them the same way.
 
-Files: ``index.faiss`` (the FAISS index), ``index.rows.npz`` (the row arrays), the JSON sidecar
-``index.json`` (kind, parameters, model, dim, last vector id, epoch, counts, generation) and, for
-``ivfpq``, the re-rank file it names (``index.<token>.f16``, a new name per build, appended in
-place as the index grows). Each is written to a temporary name then renamed; the generation ties
-the first three together, so a reader that catches a save half-way sees a mismatch and reloads.
+Files: see :mod:`search.vectors.files`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,33 +38,19 @@ import numpy as np
 from assetlens.search.store import Store
 from assetlens.search.vectors.ann import IndexConfig, estimate_bytes, knn_rows, merge_top
 from assetlens.search.vectors.build import BuildProgress, Snapshot, build_snapshot
+from assetlens.search.vectors.files import (
+    INDEX_FILE,
+    IndexState,
+    read_index_files,
+    sidecar_stat,
+    write_index_files,
+)
 from assetlens.search.vectors.rerank import RerankFile
 
 __all__ = ["BuildProgress", "IndexConfig", "IndexState", "VectorIndex", "knn_rows", "merge_top"]
 
-INDEX_FILE = "index.faiss"
-SIDECAR_FILE = "index.json"
-ROWS_FILE = "index.rows.npz"
-FORMAT = 2  # sidecar layout; older sidecars mean a rebuild
 # The SWIG module's stubs miss keyword constructors and free functions used here.
 faiss: Any = _faiss
-
-
-@dataclass(frozen=True)
-class IndexState:
-    """What an index file holds (its sidecar)."""
-
-    model: str | None
-    dim: int
-    last_id: int
-    epoch: int
-    count: int  # rows of the FAISS index, tombstones included
-    kind: str = "flat"
-    params: dict[str, int] = field(default_factory=dict)
-    deleted: int = 0
-    generation: str = ""
-    format: int = FORMAT
-    rerank: str = ""  # the re-rank file's name (ivfpq)
 
 
 class VectorIndex:
@@ -88,8 +67,6 @@ class VectorIndex:
         self.config = config or IndexConfig()
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / INDEX_FILE
-        self.sidecar = self.data_dir / SIDECAR_FILE
-        self.rows_path = self.data_dir / ROWS_FILE
         self.lock = threading.RLock()  # searches read the FAISS index; adds and swaps change it
         self._syncing = threading.Lock()  # one sync (maybe a long rebuild) at a time
         self._main: Any = None
@@ -107,7 +84,7 @@ class VectorIndex:
 
     # --- keeping in step -------------------------------------------------------------------
 
-    def sync(self, save: bool = True) -> VectorIndex:
+    def sync(self, save: bool = True, progress: Callable[[BuildProgress], None] | None = None) -> VectorIndex:
         """Load the saved index and bring it level with the store.
 
         A reader that finds another thread syncing (maybe rebuilding for minutes) goes on with the
@@ -117,6 +94,7 @@ class VectorIndex:
             save: Write the index back when it changed, folding new vectors into an ANN index and
                 rebuilding past too many deletes (writers); readers pass False and keep new
                 vectors in the exact delta and deleted ones as tombstones.
+            progress: Called as a rebuild, if one is needed, adds vectors.
         """
         if not self._syncing.acquire(blocking=save or self._main is None):
             return self
@@ -126,7 +104,7 @@ class VectorIndex:
                 model = self.store.model_id
                 stale = self._main is None or self.size == 0 or self.state.model != model
             if stale:
-                self._rebuild()
+                self._rebuild(progress)
                 changed = True
             else:
                 with self.lock:
@@ -136,7 +114,7 @@ class VectorIndex:
                         save and self._wrong_kind()
                     )
                 if rebuild:
-                    self._rebuild()
+                    self._rebuild(progress)
                     changed = True
             if changed and save:
                 self.save()
@@ -220,11 +198,11 @@ class VectorIndex:
 
     def _load_newer(self) -> None:
         """Load the files on disk when another process wrote them since this one last looked."""
-        seen = _stat(self.sidecar)
+        seen = sidecar_stat(self.data_dir)
         if seen is None or seen == self._seen:
             return
         for attempt in range(2):
-            loaded = self._read_files()
+            loaded = read_index_files(self.data_dir)
             if loaded is not None:
                 snap, state, alive = loaded
                 with self.lock:
@@ -235,30 +213,6 @@ class VectorIndex:
             if attempt == 0:
                 time.sleep(0.2)  # maybe a writer is between its renames: look once more
         self._seen = seen  # unreadable: the caller rebuilds from the store (and saves, if a writer)
-
-    def _read_files(self) -> tuple[Snapshot, IndexState, np.ndarray] | None:
-        if not (self.path.exists() and self.rows_path.exists()):
-            return None
-        try:
-            state = IndexState(**json.loads(self.sidecar.read_text()))
-            if state.format != FORMAT:
-                return None
-            with np.load(self.rows_path) as rows:
-                generation = str(rows["generation"])
-                ids, assets, alive = rows["ids"], rows["assets"], rows["alive"]
-            if generation != state.generation:
-                return None
-            index = faiss.read_index(str(self.path))
-            rerank = None
-            if state.kind == "ivfpq":
-                rerank = RerankFile(self.data_dir / state.rerank, state.dim, state.count)
-        except (OSError, ValueError, TypeError, KeyError, RuntimeError):
-            return None  # unreadable cache: the caller rebuilds it from the store
-        if not (index.ntotal == state.count == len(ids) == len(assets) == len(alive)):
-            return None
-        snap = Snapshot(index, ids.astype(np.int64), assets.astype(np.int64), state.kind, state.params,
-                        state.dim, state.last_id, rerank)  # fmt: skip
-        return snap, state, alive.astype(bool)
 
     def _set_search_params(self) -> None:
         if self.state.kind == "hnsw":
@@ -311,23 +265,10 @@ class VectorIndex:
         with self.lock:
             assert self._main is not None
             self._fold()
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            replaced = _read_rerank_name(self.sidecar)
-            generation = secrets.token_hex(8)
-            self.state = IndexState(**{**asdict(self.state), "generation": generation})
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            faiss.write_index(self._main, str(tmp))
-            tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{os.getpid()}.tmp.npz")
-            np.savez(tmp_rows, ids=self.ids, assets=self.assets, alive=self.alive, generation=generation)
-            tmp_sidecar = self.sidecar.with_name(f".{self.sidecar.name}.{os.getpid()}.tmp")
-            tmp_sidecar.write_text(json.dumps(asdict(self.state)))
-            os.replace(tmp, self.path)
-            os.replace(tmp_rows, self.rows_path)
-            os.replace(tmp_sidecar, self.sidecar)
-            self._seen = _stat(self.sidecar)
-            if replaced and replaced != self.state.rerank:
-                # Readers that mapped it keep reading it (the inode lives on until they let go).
-                (self.data_dir / replaced).unlink(missing_ok=True)
+            self.state = write_index_files(
+                self.data_dir, self._main, self.state, self.ids, self.assets, self.alive
+            )
+            self._seen = sidecar_stat(self.data_dir)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -471,18 +412,3 @@ class VectorIndex:
         with self.lock:
             main = 0 if self._main is None else estimate_bytes(self._main, self.state.kind, self.state.dim)
             return main + self._delta.nbytes + self.ids.nbytes + self.assets.nbytes + self.alive.nbytes
-
-
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _read_rerank_name(sidecar: Path) -> str:
-    try:
-        return str(json.loads(sidecar.read_text()).get("rerank", ""))
-    except (OSError, ValueError, AttributeError):
-        return ""

@@ -24,9 +24,18 @@ BUCKETS = 10_000
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
-    """CLIP-like unit vectors: a shared direction, clusters, each with its own spread."""
+    """CLIP-like unit vectors (as ``bench_search.py`` makes them): a shared direction, clusters that
+    vary along a few directions of their own (themes), and a little noise; not uniform noise."""
     labels = rng.integers(0, len(centers), n)
-    v = 0.5 * centers[0] + centers[labels] + 0.45 * rng.standard_normal((n, dim)).astype(np.float32)
+    bases = np.random.default_rng(len(centers)).standard_normal((len(centers), 8, dim)).astype(np.float32)
+    z = rng.standard_normal((n, 8)).astype(np.float32)
+    themes = np.zeros((n, dim), np.float32)
+    for c in np.unique(labels):
+        rows = labels == c
+        themes[rows] = z[rows] @ bases[c] / np.sqrt(8 * dim)
+    unit_centers = centers / np.linalg.norm(centers, axis=1, keepdims=True)
+    v = 0.45 * unit_centers[0] + 0.6 * unit_centers[labels] + 0.55 * themes
+    v += 0.2 * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
