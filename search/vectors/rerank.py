@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assetlens.search.vectors.ann import knn_rows, merge_top
+
 DTYPE = np.dtype("<f2")
 RELEASE_BYTES = 256 << 20
 
@@ -88,17 +90,14 @@ class RerankFile:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k inner products among ``rows``, best first (ties by row)."""
         rows = np.asarray(rows, dtype=np.int64)
-        best_s, best_r = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        parts = []
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            scores = self.vectors(part) @ query
-            best_s = np.concatenate([best_s, scores])
-            best_r = np.concatenate([best_r, part])
-            if len(best_s) > k:
-                keep = np.argpartition(-best_s, k - 1)[:k]
-                best_s, best_r = best_s[keep], best_r[keep]
-        order = np.lexsort((best_r, -best_s))[:k]
-        return best_s[order], best_r[order]
+            # FAISS's one-thread kernel: a BLAS matrix-vector product here wakes its thread pool
+            # and took 14-21 ms for 1000 rows on two busy cores (0.1 ms alone).
+            scores, local = knn_rows(query, self.vectors(part), np.arange(len(part)), k)
+            parts.append((scores, part[local]))
+        return merge_top(parts, k)
 
     @property
     def nbytes(self) -> int:
