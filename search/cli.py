@@ -125,8 +125,8 @@ def search(
     negatives += tuple((phrase, 1.0) for phrase in negative)
     query = Query(
         text=positives, negative=negatives, image=open_query_image(image) if image else None,
-        asset_id=asset_id, vector=_vector_file(vector_file), filter=parse_filter(filter_text), mode=mode,  # type: ignore[arg-type]
-        limit=limit, cursor=cursor, min_relevance=min_relevance, sort=sort,
+        asset_id=asset_id, vector=_vector_file(vector_file), filter=parse_filter(filter_text),
+        mode=mode, limit=limit, cursor=cursor, min_relevance=min_relevance, sort=sort,
     )  # fmt: skip
     lib = library(ctx)
     page = lib.engine.search(query)

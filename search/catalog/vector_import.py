@@ -303,7 +303,10 @@ def _update_assets(
     metas, created, tags = chunk.columns.get("meta"), chunk.columns.get("created"), chunk.columns.get("tags")
     before = store.imported_state(sorted(known)) if known and (metas or created) else {}
     old_tags = store.tags_by_source(sorted(known)) if known and tags else {}
-    updates, tag_rows, replaced, changed = [], [], [], set()
+    updates: list[tuple[str | None, str | None, int]] = []
+    tag_rows: list[tuple[int, str, float, str, str | None, float | None]] = []
+    replaced: list[tuple[int, str]] = []
+    changed: set[int] = set()
     for (uri, _), i in rows.items():
         aid = ids[uri]
         meta = _meta_json(metas[i]) if metas else None
