@@ -1,0 +1,56 @@
+"""The float16 re-rank file: exact scores, appends, and mapped pages handed back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from assetlens.search.vectors.rerank import RerankFile, write_rerank_file
+
+
+def mapped_kb(path: Path) -> int:
+    """Resident KB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if "-" in line.split(" ")[0] and len(line.split()) >= 5:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_scores_are_exact_and_appends_extend_the_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 64)).astype(np.float16)
+    path = tmp_path / "index.x.f16"
+    assert write_rerank_file(path, [vectors[:1000], vectors[1000:2000]]) == 2000
+    rerank = RerankFile(path, 64, 2000)
+    rerank.append(vectors[2000:])
+    query = rng.standard_normal(64).astype(np.float32)
+    rows = np.arange(0, 3000, 3)
+
+    scores, found = rerank.top(query, rows, 5)
+
+    exact = vectors[rows].astype(np.float32) @ query
+    np.testing.assert_array_equal(found, rows[np.argsort(-exact)[:5]])
+    np.testing.assert_allclose(scores, np.sort(exact)[::-1][:5], rtol=1e-5)
+    assert rerank.rows == 3000 and rerank.nbytes == 3000 * 64 * 2
+
+
+def test_pages_read_are_handed_back_so_resident_memory_stays_bounded(tmp_path: Path) -> None:
+    rows, dim = 65_536, 512  # a 64 MB file
+    path = tmp_path / "index.y.f16"
+    write_rerank_file(path, [np.ones((rows, dim), np.float16)])
+    bounded = RerankFile(path, dim, rows, release_bytes=8 << 20)
+    unbounded = RerankFile(tmp_path / "index.y.f16", dim, rows, release_bytes=1 << 40)
+    rng = np.random.default_rng(1)
+    query = np.ones(dim, np.float32)
+    for _ in range(40):
+        picked = np.sort(rng.choice(rows, 1000, replace=False))
+        bounded.top(query, picked, 10)
+    held = mapped_kb(path)
+    for _ in range(40):
+        unbounded.top(query, np.sort(rng.choice(rows, 1000, replace=False)), 10)
+    assert held <= 16 * 1024  # at most ~8 MB mapped since the last release, plus one scan
+    assert mapped_kb(path) - held >= 32 * 1024  # what reading the same without releasing maps
