@@ -72,7 +72,7 @@ class RerankFile:
         """The given rows (sorted ascending reads fastest) as float32."""
         offsets = (np.asarray(rows, dtype=np.int64) * self.row_bytes).tolist()
         out = np.empty((len(offsets), self.dim), DTYPE)
-        view, size = memoryview(out).cast("B"), self.row_bytes
+        view, size = out.data.cast("B"), self.row_bytes
         if len(offsets) > 1:
             for offset in offsets:
                 os.posix_fadvise(self._fd, offset, size, os.POSIX_FADV_WILLNEED)
