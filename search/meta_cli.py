@@ -220,7 +220,10 @@ def facets_command(
 
 @click.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(exporting.FORMATS), help="Default: by --output's extension."
+    "--format",
+    "fmt",
+    type=click.Choice([*exporting.FORMATS, "parquet"]),
+    help="Default: by --output's extension.",
 )
 @click.option("--filter", "filter_text", metavar="EXPR|JSON", help="Only assets passing this filter.")
 @click.option("--output", "-o", default="-", show_default=True, help="CSV/JSON Lines file, - for stdout.")
@@ -264,9 +267,11 @@ def export_command(
     `assetlens meta import`. XMP writes one sidecar per asset (keywords in dc:subject; title,
     description, creator, rights; tag scores and meta fields in the assetlens namespace) and
     merges into an existing sidecar, keeping its other properties; a sidecar written by another
-    program is skipped unless --overwrite.
+    program is skipped unless --overwrite. Parquet writes every vector (one row per keyframe,
+    with the asset's meta and tags) to --output, for `assetlens import`.
     """
-    fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(Path(output).suffix.lower())
+    suffixes = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+    fmt = fmt or suffixes.get(Path(output).suffix.lower())
     if fmt is None:
         raise click.UsageError("give --format csv, jsonl or xmp (or an --output ending in .csv or .jsonl)")
     xmp_only = sidecar_dir is not None or overwrite or naming != "ext" or min_score > 0
@@ -276,9 +281,15 @@ def export_command(
         raise click.UsageError("--format xmp writes sidecars: use --sidecar-dir, not --output")
     if fmt != "xmp" and output == "-" and as_json:
         raise click.UsageError("--json needs --output FILE: the export itself goes to stdout")
+    if fmt == "parquet" and (output == "-" or filter_text):
+        raise click.UsageError("--format parquet writes every vector to an --output FILE (no --filter)")
     store = _store(ctx)
     parsed = parse_filter(filter_text)
-    if fmt == "xmp":
+    if fmt == "parquet":
+        from assetlens.search.catalog.parquet_export import export_parquet
+
+        report = exporting.ExportReport(fmt, export_parquet(store, Path(output)), output)
+    elif fmt == "xmp":
         report = exporting.export_xmp(
             store, parsed, sidecar_dir=sidecar_dir, naming=naming, overwrite=overwrite, min_score=min_score
         )
@@ -295,7 +306,8 @@ def export_command(
         merged = f" ({report.merged} merged into existing sidecars)" if report.merged else ""
         # With the data on stdout, the summary goes to stderr.
         err = report.output == "-"
-        click.echo(f"exported {report.assets} assets as {fmt} to {where}{merged}", err=err)
+        noun = "vectors" if fmt == "parquet" else "assets"
+        click.echo(f"exported {report.assets} {noun} as {fmt} to {where}{merged}", err=err)
         if report.skipped_count:
             click.echo(f"skipped {report.skipped_count}:", err=err)
             for uri, reason in report.skipped[:50]:

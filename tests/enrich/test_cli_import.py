@@ -49,3 +49,9 @@ def test_import_then_search_by_a_vector_file(tmp_path: Path) -> None:
     assert "has 100 values" in invoke(data, "search", "--vector-file", str(tmp_path / "short.npy"), code=1)
     status = json.loads(invoke(data, "index", "status", "--json"))
     assert status["vectors"] == 40 and status["in_step"]
+
+    out = tmp_path / "back.parquet"
+    assert "exported 40 vectors as parquet" in invoke(data, "export", "--output", str(out))
+    copied = json.loads(invoke(tmp_path / "copy", "import", str(out), "--json"))  # the file names its model
+    assert (copied["added"], copied["model"]) == (40, "ViT-B-32")
+    assert "--output FILE" in invoke(data, "export", "--format", "parquet", code=2)
