@@ -25,6 +25,10 @@ class QueryError(SearchError):
     """A query that cannot be run as given."""
 
 
+class QueryVectorError(QueryError):
+    """A raw query vector that cannot be searched with (wrong length, NaN or infinite values, zero)."""
+
+
 class FilterError(QueryError):
     """A filter that cannot be parsed or compiled.
 

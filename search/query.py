@@ -31,7 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from assetlens.models.clip import ClipEncoder
 from assetlens.search import ranking
-from assetlens.search.errors import QueryError
+from assetlens.search.errors import QueryError, QueryVectorError
 from assetlens.search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, to_json
 from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.paging import Cursor, after, decode_cursor, fingerprint
@@ -80,6 +80,7 @@ class Query:
     negative: tuple[tuple[str, float], ...] = ()
     image: Image.Image | None = None
     asset_id: int | None = None
+    vector: np.ndarray | None = None  # a raw embedding of the library's model (normalised for you)
     filter: Filter | None = None
     mode: Mode = "hybrid"
     limit: int = 20
@@ -89,12 +90,15 @@ class Query:
 
     def describe(self) -> dict[str, Any]:
         """What decides the order of results (for the cursor fingerprint and echoing back)."""
-        image = None
+        image = vector = None
         if self.image is not None:
             image = hashlib.blake2b(self.image.tobytes(), digest_size=8).hexdigest()
+        if self.vector is not None:
+            raw = np.asarray(self.vector, dtype=np.float32).tobytes()
+            vector = hashlib.blake2b(raw, digest_size=8).hexdigest()
         return {
             "text": [list(t) for t in self.text], "negative": [list(t) for t in self.negative],
-            "image": image, "asset_id": self.asset_id, "mode": self.mode, "sort": self.sort,
+            "image": image, "vector": vector, "asset_id": self.asset_id, "mode": self.mode, "sort": self.sort,
             "filter": None if self.filter is None else to_json(self.filter),
             "min_relevance": self.min_relevance,
         }  # fmt: skip
@@ -220,7 +224,8 @@ class SearchEngine:
         field_sort = query.sort not in (None, "score")
         if vector is None and (query.mode == "semantic" or not query.text) and not field_sort:
             raise QueryError(
-                "nothing to search for: give text, an image or an asset, or sort a filter by a field"
+                "nothing to search for: give text, an image, an asset or a vector, "
+                "or sort a filter by a field"
             )
         depth = HYBRID_DEPTH if query.mode == "hybrid" else (cursor.served if cursor else 0) + query.limit + 1
         hits, plan, scale = self._rank(
@@ -285,10 +290,28 @@ class SearchEngine:
             stored, _ = self.store.vectors_of(query.asset_id)
             mean = stored.mean(axis=0)
             parts.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        if query.vector is not None:
+            parts.append(self._raw_vector(query.vector))
         if not parts:
             return None
         combined = np.sum(parts, axis=0).astype(np.float32)
         return combined / max(float(np.linalg.norm(combined)), 1e-12)
+
+    def _raw_vector(self, vector: np.ndarray) -> np.ndarray:
+        """A caller's embedding, checked against the library's vectors and normalised."""
+        raw = np.asarray(vector, dtype=np.float64).reshape(-1)
+        dim = self.store.vector_dim()
+        if dim and len(raw) != dim:
+            raise QueryVectorError(
+                f"the query vector has {len(raw)} values, but this library's vectors "
+                f"({self.store.model_id}) have {dim}"
+            )
+        if not np.isfinite(raw).all():
+            raise QueryVectorError("the query vector holds NaN or infinite values")
+        norm = float(np.linalg.norm(raw))
+        if norm == 0.0:
+            raise QueryVectorError("the query vector is all zeros: it has no direction to search in")
+        return (raw / norm).astype(np.float32)
 
     def _rank(
         self,
@@ -341,7 +364,13 @@ class SearchEngine:
         name, _, direction = str(query.sort).partition(":")
         column = _sort_column(name)
         order = f"{column} IS NULL, {column} {'ASC' if direction == 'asc' else 'DESC'}, a.id"
-        if hits or query.text or query.image is not None or query.asset_id is not None:
+        if (
+            hits
+            or query.text
+            or query.image is not None
+            or query.asset_id is not None
+            or query.vector is not None
+        ):
             if query.min_relevance is None and hits:
                 raise QueryError(
                     "sorting a text or image query by a field needs min_relevance (which results count)"

@@ -21,16 +21,18 @@ class SearchSettings(BaseSettings):
     Attributes:
         data_dir: Holds the library only: ``assetlens.db`` (SQLite, the truth), the FAISS index,
             thumbnails and uploads. Model files live in the machine cache (:mod:`models.cache`).
-        index_kind: ``auto`` (flat up to ``index_flat_max`` vectors, then HNSW, IVF from
-            ``index_ivf_min``), ``flat``, ``hnsw`` or ``ivf``. A writer rebuilds an index of
-            another kind on its next run.
+        index_kind: ``auto`` (flat up to ``index_flat_max`` vectors, then IVF-PQ), ``flat``,
+            ``hnsw``, ``ivf`` or ``ivfpq``. A writer rebuilds an index of another kind on its
+            next run. Memory per 512-d vector: flat 2048 bytes, hnsw ~2340 (M=32), ivf 2056,
+            ivfpq 72 in memory plus 1024 in the memory-mapped re-rank file.
         index_flat_max: ``auto`` keeps an exact flat index up to this many vectors.
-        index_ivf_min: ``auto`` builds IVF from this many vectors.
         index_hnsw_m: HNSW graph degree (about ``8 * m`` bytes of graph per vector).
         index_hnsw_ef_construction: HNSW build effort.
         index_hnsw_ef_search: HNSW search effort for an unfiltered top-10.
         index_ivf_nlist: IVF lists (unset: about ``4 * sqrt(n)``).
-        index_ivf_nprobe: IVF lists probed for an unfiltered top-10.
+        index_ivf_nprobe: IVF (and IVF-PQ) lists probed for an unfiltered top-10.
+        index_pq_m: IVF-PQ code bytes per vector (unset: ``dim / 8``).
+        index_rerank: IVF-PQ shortlist re-ranked exactly (at least; also ``4 * k``).
         index_max_deleted_fraction: Deleted vectors beyond this share make a writer rebuild.
         index_max_delta: New vectors kept beside an ANN index (scored exactly) before a writer
             folds them in.
@@ -39,14 +41,15 @@ class SearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
 
     data_dir: Path = Path("assetlens-data")
-    index_kind: Literal["auto", "flat", "hnsw", "ivf"] | None = None
+    index_kind: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] | None = None
     index_flat_max: int | None = Field(default=None, ge=0)
-    index_ivf_min: int | None = Field(default=None, ge=1)
     index_hnsw_m: int | None = Field(default=None, ge=4, le=256)
     index_hnsw_ef_construction: int | None = Field(default=None, ge=8, le=4096)
     index_hnsw_ef_search: int | None = Field(default=None, ge=1, le=65536)
     index_ivf_nlist: int | None = Field(default=None, ge=1)
     index_ivf_nprobe: int | None = Field(default=None, ge=1)
+    index_pq_m: int | None = Field(default=None, ge=1, le=4096)
+    index_rerank: int | None = Field(default=None, ge=1, le=100_000)
     index_max_deleted_fraction: float | None = Field(default=None, gt=0, le=1)
     index_max_delta: int | None = Field(default=None, ge=0)
 

@@ -1,4 +1,4 @@
-"""Commands about single assets and the library: ``show``, ``transcript``, ``stats``, ``index``."""
+"""Commands about single assets and the library: ``show``, ``transcript``, ``stats``."""
 
 from __future__ import annotations
 
@@ -51,36 +51,4 @@ def stats(ctx: click.Context) -> None:
     emit(ctx, doc, lambda: echo_fields(doc))
 
 
-@click.group()
-def index() -> None:
-    """Inspect or rebuild the FAISS index (it is derived from the store)."""
-
-
-@index.command("status")
-@click.pass_context
-def index_status(ctx: click.Context) -> None:
-    """Show whether the index file is level with the store."""
-    vectors = library(ctx).core.index
-    vectors.sync(save=False)
-    status = vectors.status()
-    emit(ctx, status, lambda: echo_fields(status))
-
-
-@index.command("build")
-@click.option(
-    "--kind", type=click.Choice(["auto", "flat", "hnsw", "ivf"]), help="Index kind (default: by size)."
-)
-@click.pass_context
-def index_build(ctx: click.Context, kind: str | None) -> None:
-    """Rebuild the index from every vector in the store and save it.
-
-    The kind is chosen by size (exact flat search for small libraries, HNSW or IVF above), or
-    forced with --kind.
-    """
-    vectors = library(ctx).core.index
-    vectors.build(kind)
-    status = vectors.status()
-    emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
-
-
-COMMANDS = (show, transcript, stats, index)
+COMMANDS = (show, transcript, stats)

@@ -172,7 +172,10 @@ def facets_command(ctx: click.Context, field: str, filter_text: str | None, limi
 
 @click.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(exporting.FORMATS), help="Default: by --output's extension."
+    "--format",
+    "fmt",
+    type=click.Choice([*exporting.FORMATS, "parquet"]),
+    help="Default: by --output's extension.",
 )
 @click.option("--filter", "filter_text", metavar="EXPR|JSON", help="Only assets passing this filter.")
 @click.option("--output", "-o", default="-", show_default=True, help="CSV/JSON Lines file, - for stdout.")
@@ -201,9 +204,11 @@ def export_command(
     `assetlens meta import`. XMP writes one sidecar per asset (keywords in dc:subject; title,
     description, creator, rights; tag scores and meta fields in the assetlens namespace) and
     merges into an existing sidecar, keeping its other properties; a sidecar written by another
-    program is skipped unless --overwrite.
+    program is skipped unless --overwrite. Parquet writes every vector (one row per keyframe,
+    with the asset's meta and tags) to --output, for `assetlens import`.
     """
-    fmt = fmt or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(Path(output).suffix.lower())
+    suffixes = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+    fmt = fmt or suffixes.get(Path(output).suffix.lower())
     if fmt is None:
         raise click.UsageError("give --format csv, jsonl or xmp (or an --output ending in .csv or .jsonl)")
     xmp_only = sidecar_dir is not None or overwrite or naming != "ext" or min_score > 0
@@ -213,6 +218,8 @@ def export_command(
         raise click.UsageError("--format xmp writes sidecars: use --sidecar-dir, not --output")
     if fmt != "xmp" and output == "-" and state(ctx).as_json:
         raise click.UsageError("--json needs --output FILE: the export itself goes to stdout")
+    if fmt == "parquet" and (output == "-" or filter_text):
+        raise click.UsageError("--format parquet writes every vector to an --output FILE (no --filter)")
     lib = library(ctx)
     if fmt == "xmp":
         report = lib.export(
@@ -227,7 +234,8 @@ def export_command(
         where = {None: "beside the files", "-": "stdout"}.get(report.output, report.output)
         merged = f" ({report.merged} merged into existing sidecars)" if report.merged else ""
         err = report.output == "-"  # with the data on stdout, the summary goes to stderr
-        click.echo(f"exported {report.assets} assets as {fmt} to {where}{merged}", err=err)
+        noun = "vectors" if fmt == "parquet" else "assets"
+        click.echo(f"exported {report.assets} {noun} as {fmt} to {where}{merged}", err=err)
         if report.skipped_count:
             click.echo(f"skipped {report.skipped_count}:", err=err)
             for uri, reason in report.skipped[:50]:

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from assetlens.enrich.cli.common import cursor_option, emit, filter_option, limit_option
 from assetlens.enrich.cli.root import library
+from assetlens.search.errors import QueryVectorError
 from assetlens.search.query import Page, Result
 
 
@@ -27,7 +29,7 @@ def _print_results(results: list[Result]) -> None:
 def _emit_page(ctx: click.Context, page: Page) -> None:
     doc: dict[str, Any] = {
         "query": page.query,
-        "model": library(ctx).core.encoder.model_id,
+        "model": library(ctx).core.store.model_id or library(ctx).core.encoder.model_id,
         "results": [r.as_dict() for r in page.results],
         "next_cursor": page.next_cursor,
         "took_ms": page.took_ms,
@@ -47,6 +49,10 @@ def _emit_page(ctx: click.Context, page: Page) -> None:
 @click.option("--negative", multiple=True, help="Phrase the results should NOT look like (repeatable).")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Example image.")
 @click.option("--asset", "asset_id", type=int, help="A stored asset (by id) as the example.")
+@click.option(
+    "--vector-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .npy file holding one embedding of the library's model (normalised for you).",
+)  # fmt: skip
 @filter_option
 @click.option(
     "--mode", type=click.Choice(["semantic", "lexical", "hybrid"]), default="hybrid", show_default=True
@@ -60,10 +66,10 @@ def _emit_page(ctx: click.Context, page: Page) -> None:
 @click.pass_context
 def search(
     ctx: click.Context, text: str, negative: tuple[str, ...], image: Path | None, asset_id: int | None,
-    filter_text: str | None, mode: Any, limit: int, cursor: str | None, min_relevance: float | None,
-    sort: str | None,
+    vector_file: Path | None, filter_text: str | None, mode: Any, limit: int, cursor: str | None,
+    min_relevance: float | None, sort: str | None,
 ) -> None:  # fmt: skip
-    """Search the library: TEXT ('"red sneaker" -"blurry" shoe^2'), an example image, a filter, or all three.
+    """Search the library: TEXT ('"red sneaker" -"blurry" shoe^2'), an example image or embedding, a filter.
 
     Results are per asset (a video's best keyframe, with its time), with a calibrated relevance
     and an explanation; --cursor continues from a previous page.
@@ -71,10 +77,25 @@ def search(
     if image is not None and asset_id is not None:
         raise click.UsageError("give --image or --asset, not both")
     page = library(ctx).search(
-        text, negative=negative, image=image, asset=asset_id, filter=filter_text, mode=mode, limit=limit,
-        cursor=cursor, min_relevance=min_relevance, sort=sort,
+        text, negative=negative, image=image, asset=asset_id, vector=_vector_file(vector_file),
+        filter=filter_text, mode=mode, limit=limit, cursor=cursor, min_relevance=min_relevance, sort=sort,
     )  # fmt: skip
     _emit_page(ctx, page)
+
+
+def _vector_file(path: Path | None) -> np.ndarray | None:
+    """The one embedding a .npy file holds (shape ``(dim,)`` or ``(1, dim)``)."""
+    if path is None:
+        return None
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise QueryVectorError(f"{path}: not a readable .npy array ({exc})") from exc
+    if vector.ndim == 2 and vector.shape[0] == 1:
+        vector = vector[0]
+    if vector.ndim != 1 or not np.issubdtype(vector.dtype, np.number):
+        raise QueryVectorError(f"{path}: holds an array of shape {vector.shape}, not one embedding")
+    return vector
 
 
 @click.command()

@@ -103,11 +103,21 @@ class CatalogMethods:
         CSV and JSON Lines go to a file (written through a temporary file renamed at the end) or
         an open text stream (``sys.stdout``). XMP writes
         one sidecar per asset beside its file, or below ``path`` when given; ``naming``,
-        ``overwrite`` and ``min_score`` are the XMP options of ``assetlens export``.
+        ``overwrite`` and ``min_score`` are the XMP options of ``assetlens export``. Parquet
+        writes every vector (one row per keyframe, with the asset's meta and tags) to ``path``,
+        for :meth:`import_vectors` into another library.
         """
-        if format not in exporting.FORMATS:
-            raise QueryError(f"unknown export format {format!r}: use {', '.join(exporting.FORMATS)}")
+        if format not in (*exporting.FORMATS, "parquet"):
+            raise QueryError(
+                f"unknown export format {format!r}: use {', '.join(exporting.FORMATS)} or parquet"
+            )
         store, parsed = self.core.store, as_filter(filter)
+        if format == "parquet":  # every vector, for `assetlens import` into another library
+            if not isinstance(path, str | os.PathLike) or filter is not None or xmp:
+                raise QueryError("parquet export writes every vector to a file: give a path, no filter")
+            from assetlens.search.catalog.parquet_export import export_parquet  # loads pyarrow
+
+            return exporting.ExportReport(format, export_parquet(store, Path(path)), str(path))
         if format == "xmp":
             if hasattr(path, "write"):
                 raise QueryError("XMP export writes sidecar files: give a folder (or None), not a stream")

@@ -10,8 +10,9 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from PIL import Image
 
 from assetlens.enrich.facade.catalog import CatalogMethods
@@ -30,6 +31,10 @@ from assetlens.search.errors import QueryError
 from assetlens.search.library import LibraryCore
 from assetlens.search.query import Mode, Query, open_query_image, parse_text
 from assetlens.search.settings import SearchSettings
+
+if TYPE_CHECKING:  # pyarrow loads with the importer: only `import` pays for it
+    from assetlens.search.catalog.vector_import import VectorImportReport
+    from assetlens.search.vectors.build import BuildProgress
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +203,37 @@ class Library(CatalogMethods):
             store.finish_job(job, "done", report.__dict__)
             return job, report
 
+    def import_vectors(
+        self,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        *,
+        model: str | None = None,
+        batch_rows: int = 50_000,
+        index: bool = True,
+        wait: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        index_progress: Callable[[BuildProgress], None] | None = None,
+    ) -> VectorImportReport:
+        """Import embeddings computed elsewhere: Parquet files or folders, clip-retrieval output folders.
+
+        Re-importing the same file changes nothing; bad rows are reported with their row numbers
+        and recorded as failures while the rest goes in. ``progress(rows_done, rows_total)``
+        follows the import, ``index_progress`` the index update that follows (``index=False``:
+        left to the next writer or search).
+
+        Raises:
+            ModelMismatchError: The vectors' model is not the library's (both ids named).
+            VectorImportError: A path that is not a Parquet file or a clip-retrieval folder.
+        """
+        from assetlens.search.catalog.vector_import import import_vectors
+
+        roots = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+        with self._writing("import", wait):
+            report = import_vectors(self.core.store, roots, model, batch_rows=batch_rows, progress=progress)
+            if index:
+                self.core.index.sync(progress=index_progress)
+        return report
+
     # --- search -----------------------------------------------------------------------------
 
     def search(
@@ -207,6 +243,7 @@ class Library(CatalogMethods):
         negative: Sequence[str] = (),
         image: str | os.PathLike[str] | bytes | Image.Image | None = None,
         asset: AssetRef | None = None,
+        vector: Sequence[float] | np.ndarray | None = None,
         filter: FilterArg = None,
         mode: Mode = "hybrid",
         limit: int = 20,
@@ -214,13 +251,14 @@ class Library(CatalogMethods):
         min_relevance: float | None = None,
         sort: str | None = None,
     ) -> SearchPage:
-        """Search by text, an example image or asset, and a filter (any combination).
+        """Search by text, an example image, asset or embedding, and a filter (any combination).
 
         Args:
             text: ``'"red sneaker" -"blurry" studio^0.5'``: quoted phrases, ``-`` negatives, ``^W``.
             negative: More phrases the results should not look like.
             image: An example image (path, bytes or PIL image).
             asset: A stored asset (id or path) as the example.
+            vector: An embedding of the library's model, computed elsewhere (normalised for you).
             filter: The compact form (``kind:image region:(DE OR AT)``) or the JSON form.
             mode: ``semantic`` (CLIP), ``lexical`` (full text) or ``hybrid``.
             limit: Results per page; ``cursor`` continues from a page's ``next_cursor``.
@@ -228,7 +266,8 @@ class Library(CatalogMethods):
             sort: ``score`` (default) or ``FIELD[:asc|:desc]``.
 
         Raises:
-            QueryError: Nothing to search for, a bad cursor, sort or limit.
+            QueryError: Nothing to search for, a bad cursor, sort or limit; a vector of the wrong
+                length, with NaN, or all zeros.
             FilterError: A filter that cannot be parsed (the message points at the fault).
         """
         if image is not None and asset is not None:
@@ -238,6 +277,7 @@ class Library(CatalogMethods):
         query = Query(
             text=positives, negative=negatives, image=as_image(image), filter=as_filter(filter), mode=mode,
             asset_id=None if asset is None else self.find(asset).id, limit=limit, cursor=cursor,
+            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
             min_relevance=min_relevance, sort=sort,
         )  # fmt: skip
         return self.core.engine.search(query)

@@ -28,6 +28,7 @@ from assetlens.search.errors import (
     FilterError,
     ModelMismatchError,
     QueryError,
+    QueryVectorError,
     SearchError,
     StoreError,
 )
@@ -142,6 +143,8 @@ def domain_error(exc: Exception) -> ApiError:
         return ApiError(400, text, "filter", title="Invalid filter", position=exc.position, path=exc.path)
     if isinstance(exc, AssetNotFoundError):
         return ApiError(404, text, "not-found", title="No such asset")
+    if isinstance(exc, QueryVectorError):
+        return ApiError(422, text, "vector", title="Invalid query vector")
     if isinstance(exc, QueryError):
         return ApiError(400, text, "query", title="Invalid query")
     if isinstance(exc, ModelMismatchError):

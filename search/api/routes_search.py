@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -53,15 +54,16 @@ async def run_query(request: Request, query: Query, include: list[Any]) -> dict[
 @router.post("/search", response_model=PageOut, responses=problems(404, 409))
 async def search(body: SearchRequest, request: Request, _: Reader) -> Any:
     """Search: text (``"phrase"``, ``-negative``, ``word^2``) plus ``negative`` phrases, an example
-    asset, a filter, or a filter sorted by a field. Results are per asset (a video's best
-    keyframe, with its time), with raw cosine, calibrated relevance and an explanation; pass
-    ``next_cursor`` back as ``cursor`` for the next page.
+    asset, a raw ``vector`` of the library's model, a filter, or a filter sorted by a field.
+    Results are per asset (a video's best keyframe, with its time), with raw cosine, calibrated
+    relevance and an explanation; pass ``next_cursor`` back as ``cursor`` for the next page.
     """
     positives, negatives = text_query(body.text, body.negative)
     query = Query(
         text=positives,
         negative=negatives,
         asset_id=body.image_asset_id,
+        vector=None if body.vector is None else np.asarray(body.vector, dtype=np.float64),
         filter=parse_filter(body.filter),
         mode=body.mode,
         limit=body.limit,

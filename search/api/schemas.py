@@ -47,6 +47,13 @@ class SearchRequest(_Strict):
     image_asset_id: int | None = Field(
         default=None, ge=1, le=MAX_ID, description="A stored asset as example."
     )
+    vector: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="A raw embedding of the library's model (its length = the model's dimension; "
+        "normalised for you). Other lengths, NaN and all-zero vectors get 422.",
+    )
     filter: FilterValue = Field(default=None, description=_FILTER_DOC)
     mode: Literal["semantic", "lexical", "hybrid"] = "hybrid"
     limit: int = Field(default=20, ge=1, le=MAX_LIMIT)

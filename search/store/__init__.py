@@ -15,7 +15,8 @@ The package keeps one concern per module, and :class:`Store` is composed of them
 - ``transcripts``: transcript segments and full-text (lexical) search;
 - ``jobs``: jobs, failures and HTTP API keys;
 - ``catalog``: DAM metadata, export reads and facet counts;
-- ``filter_reads``: the filter column cache's reads and compiled-filter queries.
+- ``filter_reads``: the filter column cache's reads and compiled-filter queries;
+- ``imports``: bulk writes of imported embeddings (assets, vectors and tags a batch at a time).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from assetlens.search.store.assets import AssetsMixin
 from assetlens.search.store.base import StoreBase
 from assetlens.search.store.catalog import CatalogMixin
 from assetlens.search.store.filter_reads import FilterReadsMixin
+from assetlens.search.store.imports import ImportsMixin
 from assetlens.search.store.jobs import JobsMixin
 from assetlens.search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
 from assetlens.search.store.schema import MIGRATIONS
@@ -34,7 +36,14 @@ __all__ = ["ASSET_COLUMNS", "MIGRATIONS", "Asset", "Store", "Tag", "now_iso"]
 
 
 class Store(
-    AssetsMixin, VectorsMixin, TranscriptsMixin, JobsMixin, CatalogMixin, FilterReadsMixin, StoreBase
+    AssetsMixin,
+    VectorsMixin,
+    TranscriptsMixin,
+    JobsMixin,
+    CatalogMixin,
+    FilterReadsMixin,
+    ImportsMixin,
+    StoreBase,
 ):
     """A connection to one library's SQLite file.
 

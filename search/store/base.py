@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from assetlens.search.errors import StoreError
-from assetlens.search.store.schema import MIGRATIONS, _split_sql
+from assetlens.search.store.schema import MIGRATIONS, SQL_FUNCTIONS, _split_sql
 
 
 class StoreBase:
@@ -27,6 +27,8 @@ class StoreBase:
             uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
+            for name, (arity, function) in SQL_FUNCTIONS.items():
+                self.db.create_function(name, arity, function, deterministic=True)
             self.db.execute("PRAGMA busy_timeout = 30000")
             self.db.execute("PRAGMA foreign_keys = ON")
             if not readonly:

@@ -1,11 +1,25 @@
 """The schema of the library database: ``MIGRATIONS``, one SQL script per schema version (``PRAGMA
 user_version`` records how many were applied), and :func:`_split_sql`, which cuts a script into
-statements for :meth:`search.store.base.StoreBase._migrate` to run one by one.
+statements for :meth:`search.store.base.StoreBase._migrate` to run one by one, and the SQL functions
+migrations call (:data:`SQL_FUNCTIONS`, registered on every connection).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+
+import numpy as np
+
+
+def _float32_to_float16(blob: bytes) -> bytes:
+    return np.frombuffer(blob, dtype="<f4").astype("<f2").tobytes()
+
+
+# Python functions migrations call by name, with their argument count.
+SQL_FUNCTIONS: dict[str, tuple[int, Callable[..., object]]] = {
+    "assetlens_float32_to_float16": (1, _float32_to_float16),
+}
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
 MIGRATIONS: tuple[str, ...] = (
@@ -201,6 +215,11 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO asset_changes SELECT old.asset_id, CAST(value AS INTEGER) FROM state
             WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
     END;
+    """,
+    """
+    -- Issue 12 (vectors): vectors are stored as float16, half the bytes of float32 (a cosine of
+    -- at least 0.99999 to the float32 original for unit vectors). Every earlier vector is float32.
+    UPDATE vectors SET vector = assetlens_float32_to_float16(vector);
     """,
 )
 

@@ -1,9 +1,10 @@
 """The FAISS index: a cache of the store's vectors, kept in step with SQLite.
 
-Small libraries get an exact flat index. Large ones get an approximate one, chosen by size
-(:class:`IndexConfig`): HNSW (fast queries, minutes to build at a million vectors) or IVF (fast to
-build, for tens of millions). Both keep the float32 vectors themselves (the flat storage of HNSW,
-the inverted lists of IVF), so the planner (``search.vectors.planner``) can also score any subset exactly.
+Small libraries get an exact flat index. Large ones get IVF-PQ (``ivfpq``): 64-byte codes in
+memory and the float16 vectors in a memory-mapped re-rank file beside it
+(:mod:`search.vectors.rerank`), so a shortlist is re-ranked exactly and 10M+ vectors fit in a few
+GB; HNSW and IVF over float32 remain as chosen kinds (:class:`IndexConfig`). Every kind can score
+any subset of rows exactly (the planner's exact path, ``search.vectors.planner``).
 
 Rows are numbered in vector-id order; three arrays map them: vector id, asset id and alive.
 Keeping in step with the store:
@@ -15,21 +16,19 @@ Keeping in step with the store:
   by an ``IDSelector``, until they pass ``max_deleted_fraction``: then a writer rebuilds;
 * another model, another dimension or an unreadable file: rebuild.
 
-Files: ``index.faiss`` (the FAISS index), ``index.rows.npz`` (the row arrays) and the JSON sidecar
-``index.json`` (kind, parameters, model, dim, last vector id, epoch, counts, generation). Each is
-written to a temporary name then renamed; the generation ties the three together, so a reader that
-catches a save half-way sees a mismatch and reloads.
+Rebuilds (:mod:`search.vectors.build`) run beside searches: the new index is built outside the
+lock searches take and swapped in whole, in one step under it. A process that finds newer files
+on disk (another process rebuilt or saved) loads them the same way.
+
+Files: see :mod:`search.vectors.files`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,36 +36,25 @@ import faiss as _faiss
 import numpy as np
 
 from assetlens.search.store import Store
-from assetlens.search.vectors.ann import IndexConfig, estimate_bytes, knn_rows, merge_top, new_index
+from assetlens.search.vectors.ann import IndexConfig, estimate_bytes, knn_rows, merge_top
+from assetlens.search.vectors.build import BuildProgress, Snapshot, build_snapshot
+from assetlens.search.vectors.files import (
+    INDEX_FILE,
+    IndexState,
+    read_index_files,
+    sidecar_stat,
+    write_index_files,
+)
+from assetlens.search.vectors.rerank import RerankFile
 
-__all__ = ["IndexConfig", "IndexState", "VectorIndex", "knn_rows", "merge_top"]
+__all__ = ["BuildProgress", "IndexConfig", "IndexState", "VectorIndex", "knn_rows", "merge_top"]
 
-INDEX_FILE = "index.faiss"
-SIDECAR_FILE = "index.json"
-ROWS_FILE = "index.rows.npz"
-FORMAT = 2  # sidecar layout; older sidecars mean a rebuild
 # The SWIG module's stubs miss keyword constructors and free functions used here.
 faiss: Any = _faiss
 
 
-@dataclass(frozen=True)
-class IndexState:
-    """What an index file holds (its sidecar)."""
-
-    model: str | None
-    dim: int
-    last_id: int
-    epoch: int
-    count: int  # rows of the FAISS index, tombstones included
-    kind: str = "flat"
-    params: dict[str, int] = field(default_factory=dict)
-    deleted: int = 0
-    generation: str = ""
-    format: int = FORMAT
-
-
 class VectorIndex:
-    """Inner-product search over the vectors of a store: exact when small, HNSW/IVF when large.
+    """Inner-product search over the vectors of a store: exact when small, IVF-PQ (or HNSW/IVF) when large.
 
     Args:
         store: The library's store (the truth).
@@ -77,11 +65,12 @@ class VectorIndex:
     def __init__(self, store: Store, data_dir: Path, config: IndexConfig | None = None) -> None:
         self.store = store
         self.config = config or IndexConfig()
-        self.path = Path(data_dir) / INDEX_FILE
-        self.sidecar = Path(data_dir) / SIDECAR_FILE
-        self.rows_path = Path(data_dir) / ROWS_FILE
-        self.lock = threading.RLock()  # searches read the FAISS index; adds and rebuilds change it
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / INDEX_FILE
+        self.lock = threading.RLock()  # searches read the FAISS index; adds and swaps change it
+        self._syncing = threading.Lock()  # one sync (maybe a long rebuild) at a time
         self._main: Any = None
+        self._rerank: RerankFile | None = None
         self._delta = np.zeros((0, 0), np.float32)
         self.ids = np.zeros(0, np.int64)  # vector id of each row
         self.assets = np.zeros(0, np.int64)  # asset id of each row
@@ -90,57 +79,73 @@ class VectorIndex:
         self.rebuilt = False
         self.version = 0  # bumped whenever rows change, so callers can cache row-derived arrays
         self.build_seconds: float | None = None
+        self.progress: BuildProgress | None = None  # of the build running now
+        self._seen: tuple[int, int, int] | None = None  # stat of the sidecar last loaded or written
 
     # --- keeping in step -------------------------------------------------------------------
 
-    def sync(self, save: bool = True) -> VectorIndex:
+    def sync(self, save: bool = True, progress: Callable[[BuildProgress], None] | None = None) -> VectorIndex:
         """Load the saved index and bring it level with the store.
+
+        A reader that finds another thread syncing (maybe rebuilding for minutes) goes on with the
+        index it has; rebuilds happen outside :attr:`lock`, so searches go on meanwhile.
 
         Args:
             save: Write the index back when it changed, folding new vectors into an ANN index and
                 rebuilding past too many deletes (writers); readers pass False and keep new
                 vectors in the exact delta and deleted ones as tombstones.
+            progress: Called as a rebuild, if one is needed, adds vectors.
         """
-        with self.lock:
-            model, epoch = self.store.model_id, self.store.vector_epoch
-            if self._main is None:
-                self._load()
-            if self._main is None or self.size == 0 or self.state.model != model:
-                self._rebuild(model, epoch)
+        if not self._syncing.acquire(blocking=save or self._main is None):
+            return self
+        try:
+            self._load_newer()
+            with self.lock:
+                model = self.store.model_id
+                stale = self._main is None or self.size == 0 or self.state.model != model
+            if stale:
+                self._rebuild(progress)
                 changed = True
             else:
-                changed = self._reconcile(epoch)
-                changed = self._catch_up() or changed
-                if (self._too_many_deleted() and (save or self.state.kind == "flat")) or (
-                    save and self._wrong_kind()
-                ):
-                    self._rebuild(model, epoch)
+                with self.lock:
+                    changed = self._reconcile(self.store.vector_epoch)
+                    changed = self._catch_up() or changed
+                    rebuild = (self._too_many_deleted() and (save or self.state.kind == "flat")) or (
+                        save and self._wrong_kind()
+                    )
+                if rebuild:
+                    self._rebuild(progress)
                     changed = True
             if changed and save:
                 self.save()
             return self
+        finally:
+            self._syncing.release()
 
     def build(
-        self, kind: str | None = None, progress: Callable[[int, int], None] | None = None
+        self, kind: str | None = None, progress: Callable[[BuildProgress], None] | None = None
     ) -> VectorIndex:
         """Rebuild from every vector of the store and save (``assetlens index build``).
 
+        Searches go on against the current index while it builds; the new one replaces it in one
+        step at the end.
+
         Args:
-            kind: Override the configured kind (``flat``, ``hnsw``, ``ivf`` or ``auto``).
-            progress: Called with ``(vectors added, total)`` as the build goes.
+            kind: Override the configured kind (``flat``, ``hnsw``, ``ivf``, ``ivfpq`` or ``auto``).
+            progress: Called after every batch of vectors added (with the time left).
         """
-        with self.lock:
+        with self._syncing:
             if kind is not None and kind != self.config.kind:
                 self.config = IndexConfig(**{**asdict(self.config), "kind": kind})
-            self._rebuild(self.store.model_id, self.store.vector_epoch, progress)
+            self._rebuild(progress)
             self.save()
             return self
 
     def _wrong_kind(self) -> bool:
         # A flat index that grew past flat_max, or a kind the configuration no longer names.
         wanted = self.config.kind_for(self.size)
-        if wanted == "ivf" and self.state.kind == "flat" and self.size < 39 * 16:
-            return False  # still too few vectors to train IVF lists (see _new_index)
+        if wanted in ("ivf", "ivfpq") and self.state.kind == "flat" and self.size < 39 * 256:
+            return False  # still too few vectors to train IVF lists and PQ codes (see new_index)
         if self.config.kind == "auto":
             return self.state.kind == "flat" and wanted != "flat"
         return wanted != self.state.kind
@@ -149,70 +154,70 @@ class VectorIndex:
         rows = len(self.ids)
         return rows > 0 and (rows - self.size) / rows > self.config.max_deleted_fraction
 
-    def _load(self) -> None:
-        for attempt in range(2):
-            if self._try_load():
-                return
-            if attempt == 0 and self.sidecar.exists():
-                time.sleep(0.2)  # maybe a writer is between its renames: look once more
-
-    def _try_load(self) -> bool:
-        if not (self.path.exists() and self.sidecar.exists() and self.rows_path.exists()):
-            return False
-        try:
-            state = IndexState(**json.loads(self.sidecar.read_text()))
-            if state.format != FORMAT:
-                return False
-            with np.load(self.rows_path) as rows:
-                generation = str(rows["generation"])
-                ids, assets, alive = rows["ids"], rows["assets"], rows["alive"]
-            index = faiss.read_index(str(self.path))
-        except (OSError, ValueError, TypeError, KeyError, RuntimeError):
-            return False  # unreadable cache: the caller rebuilds it from the store
-        if not (index.ntotal == state.count == len(ids) == len(assets) == len(alive)):
-            return False
-        if generation != state.generation:
-            return False
-        self._main, self.state = index, state
-        self.ids, self.assets, self.alive = ids.astype(np.int64), assets.astype(np.int64), alive.astype(bool)
-        self._delta = np.zeros((0, state.dim), np.float32)
-        self._set_search_params()
-        self.version += 1
-        return True
-
-    def _rebuild(
-        self, model: str | None, epoch: int, progress: Callable[[int, int], None] | None = None
-    ) -> None:
+    def _rebuild(self, progress: Callable[[BuildProgress], None] | None = None) -> None:
+        """Build a new index outside the lock, swap it in, then catch up what changed meanwhile."""
         started = time.perf_counter()
-        top = self.store.max_vector_id()
-        total = self.store.count_vectors()
-        kind = self.config.kind_for(total)
-        dim = self._store_dim()
-        main, params, kind = new_index(kind, dim, total, self.config, self.store.sample_vectors)
-        ids, assets = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-        done = 0
-        for vid, owner, vectors in self.store.iter_vector_rows(upto_id=top, batch=32768):
-            main.add(np.ascontiguousarray(vectors))
-            ids.append(vid)
-            assets.append(owner)
-            done += len(vid)
+        with self.lock:
+            model, epoch = self.store.model_id, self.store.vector_epoch
+
+        def report(p: BuildProgress) -> None:
+            self.progress = p
             if progress is not None:
-                progress(done, total)
-        self._main = main
-        self.ids, self.assets = np.concatenate(ids), np.concatenate(assets)
-        self.alive = np.ones(len(self.ids), bool)
-        self._delta = np.zeros((0, dim), np.float32)
-        last = int(self.ids[-1]) if len(self.ids) else top
-        self.state = IndexState(model, dim, last, epoch, len(self.ids), kind, params)
-        self._set_search_params()
-        self.rebuilt = True
-        self.version += 1
+                progress(p)
+
+        try:
+            snapshot = build_snapshot(self.store.path, self.data_dir, self.config, report)
+        finally:
+            self.progress = None
+        with self.lock:
+            self._install(snapshot, model, epoch)
+            self._reconcile(self.store.vector_epoch)
+            self._catch_up()
         self.build_seconds = time.perf_counter() - started
+
+    def _install(
+        self,
+        snap: Snapshot,
+        model: str | None,
+        epoch: int,
+        state: IndexState | None = None,
+        alive: np.ndarray | None = None,
+    ) -> None:
+        """Swap in a built (or, with its ``state`` and ``alive``, a loaded) index; call under :attr:`lock`."""
+        self._main, self._rerank = snap.main, snap.rerank
+        self.ids, self.assets = snap.ids, snap.assets
+        self.alive = np.ones(len(snap.ids), bool) if alive is None else alive
+        self._delta = np.zeros((0, snap.dim), np.float32)
+        rerank = "" if snap.rerank is None else snap.rerank.path.name
+        self.state = state or IndexState(
+            model, snap.dim, snap.last_id, epoch, len(snap.ids), snap.kind, snap.params, rerank=rerank
+        )
+        self._set_search_params()
+        self.rebuilt = state is None
+        self.version += 1
+
+    def _load_newer(self) -> None:
+        """Load the files on disk when another process wrote them since this one last looked."""
+        seen = sidecar_stat(self.data_dir)
+        if seen is None or seen == self._seen:
+            return
+        for attempt in range(2):
+            loaded = read_index_files(self.data_dir)
+            if loaded is not None:
+                snap, state, alive = loaded
+                with self.lock:
+                    if state.generation != self.state.generation:
+                        self._install(snap, state.model, state.epoch, state, alive)
+                self._seen = seen
+                return
+            if attempt == 0:
+                time.sleep(0.2)  # maybe a writer is between its renames: look once more
+        self._seen = seen  # unreadable: the caller rebuilds from the store (and saves, if a writer)
 
     def _set_search_params(self) -> None:
         if self.state.kind == "hnsw":
             faiss.downcast_index(self._main).hnsw.efSearch = self.config.hnsw_ef_search
-        elif self.state.kind == "ivf":
+        elif self.state.kind in ("ivf", "ivfpq"):
             faiss.extract_index_ivf(self._main).nprobe = self.config.ivf_nprobe
 
     def _reconcile(self, epoch: int) -> bool:
@@ -250,31 +255,20 @@ class VectorIndex:
         """Add the delta's vectors to the ANN index (they keep their row numbers)."""
         if len(self._delta):
             self._main.add(np.ascontiguousarray(self._delta))
+            if self._rerank is not None:
+                self._rerank.append(self._delta)
             self._delta = np.zeros((0, self.state.dim), np.float32)
             self.state = IndexState(**{**asdict(self.state), "count": int(self._main.ntotal)})
-
-    def _store_dim(self) -> int:
-        for _, _, vectors in self.store.iter_vector_rows(batch=1):
-            return int(vectors.shape[1])
-        return 1  # empty store: any dimension works until vectors arrive (then the model changes)
 
     def save(self) -> None:
         """Write the index, its rows and its sidecar atomically (new vectors folded in first)."""
         with self.lock:
             assert self._main is not None
             self._fold()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            generation = secrets.token_hex(8)
-            self.state = IndexState(**{**asdict(self.state), "generation": generation})
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            faiss.write_index(self._main, str(tmp))
-            tmp_rows = self.rows_path.with_name(f".{self.rows_path.stem}.{os.getpid()}.tmp.npz")
-            np.savez(tmp_rows, ids=self.ids, assets=self.assets, alive=self.alive, generation=generation)
-            tmp_sidecar = self.sidecar.with_name(f".{self.sidecar.name}.{os.getpid()}.tmp")
-            tmp_sidecar.write_text(json.dumps(asdict(self.state)))
-            os.replace(tmp, self.path)
-            os.replace(tmp_rows, self.rows_path)
-            os.replace(tmp_sidecar, self.sidecar)
+            self.state = write_index_files(
+                self.data_dir, self._main, self.state, self.ids, self.assets, self.alive
+            )
+            self._seen = sidecar_stat(self.data_dir)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -285,7 +279,7 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """The kind of the index held: flat, hnsw or ivf."""
+        """The kind of the index held: flat, hnsw, ivf or ivfpq."""
         return self.state.kind
 
     @property
@@ -294,7 +288,7 @@ class VectorIndex:
         return 0 if self._main is None else int(self._main.ntotal)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k live vectors by inner product (approximate for HNSW/IVF).
+        """Top-k live vectors by inner product (approximate for HNSW/IVF/IVF-PQ).
 
         Args:
             queries: ``(Q, dim)`` float32 unit vectors.
@@ -321,7 +315,7 @@ class VectorIndex:
             query: ``(dim,)`` float32 unit vector.
             k: Rows wanted.
             allowed: Bool mask over all rows, or None for every live row.
-            effort: HNSW efSearch or IVF nprobe (None: the configured default).
+            effort: HNSW efSearch or IVF/IVF-PQ nprobe (None: the configured default).
 
         Returns:
             ``(scores, rows)``; fewer than ``k`` when the index (or the ANN search) ran short.
@@ -349,6 +343,12 @@ class VectorIndex:
         if self.state.kind == "hnsw":
             ef = max(effort or self.config.hnsw_ef_search, kk)
             params: Any = faiss.SearchParametersHNSW(efSearch=ef, sel=sel)
+        elif self.state.kind == "ivfpq":
+            # The codes pick a shortlist; the float16 vectors of the re-rank file order it exactly.
+            params = faiss.SearchParametersIVF(nprobe=effort or self.config.ivf_nprobe, sel=sel)
+            _, rows = self._main.search(query, min(self.config.shortlist(k), len(mask)), params=params)
+            assert self._rerank is not None
+            return self._rerank.top(query[0], np.sort(rows[0][rows[0] >= 0]), kk)
         elif self.state.kind == "ivf":
             params = faiss.SearchParametersIVF(nprobe=effort or self.config.ivf_nprobe, sel=sel)
         else:
@@ -373,6 +373,8 @@ class VectorIndex:
             return merge_top(results, k)
 
     def _scan_main(self, query: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._rerank is not None:
+            return self._rerank.top(query, rows, k)
         if self.state.kind == "ivf":
             # IVF has no row-addressable matrix: probe every list, scoring only the selected rows.
             mask = np.zeros(self.main_rows, bool)
@@ -397,10 +399,16 @@ class VectorIndex:
                 "last_vector_id": self.state.last_id,
                 "in_step": self.state.last_id == self.store.max_vector_id()
                 and self.state.epoch == self.store.vector_epoch,
+                "rerank_file": str(self._rerank.path) if self._rerank is not None else None,
+                "building": None if self.progress is None else self.progress.as_dict(),
             }
 
+    def rerank_bytes(self) -> int:
+        """Bytes of the re-rank file (on disk, read through the page cache); 0 without one."""
+        return 0 if self._rerank is None else self._rerank.nbytes
+
     def memory_bytes(self) -> int:
-        """Bytes held: the FAISS index (vectors, graph or lists), the delta and the row arrays."""
+        """Bytes held: the FAISS index (vectors, graph, lists or codes), the delta and the row arrays."""
         with self.lock:
             main = 0 if self._main is None else estimate_bytes(self._main, self.state.kind, self.state.dim)
             return main + self._delta.nbytes + self.ids.nbytes + self.assets.nbytes + self.alive.nbytes

@@ -92,7 +92,7 @@ def test_exit_codes_and_one_line_errors(tmp_path: Path, photos: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
-        ("ASSETLENS_INDEX_KIND", "annoy", "'auto', 'flat', 'hnsw' or 'ivf'"),
+        ("ASSETLENS_INDEX_KIND", "annoy", "'auto', 'flat', 'hnsw', 'ivf' or 'ivfpq'"),
         ("ASSETLENS_INDEX_HNSW_M", "2", "greater than or equal to 4"),
         ("ASSETLENS_CLIP_PRECISION", "int4", "'onnx-int8'"),
         ("ASSETLENS_BATCH_SIZE", "-1", "greater than or equal to 0"),

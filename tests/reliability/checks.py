@@ -163,7 +163,7 @@ def assert_same_library(got: dict[str, dict[str, Any]], want: dict[str, dict[str
             continue
         assert [v[:2] for v in other["vectors"]] == [v[:2] for v in asset["vectors"]], uri
         for (_, _, a), (_, _, b) in zip(other["vectors"], asset["vectors"], strict=True):
-            np.testing.assert_allclose(np.frombuffer(a, np.float32), np.frombuffer(b, np.float32), atol=1e-5)
+            np.testing.assert_allclose(np.frombuffer(a, np.float16), np.frombuffer(b, np.float16), atol=1e-3)
         assert set(other["tags"]) == set(asset["tags"]), uri
         for key, (score, model, t) in asset["tags"].items():
             assert other["tags"][key] == (pytest.approx(score, abs=1e-4), model, t), uri

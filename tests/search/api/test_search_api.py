@@ -262,3 +262,23 @@ def test_concurrent_requests_share_the_pool_safely(make_api: Any) -> None:
     metrics = api.client.get("/metrics").text
     batches = int(re.search(r"^assetlens_text_batches_total (\d+)", metrics, re.M).group(1))
     assert 1 <= batches <= 48
+
+
+def test_search_by_a_raw_vector_finds_the_asset_it_came_from(api: Any, problem: Any) -> None:
+    cat = api.asset_id("cat.jpg")
+    stored, _ = api.lib.store.vectors_of(cat)
+    vector = (stored[0] * 3.0).tolist()  # not unit length: the engine normalises it
+
+    doc = api.post("/v1/search", json={"vector": vector, "limit": 3, "filter": "kind:image"}).json()
+
+    assert doc["results"][0]["asset_id"] == cat and doc["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+    dim = len(vector)
+    assert (
+        f"has {dim + 1} values"
+        in problem(api.post("/v1/search", json={"vector": [*vector, 0.5]}), 422)["detail"]
+    )
+    assert "all zeros" in problem(api.post("/v1/search", json={"vector": [0.0] * dim}), 422)["detail"]
+    nan = b'{"vector": [NaN' + b", 0.1" * (dim - 1) + b"]}"
+    problem(api.post("/v1/search", content=nan, headers={"content-type": "application/json"}), 422)
+    problem(api.post("/v1/search", json={"vector": ["a", "b"]}), 422)
+    problem(api.post("/v1/search", json={"vector": []}), 422)

@@ -202,15 +202,17 @@ def lib_queries(rng: np.random.Generator, centers: np.ndarray) -> np.ndarray:
     return clustered(rng, 8, centers)
 
 
-def test_auto_kind_grows_from_flat_to_hnsw_and_ivf_works(tmp_path: Path) -> None:
+def test_auto_kind_stays_flat_until_ivfpq_can_train_and_ivf_works(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     centers = rng.standard_normal((8, DIM)).astype(np.float32)
     store = Store(tmp_path / "a.db")
     add(store, rng, centers, 0, 300)
-    auto = IndexConfig(flat_max=200, hnsw_m=8)
     assert VectorIndex(store, tmp_path / "a", IndexConfig(flat_max=1000)).sync().kind == "flat"
-    grown = VectorIndex(store, tmp_path / "a", auto).sync()
-    assert grown.kind == "hnsw" and grown.rebuilt
+    # Past flat_max, but 330 vectors cannot train 256 PQ centroids per sub-space: still exact.
+    kept = VectorIndex(store, tmp_path / "a", IndexConfig(flat_max=200)).sync()
+    assert kept.kind == "flat" and not kept.rebuilt
+    hnsw = VectorIndex(store, tmp_path / "a", IndexConfig(kind="hnsw", hnsw_m=8)).sync()
+    assert hnsw.kind == "hnsw" and hnsw.rebuilt
 
     ivf = VectorIndex(store, tmp_path / "b", IndexConfig(kind="ivf", ivf_nlist=16, ivf_nprobe=4)).build()
     planner = Planner(ivf, ColumnCache(store), store, PlannerConfig(exact_max=10))

@@ -121,7 +121,8 @@ def test_index_search_is_exact_inner_product(tmp_path: Path) -> None:
 
     expected = np.argsort(-(vectors @ query[0]))[:10] + 1  # vector ids start at 1
     np.testing.assert_array_equal(ids[0], expected)
-    np.testing.assert_allclose(scores[0], np.sort(vectors @ query[0])[::-1][:10], rtol=1e-5)
+    # The store keeps float16: scores agree with float32 arithmetic to about 1e-4.
+    np.testing.assert_allclose(scores[0], np.sort(vectors @ query[0])[::-1][:10], atol=1e-3)
 
 
 def test_a_corrupt_index_file_is_rebuilt_from_the_store(tmp_path: Path) -> None:
