@@ -1,6 +1,7 @@
 """Transcripts and full-text search in the store: replacing and reading an asset's transcript segments,
-phrase search over transcripts (``segments_fts``) and the lexical search over asset words and
-transcripts together (``assets_fts`` and ``segments_fts``, ranked by bm25).
+phrase search over transcripts (``segments_fts``) and the lexical search over asset words,
+transcripts and text read in pictures together (``assets_fts``, ``segments_fts`` and ``ocr_fts``,
+ranked by bm25).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class TranscriptsMixin(StoreBase):
 
     def lexical_search(
         self, match: str, where: str, params: Sequence[Any], limit: int
-    ) -> list[tuple[int, float, dict[str, Any] | None]]:
-        """Assets whose words (name, tags, meta, transcript) match an FTS5 expression, best first.
+    ) -> list[tuple[int, float, dict[str, Any] | None, bool]]:
+        """Assets whose words (name, tags, meta, transcript, OCR text) match an FTS5 expression, best first.
 
         Args:
             match: A safe FTS5 expression (see ``search.filters.fts_query``).
@@ -81,38 +82,42 @@ class TranscriptsMixin(StoreBase):
             limit: Most assets returned.
 
         Returns:
-            ``(asset_id, bm25, segment)``: lower bm25 is better; ``segment`` is the best matching
-            transcript segment when the transcript matched.
+            ``(asset_id, bm25, segment, ocr)``: lower bm25 is better; ``segment`` is the best
+            matching transcript segment when the transcript matched; ``ocr`` is True when the
+            text read in the asset's pictures matched (``Store.ocr`` has its lines).
         """
         rows = self.db.execute(
             f"""
             WITH hits AS (
-                SELECT rowid AS asset_id, bm25(assets_fts) AS rank, NULL AS segment_id
+                SELECT rowid AS asset_id, bm25(assets_fts) AS rank, NULL AS segment_id, 0 AS ocr
                 FROM assets_fts WHERE assets_fts MATCH ?
                 UNION ALL
-                SELECT s.asset_id, bm25(segments_fts), s.id
+                SELECT s.asset_id, bm25(segments_fts), s.id, 0
                 FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid
                 WHERE segments_fts MATCH ?
+                UNION ALL
+                SELECT rowid, bm25(ocr_fts), NULL, 1 FROM ocr_fts WHERE ocr_fts MATCH ?
             ),
             best AS (
-                SELECT asset_id, min(rank) AS rank,
+                SELECT asset_id, min(rank) AS rank, max(ocr) AS ocr,
                        (SELECT h2.segment_id FROM hits h2 WHERE h2.asset_id = hits.asset_id
                         AND h2.segment_id IS NOT NULL ORDER BY h2.rank LIMIT 1) AS segment_id
                 FROM hits GROUP BY asset_id
             )
-            SELECT b.asset_id, b.rank, s.start, s.end, s.text, s.id
+            SELECT b.asset_id, b.rank, s.start, s.end, s.text, s.id, b.ocr
             FROM best b JOIN assets a ON a.id = b.asset_id
             LEFT JOIN segments s ON s.id = b.segment_id
             WHERE {where}
             ORDER BY b.rank, b.asset_id LIMIT ?
             """,
-            [match, match, *params, limit],
+            [match, match, match, *params, limit],
         )
         return [
             (
                 int(r[0]),
                 float(r[1]),
                 None if r[5] is None else {"id": r[5], "start": r[2], "end": r[3], "text": r[4]},
+                bool(r[6]),
             )
             for r in rows
         ]
