@@ -179,3 +179,37 @@ def char_error_rate(reference: str, hypothesis: str) -> float:
 def overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     """Whether two ``(x0, y0, x1, y1)`` boxes intersect."""
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+SLIDE_TEXT = "Quarterly Results 2025"
+SLIDE_START, SLIDE_END = 3.0, 6.0
+
+
+def slide(text: str = SLIDE_TEXT, size: tuple[int, int] = (640, 360)) -> Image.Image:
+    """A title slide: dark text on a light panel over a photo (not a plain card: keyframes skip those)."""
+    base = photos(("rocket",))["rocket"].resize(size, Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(base)
+    w, h = size
+    draw.rectangle((w // 12, h // 3, w - w // 12, 2 * h // 3), fill=(245, 245, 240))
+    font = ImageFont.load_default(size=h // 10)
+    left, top, right, bottom = font.getbbox(text)
+    draw.text(
+        ((w - (right - left)) // 2 - left, (h - (bottom - top)) // 2 - top),
+        text,
+        font=font,
+        fill=(20, 20, 30),
+    )
+    return base
+
+
+def slide_video(path: Path, size: tuple[int, int] = (640, 360)) -> Path:
+    """An H.264 clip: 3 s of the cat, a text slide from 3 s to 6 s, 3 s of coffee (no text elsewhere)."""
+    from media import make_clip
+
+    pictures = photos(("cat", "coffee"))
+    scenes = [
+        (SLIDE_START, pictures["cat"]),
+        (SLIDE_END - SLIDE_START, slide(size=size)),
+        (3.0, pictures["coffee"]),
+    ]
+    return make_clip(path, scenes, size=size)
