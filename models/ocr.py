@@ -40,6 +40,7 @@ import hashlib
 import logging
 import threading
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 
 RAPIDOCR_VERSION = "3.10.0"
 """The pinned engine release: its wheel carries the two models named in the model id."""
+Box = tuple[float, float, float, float]
+"""``(x0, y0, x1, y1)`` as fractions of a picture's width and height."""
+REGION_MARGIN = 1.5
+"""How far a region read around a gate box reaches, in heights of that box (twice that sideways)."""
 GATE_MIN_ASPECT = 1.5
 """A gate box must be this many times longer than high to count as a line of text."""
 _ENGINE_MAX_SIDE = 2000  # RapidOCR's Global.max_side_len (default kept)
@@ -109,7 +114,7 @@ class OcrLine:
     """
 
     text: str
-    box: tuple[float, float, float, float]
+    box: Box
     confidence: float
 
 
@@ -235,12 +240,18 @@ class TextReader:
             raise OcrError(f"cannot load the OCR models of rapidocr {RAPIDOCR_VERSION}: {exc}") from exc
         return engine
 
-    def read(self, image: Image.Image | np.ndarray) -> tuple[OcrLine, ...]:
+    def read(
+        self, image: Image.Image | np.ndarray, regions: Sequence[Box] | None = None
+    ) -> tuple[OcrLine, ...]:
         """The lines of text in a picture, top to bottom, after the quality rules.
 
         Args:
             image: An RGB picture (PIL image or ``(H, W, 3)`` uint8 array). Recognition reads
                 each line from it as given, so more pixels help small text.
+            regions: Read only around these boxes (fractions of the picture, as
+                :meth:`find_text` gives them): each is widened by :data:`REGION_MARGIN` line
+                heights, overlapping ones are joined, and the detector runs on those crops
+                alone, a fraction of the cost of the whole picture. None: the whole picture.
 
         Returns:
             The kept lines (empty for a text-free picture).
@@ -249,20 +260,38 @@ class TextReader:
             OcrError: The engine failed on this picture.
         """
         self.load()
-        assert self._engine is not None
         bgr = _bgr(image)
+        height, width = bgr.shape[:2]
+        if regions is None:
+            return tuple(self._keep(self._run(bgr), (0.0, 0.0, 1.0, 1.0)))
+        lines: list[OcrLine] = []
+        for region in _join(_widened(r) for r in regions):
+            x0, y0, x1, y1 = (
+                round(v * n) for v, n in zip(region, (width, height, width, height), strict=True)
+            )
+            for line in self._keep(self._run(np.ascontiguousarray(bgr[y0:y1, x0:x1])), region):
+                if not any(x.text == line.text and _overlap(x.box, line.box) for x in lines):
+                    lines.append(line)
+        return tuple(sorted(lines, key=lambda x: (x.box[1], x.box[0])))
+
+    def _run(self, bgr: np.ndarray) -> Any:
+        assert self._engine is not None
         height, width = bgr.shape[:2]
         # The engine first shrinks the long side to _ENGINE_MAX_SIDE and rounds sides to
         # multiples of 32: a strip whose short side ends under 16 px would round to nothing
         # (an error), and holds no legible line anyway.
         if min(height, width) * min(1.0, _ENGINE_MAX_SIDE / max(height, width)) < 16:
-            return ()
+            return None
         try:
-            result: Any = self._engine(bgr)
+            return self._engine(bgr)
         except Exception as exc:
             raise OcrError(f"OCR failed: {exc}") from exc
+
+    def _keep(self, result: Any, region: Box) -> list[OcrLine]:
+        """The engine's lines that pass the quality rules, boxes mapped from ``region`` to the picture."""
         if getattr(result, "txts", None) is None:
-            return ()
+            return []
+        height, width = result.img.shape[:2]
         lines = []
         for quad, text, score in zip(result.boxes, result.txts, result.scores, strict=True):
             text = " ".join(str(text).split())
@@ -272,16 +301,26 @@ class TextReader:
                 or not in_scripts(text, self.scripts)
             ):
                 continue
-            lines.append(
-                OcrLine(text, _normalised_box(np.asarray(quad), width, height), round(float(score), 4))
+            x0, y0, x1, y1 = _normalised_box(np.asarray(quad), width, height)
+            rx, ry, rw, rh = region[0], region[1], region[2] - region[0], region[3] - region[1]
+            box = (
+                round(rx + x0 * rw, 4),
+                round(ry + y0 * rh, 4),
+                round(rx + x1 * rw, 4),
+                round(ry + y1 * rh, 4),
             )
-        return tuple(lines)
+            lines.append(OcrLine(text, box, round(float(score), 4)))
+        return lines
 
-    def has_text(self, image: Image.Image | np.ndarray) -> bool:
-        """Whether a quick, low-resolution detection finds any text line in the picture.
+    def find_text(self, image: Image.Image | np.ndarray) -> tuple[Box, ...]:
+        """Where a quick, low-resolution detection finds lines of text in the picture.
 
         Args:
             image: An RGB picture of any size; a small draft is enough.
+
+        Returns:
+            The line-shaped boxes scoring at least ``ocr_gate_score``, as fractions of the
+            picture (empty: no text seen at this resolution).
 
         Raises:
             OcrError: The detector failed on this picture.
@@ -294,12 +333,38 @@ class TextReader:
             raise OcrError(f"OCR text check failed: {exc}") from exc
         scores = getattr(result, "scores", None)
         if scores is None:
-            return False
+            return ()
         limit = small.height / 3
-        return any(
-            score >= self.settings.ocr_gate_score and _line_shaped(np.asarray(quad), limit)
+        return tuple(
+            _normalised_box(np.asarray(quad), small.width, small.height)
             for quad, score in zip(result.boxes, scores, strict=True)
+            if score >= self.settings.ocr_gate_score and _line_shaped(np.asarray(quad), limit)
         )
+
+    def has_text(self, image: Image.Image | np.ndarray) -> bool:
+        """Whether :meth:`find_text` finds any line."""
+        return bool(self.find_text(image))
+
+
+def _widened(box: Box) -> Box:
+    x0, y0, x1, y1 = box
+    pad = REGION_MARGIN * (y1 - y0)
+    return (max(0.0, x0 - 2 * pad), max(0.0, y0 - pad), min(1.0, x1 + 2 * pad), min(1.0, y1 + pad))
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _join(boxes: Iterable[Box]) -> list[Box]:
+    """Overlapping boxes joined into their bounding boxes (until none overlap)."""
+    out: list[Box] = []
+    for box in boxes:
+        while hit := next((b for b in out if _overlap(b, box)), None):
+            out.remove(hit)
+            box = (min(box[0], hit[0]), min(box[1], hit[1]), max(box[2], hit[2]), max(box[3], hit[3]))
+        out.append(box)
+    return out
 
 
 def _line_shaped(quad: np.ndarray, max_height: float) -> bool:
@@ -328,7 +393,7 @@ def _bgr(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
-def _normalised_box(quad: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
+def _normalised_box(quad: np.ndarray, width: int, height: int) -> Box:
     x0, y0 = quad.min(axis=0)
     x1, y1 = quad.max(axis=0)
 

@@ -90,9 +90,10 @@ def render(
     background: str,
     angle: float = 0.0,
     rng: random.Random,
+    long_side: int = 1024,
 ) -> TextPicture:
-    """Draw ``text`` on a copy of ``photo`` (scaled to a 1024 px long side) somewhere random."""
-    scale = 1024 / max(photo.size)
+    """Draw ``text`` on a copy of ``photo`` (scaled to ``long_side``) somewhere random."""
+    scale = long_side / max(photo.size)
     base = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.BICUBIC)
     font = ImageFont.load_default(size=size)
     left, top, right, bottom = font.getbbox(text)

@@ -57,10 +57,35 @@ def test_text_free_photos_get_no_text(reader: TextReader) -> None:
 
 @pytest.mark.slow
 def test_the_gate_flags_pictures_with_text_and_passes_over_text_free_ones(reader, rendered) -> None:
+    # The default gate (256 px) sees lines down to ~3% of the long side: most of the set, whose
+    # smallest lines are 24 px on 1024; at 320 px it sees them all.
     flagged = [gate for *_, gate in rendered]
-    assert sum(flagged) >= 0.9 * len(flagged)
+    assert sum(flagged) >= 0.8 * len(flagged)
+    finer = TextReader(OcrSettings(ocr_gate_side=320))
+    assert sum(bool(finer.find_text(pic.image)) for pic in rendered_set()) >= 0.95 * len(flagged)
     quiet = [reader.has_text(im) for im in text_free_set()]
     assert sum(quiet) <= 0.1 * len(quiet)
+
+
+def test_reading_only_around_the_gate_boxes_finds_the_same_line(reader) -> None:
+    import random
+
+    pic = render(
+        photos(("motorcycle",))["motorcycle"],
+        "Grand opening Saturday",
+        size=60,
+        colour=(250, 210, 40),
+        background="band",
+        rng=random.Random(7),
+    )
+    regions = reader.find_text(pic.image)
+    assert regions and all(overlaps(r, pic.box) for r in regions if r[3] - r[1] > 0.03)
+    whole = [x for x in reader.read(pic.image) if overlaps(x.box, pic.box)]
+    (around,) = [x for x in reader.read(pic.image, regions) if overlaps(x.box, pic.box)]
+    assert [x.text for x in whole] == [around.text] == ["Grand opening Saturday"]
+    # The box is mapped back from the crop to the whole picture.
+    assert all(abs(a - b) < 0.01 for a, b in zip(around.box, whole[0].box, strict=True))
+    assert reader.read(pic.image, ()) == ()
 
 
 def test_a_line_carries_a_normalised_box_around_the_drawn_text_and_its_confidence(reader) -> None:
