@@ -234,8 +234,11 @@ class TextReader:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.settings.ocr_threads
         try:
             engine = RapidOCR(params=params)
-            # Open the ONNX sessions now: a broken install fails here, once, not per picture.
-            engine(np.zeros((32, 32, 3), np.uint8))
+            # Open the ONNX sessions now (RapidOCR opens them on first use): a broken install
+            # fails here, once, not on every picture. Private loaders, hence the exact pin.
+            engine._load_det_model()
+            if recognise:
+                engine._load_rec_model()
         except Exception as exc:
             raise OcrError(f"cannot load the OCR models of rapidocr {RAPIDOCR_VERSION}: {exc}") from exc
         return engine

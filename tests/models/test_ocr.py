@@ -237,3 +237,15 @@ def test_importing_the_wrapper_loads_no_engine() -> None:
     code = "import sys, assetlens.models.ocr; print('rapidocr' in sys.modules, 'cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_without_the_engine_package_loading_fails_with_the_fix() -> None:
+    code = (
+        "import sys; sys.modules['rapidocr'] = None\n"
+        "from assetlens.models.ocr import TextReader\n"
+        "try:\n    TextReader().load()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert (
+        out.startswith("OcrError") and "pip install 'rapidocr==3.10.0'" in out and "ASSETLENS_OCR=off" in out
+    )
