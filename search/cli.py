@@ -210,7 +210,7 @@ _SHOWN = ("id", "uri", "kind", "mime", "size", "width", "height", "duration", "c
 @json_option
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show one asset: fields, tags, transcript, and the metadata read from the file."""
+    """Show one asset: fields, tags, transcript, text read in its pictures, and the file's metadata."""
     lib = library(ctx)
     asset = find_asset(lib, ref)
     tags = lib.store.tags_of([asset.id])[asset.id]
@@ -218,6 +218,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         **asset.__dict__,
         "tags": [{"tag": t.tag, "score": round(t.score, 4), "source": t.source, "t": t.t} for t in tags],
         "transcript": lib.store.segments_of(asset.id),
+        "ocr": [line.as_dict() for line in lib.store.ocr.lines_of(asset.id)],
     }
 
     def human() -> None:
@@ -226,6 +227,11 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         click.echo("tags: " + ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in doc["tags"]))
         if doc["transcript"]:
             click.echo("transcript:\n" + format_transcript(doc["transcript"], "txt").rstrip())
+        if doc["ocr"]:
+            click.echo("text in pictures:")
+            for line in doc["ocr"]:
+                at = f"{line['t']:.1f}s " if line["t"] is not None else ""
+                click.echo(f"  {at}{line['text']} ({line['confidence']:.2f})")
 
     emit(ctx, doc, human)
 
@@ -258,6 +264,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         "assets": store.count_assets(),
         "vectors": store.count_vectors(),
         "transcribed": store.count_transcribed(),
+        "ocr": store.ocr.counts(),
         "failures": store.count_failures(),
         "top_tags": dict(store.tag_counts(20)),
         "index": lib.index.status(),

@@ -291,3 +291,21 @@ def test_search_results_over_http_explain_the_ocr_match(client) -> None:
     body = c.post("/v1/search", json={"text": "harvest market", "mode": "lexical"}, headers=auth).json()
     top = body["results"][0]
     assert top["explanation"]["ocr"]["text"] == BANNER and top["uri"].endswith("market banner.jpg")
+
+
+def test_show_and_stats_report_the_text(library) -> None:
+    from click.testing import CliRunner
+
+    from assetlens.enrich.cli import cli
+
+    lib, files = library
+    data = str(lib.settings.data_dir)
+    shown = CliRunner().invoke(cli, ["--data-dir", data, "show", str(files / "talk.mp4"), "--json"])
+    assert shown.exit_code == 0, shown.output
+    (line,) = json.loads(shown.output)["ocr"]
+    assert set(line) == {"text", "box", "confidence", "t"} and line["text"] == "Quarterly Results 2025"
+    assert SLIDE_START <= line["t"] < SLIDE_END
+    human = CliRunner().invoke(cli, ["--data-dir", data, "show", str(files / "talk.mp4")])
+    assert "text in pictures:" in human.output and "Quarterly Results 2025" in human.output
+    stats = json.loads(CliRunner().invoke(cli, ["--data-dir", data, "stats", "--json"]).output)
+    assert stats["ocr"] == {"read": 9, "with_text": 2, "lines": 2}
