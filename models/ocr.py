@@ -5,14 +5,15 @@ PP-OCRv6 small detector and recogniser as ONNX files *inside the wheel*, run on 
 Nothing is downloaded, so it works offline. The package's newest release at the time (3.10.0)
 ships PP-OCRv6; the older ``rapidocr_onnxruntime`` 1.4.4 ships PP-OCRv4 and is not used.
 
-:class:`TextReader` loads the models once and offers two calls:
+:class:`TextReader` loads the models once and offers:
 
 - :meth:`TextReader.read`: detection at :attr:`~models.settings.OcrSettings.ocr_side` (long
   side), then recognition of each line from the picture as given; returns :class:`OcrLine`
-  records after the quality rules below.
-- :meth:`TextReader.has_text`: the detector alone on a small copy of the picture
-  (:attr:`~models.settings.OcrSettings.ocr_gate_side`), a few milliseconds: the gate that
-  ``ASSETLENS_OCR=auto`` runs before recognition.
+  records after the quality rules below. Given regions, it reads only around them.
+- :meth:`TextReader.find_text`: the detector alone on a small copy of the picture
+  (:attr:`~models.settings.OcrSettings.ocr_gate_side`, ~8 ms at 256 px): the gate that
+  ``ASSETLENS_OCR=auto`` runs first, whose boxes are the regions then read
+  (:meth:`TextReader.has_text`: whether it found any).
 
 Quality rules, applied to every line:
 
@@ -37,9 +38,7 @@ slightly tilted text, and it costs time on every line.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,14 +47,14 @@ import numpy as np
 from PIL import Image
 
 from assetlens.models.errors import OcrError
+from assetlens.models.scripts import in_scripts, parse_langs
 from assetlens.models.settings import OcrSettings
 
 if TYPE_CHECKING:
     from rapidocr import RapidOCR
 
-__all__ = ["RAPIDOCR_VERSION", "SCRIPTS", "OcrLine", "TextReader", "parse_langs"]
+__all__ = ["RAPIDOCR_VERSION", "OcrLine", "TextReader"]
 
-log = logging.getLogger(__name__)
 
 RAPIDOCR_VERSION = "3.10.0"
 """The pinned engine release: its wheel carries the two models named in the model id."""
@@ -68,38 +67,6 @@ GATE_MIN_ASPECT = 1.5
 _ENGINE_MAX_SIDE = 2000  # RapidOCR's Global.max_side_len (default kept)
 _DET_MODEL = "PP-OCRv6_det_small"
 _REC_MODEL = "PP-OCRv6_rec_small"
-
-SCRIPTS = ("latin", "greek", "cyrillic", "cjk", "arabic", "hebrew", "devanagari", "thai")
-"""Scripts ``ASSETLENS_OCR_LANGS`` may name (the shipped recogniser reads Latin, Greek and CJK)."""
-# Common ISO 639-1 codes, by the script they are written in.
-_SCRIPT_LANGS = {
-    "latin": "en de fr es it pt nl sv da no nb fi pl cs sk sl hr hu ro tr et lv lt id ms vi ca eu ga is",
-    "greek": "el",
-    "cyrillic": "ru uk be bg sr mk kk",
-    "cjk": "zh ja ko",
-    "arabic": "ar fa ur",
-    "hebrew": "he",
-    "devanagari": "hi mr ne",
-    "thai": "th",
-}
-_LANG_SCRIPT = {code: script for script, codes in _SCRIPT_LANGS.items() for code in codes.split()}
-# First word(s) of a letter's Unicode name -> script.
-_NAME_SCRIPT = {
-    "LATIN": "latin",
-    "FULLWIDTH LATIN": "latin",
-    "GREEK": "greek",
-    "CYRILLIC": "cyrillic",
-    "CJK": "cjk",
-    "HIRAGANA": "cjk",
-    "KATAKANA": "cjk",
-    "HALFWIDTH KATAKANA": "cjk",
-    "HANGUL": "cjk",
-    "HALFWIDTH HANGUL": "cjk",
-    "ARABIC": "arabic",
-    "HEBREW": "hebrew",
-    "DEVANAGARI": "devanagari",
-    "THAI": "thai",
-}
 
 
 @dataclass(frozen=True)
@@ -116,51 +83,6 @@ class OcrLine:
     text: str
     box: Box
     confidence: float
-
-
-def parse_langs(value: str) -> frozenset[str]:
-    """The scripts named by an ``ASSETLENS_OCR_LANGS`` value.
-
-    Args:
-        value: Comma- or space-separated script names (:data:`SCRIPTS`) or ISO 639-1 codes.
-
-    Returns:
-        The set of script names.
-
-    Raises:
-        OcrError: A name that is neither a known script nor a known language code, or none.
-    """
-    scripts = set()
-    for name in value.replace(",", " ").lower().split():
-        script = name if name in SCRIPTS else _LANG_SCRIPT.get(name)
-        if script is None:
-            raise OcrError(
-                f"ASSETLENS_OCR_LANGS: unknown script or language {name!r}; use scripts "
-                f"({', '.join(SCRIPTS)}) or ISO 639-1 codes (en, de, fr, el, ru, zh, ja, ...)"
-            )
-        scripts.add(script)
-    if not scripts:
-        raise OcrError("ASSETLENS_OCR_LANGS is empty; name at least one script, e.g. 'latin'")
-    return frozenset(scripts)
-
-
-def script_of(char: str) -> str | None:
-    """The script of a letter (None for digits, punctuation, symbols and unknown scripts)."""
-    if not char.isalpha():
-        return None
-    name = unicodedata.name(char, "")
-    for words in (" ".join(name.split()[:2]), name.split(" ", 1)[0]):
-        if words in _NAME_SCRIPT:
-            return _NAME_SCRIPT[words]
-    return None
-
-
-def in_scripts(text: str, scripts: frozenset[str]) -> bool:
-    """Whether at least half of the letters of ``text`` are in ``scripts`` (True without letters)."""
-    found = [script_of(c) for c in text if c.isalpha()]
-    if not found:
-        return True
-    return sum(s in scripts for s in found) * 2 >= len(found)
 
 
 class TextReader:

@@ -11,7 +11,8 @@ from ocr_support import char_error_rate, overlaps, photos, render, rendered_set,
 from PIL import Image
 
 from assetlens.models.errors import OcrError
-from assetlens.models.ocr import RAPIDOCR_VERSION, OcrLine, TextReader, in_scripts, parse_langs, script_of
+from assetlens.models.ocr import RAPIDOCR_VERSION, OcrLine, TextReader
+from assetlens.models.scripts import in_scripts, parse_langs, script_of
 from assetlens.models.settings import OcrSettings
 
 
