@@ -35,3 +35,7 @@ class VocabularyError(ModelError):
 
 class TranscriberError(ModelError):
     """A Whisper model that cannot be loaded (missing directory, unreachable hub name, bad files)."""
+
+
+class OcrError(ModelError):
+    """The OCR engine is missing or cannot be loaded, a setting is invalid, or a picture failed."""

@@ -82,3 +82,35 @@ class WhisperSettings(BaseSettings):
     whisper_vad: bool = True
     whisper_threads: int = Field(default=0, ge=0)
     whisper_language: str | None = None
+
+
+class OcrSettings(BaseSettings):
+    """Whether and how text inside images and video frames is read (see :mod:`models.ocr`).
+
+    Attributes:
+        ocr: ``auto`` (default) reads only pictures that a cheap low-resolution text detector
+            flags, ``on`` reads every picture, ``off`` reads none and never loads the model.
+        ocr_langs: Comma-separated scripts or ISO 639-1 language codes whose text is kept
+            (``latin``, ``greek``, ``cyrillic``, ``cjk``, ``en``, ``de``, ``zh``...). Lines
+            written mostly in another script are dropped: the shipped recogniser also knows
+            Chinese and Japanese, and invents such glyphs in textures when it is unsure.
+        ocr_min_confidence: Lines the recogniser scores lower are dropped.
+        ocr_side: Long side, in pixels, at which the detector looks for text lines; the
+            recogniser reads each line from the picture it is given, at full resolution.
+        ocr_gate_side: Long side of the quick text check that ``auto`` runs first. 256 costs
+            ~8 ms of CPU per picture here and finds lines down to ~3% of the picture's long
+            side; 320 finds smaller ones for ~13 ms (``tests/benchmarks/bench_ocr.py``).
+        ocr_gate_score: Smallest detector box score that makes the quick check say "text".
+        ocr_threads: ONNX Runtime threads per OCR model (0: one per core). One thread per
+            model suits ingest, where several decode workers read pictures at once.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
+
+    ocr: Literal["auto", "on", "off"] = "auto"
+    ocr_langs: str = "latin"
+    ocr_min_confidence: float = Field(default=0.8, ge=0.0, le=1.0)
+    ocr_side: int = Field(default=960, ge=64, le=4096)
+    ocr_gate_side: int = Field(default=256, ge=32, le=2048)
+    ocr_gate_score: float = Field(default=0.55, ge=0.0, le=1.0)
+    ocr_threads: int = Field(default=1, ge=0)

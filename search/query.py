@@ -4,12 +4,12 @@ One query may combine positive and negative phrases (weighted), an example image
 upload or a stored asset), full-text words and a filter. The semantic side encodes them into one
 query vector (``sum(w * positive) + image - sum(w * negative)``, normalised) and asks the vector
 search for the best keyframe per asset among the assets that pass the filter; the lexical side
-looks the words up in file names, tags, metadata values and transcripts (SQLite FTS5: phrase,
-near, all words; BM25 inside each). ``mode`` picks one side or fuses both by their calibrated
-relevance (:mod:`search.ranking`). Every result carries the raw cosine, a relevance in [0, 1]
-(semantic, lexical or fused), and an explanation: the frame time, the tags that match query
-words, how the words matched, the transcript segment and text fields that matched, and the
-filter it passed.
+looks the words up in file names, tags, metadata values, transcripts and the text read in
+pictures (OCR) (SQLite FTS5: phrase, near, all words; BM25 inside each). ``mode`` picks one side
+or fuses both by their calibrated relevance (:mod:`search.ranking`). Every result carries the raw
+cosine, a relevance in [0, 1] (semantic, lexical or fused), and an explanation: the frame time,
+the tags that match query words, how the words matched, the transcript segment, the OCR line
+(text, box and frame time) and text fields that matched, and the filter it passed.
 
 Results are per asset and ordered by (score, asset id), or by a field; pages follow each other
 through a stable cursor (:mod:`search.paging`).
@@ -37,6 +37,7 @@ from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.paging import Cursor, after, decode_cursor, fingerprint
 from assetlens.search.ranking import Calibrator, LexicalQuery, Scale, fuse, lexical_relevance
 from assetlens.search.store import Store, Tag
+from assetlens.search.store.ocr import best_line
 from assetlens.search.vectors.index import VectorIndex
 from assetlens.search.vectors.search import VectorSearch
 
@@ -158,6 +159,7 @@ class _Hit:
     lexical_level: int | None = None
     lexical: float | None = None  # relevance of the word match
     segment: dict[str, Any] | None = None
+    ocr: bool = False  # the text read in its pictures matched the query words
     sort_key: Any = None
     relevance: float | None = None
 
@@ -339,9 +341,9 @@ class SearchEngine:
         lexical = LexicalQuery.of(words) if words and query.mode != "semantic" else None
         if lexical is not None:
             found_words = self.store.lexical_search(lexical.levels, where, params, depth)
-            for rank, (asset_id, level, bm25, segment) in enumerate(found_words, 1):
+            for rank, (asset_id, level, bm25, segment, ocr) in enumerate(found_words, 1):
                 hit = hits.setdefault(asset_id, _Hit(asset_id))
-                hit.lexical_rank, hit.lexical_level, hit.segment = rank, level, segment
+                hit.lexical_rank, hit.lexical_level, hit.segment, hit.ocr = rank, level, segment, ocr
                 hit.lexical = lexical_relevance(level, bm25)
         _relevance(hits, scale)
         cut = query.min_relevance
@@ -403,6 +405,7 @@ class SearchEngine:
         ids = [h.asset_id for h in hits]
         assets, tags = self.store.assets(ids), self.store.tags_of(ids)
         words = {w.lower() for t, _ in query.text for w in re.findall(r"\w+", t)}
+        read = self.store.ocr.lines_by_asset([h.asset_id for h in hits if h.ocr])
         out = []
         for h in hits:
             asset = assets.get(h.asset_id)
@@ -411,10 +414,14 @@ class SearchEngine:
             match = (
                 "both" if h.score is not None and h.lexical_rank else ("text" if h.lexical_rank else "visual")
             )
-            t = h.segment["start"] if h.segment else h.t
+            line = best_line(read.get(h.asset_id, []), words)
+            # A video's time: the matched speech, else the frame whose text matched, else the best frame.
+            t = h.segment["start"] if h.segment else line.t if line and line.t is not None else h.t
             explanation = _explain(
                 h, asset.uri, asset.meta, asset.embedded, tags[h.asset_id], words, query.filter
             )
+            if line is not None:
+                explanation["ocr"] = line.as_dict()
             result = Result(h.asset_id, asset.uri, asset.kind, h.score, t, tuple(tags[h.asset_id]),
                             h.segment, match, h.relevance, asset.meta, explanation)  # fmt: skip
             out.append(result)

@@ -167,7 +167,7 @@ def rankings(lib: LibraryCore, text: str) -> dict[str, list[int]]:
     lexical = LexicalQuery.of(text)
     assert lexical is not None
     every_word = lexical.levels[-1]  # all words required, as before; ordered by BM25 only
-    bm25 = [a for a, _, _, _ in lib.store.lexical_search([(1, every_word[1])], "1", [], DEPTH)]
+    bm25 = [a for a, *_ in lib.store.lexical_search([(1, every_word[1])], "1", [], DEPTH)]
     semantic = engine("semantic")
     return {
         "semantic": semantic,

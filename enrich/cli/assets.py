@@ -16,7 +16,7 @@ SHOWN = ("id", "uri", "kind", "mime", "size", "width", "height", "duration", "cr
 @click.argument("ref", metavar="ID|PATH")
 @click.pass_context
 def show(ctx: click.Context, ref: str) -> None:
-    """Show one asset: fields, tags, transcript, and the metadata read from the file."""
+    """Show one asset: fields, tags, transcript, text read in its pictures, and the file's metadata."""
     record = library(ctx).asset(ref)
     doc = record.as_dict()
 
@@ -27,6 +27,11 @@ def show(ctx: click.Context, ref: str) -> None:
         click.echo("tags: " + ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in doc["tags"]))
         if record.transcript:
             click.echo("transcript:\n" + format_transcript(list(record.transcript), "txt").rstrip())
+        if record.ocr:
+            click.echo("text in pictures:")
+            for line in record.ocr:
+                at = f"{line.t:.1f}s " if line.t is not None else ""
+                click.echo(f"  {at}{line.text} ({line.confidence:.2f})")
 
     emit(ctx, doc, human)
 

@@ -32,7 +32,7 @@ class CatalogMethods:
     core: LibraryCore
 
     def asset(self, id_or_path: AssetRef) -> AssetRecord:
-        """One asset with its tags and transcript.
+        """One asset with its tags, transcript and the text read in its pictures.
 
         Raises:
             AssetNotFoundError: No asset has this id, or no ingested file this path.
@@ -40,7 +40,7 @@ class CatalogMethods:
         found = self.find(id_or_path)
         store = self.core.store
         tags, segments = store.tags_of([found.id])[found.id], store.segments_of(found.id)
-        return AssetRecord(found, tuple(tags), tuple(segments))
+        return AssetRecord(found, tuple(tags), tuple(segments), tuple(store.ocr.lines_of(found.id)))
 
     def set_meta(self, id_or_path: AssetRef, **fields: Any) -> dict[str, Any]:
         """Set DAM fields of one asset (``None`` removes a field); returns its whole ``meta``.
@@ -156,6 +156,7 @@ class CatalogMethods:
             "assets": store.count_assets(),
             "vectors": store.count_vectors(),
             "transcribed": store.count_transcribed(),
+            "ocr": store.ocr.counts(),
             "failures": store.count_failures(),
             "top_tags": dict(store.tag_counts(20)),
             "index": index.status(),

@@ -14,6 +14,7 @@ from assetlens.search.errors import QueryError
 from assetlens.search.filters import Filter, parse_filter
 from assetlens.search.query import Page, Result, open_query_image
 from assetlens.search.store import Asset, Tag
+from assetlens.search.store.ocr import TextLine
 
 SearchResult = Result
 """One asset in a result list: ``asset_id, uri, kind, score, relevance, t, tags, meta, explanation``
@@ -33,11 +34,14 @@ class AssetRecord:
         asset: Every stored field (``id, uri, kind, width, created, meta, exif, ...``).
         tags: Best first: ``tag, score, source (clip|user|import), t`` (a video's best frame).
         transcript: Segments in time order: ``start, end, text, words, language, confidence``.
+        ocr: Lines of text read in its pictures: ``text, box (x0, y0, x1, y1 in 0-1),
+            confidence, t`` (a video keyframe's time).
     """
 
     asset: Asset
     tags: tuple[Tag, ...]
     transcript: tuple[dict[str, Any], ...]
+    ocr: tuple[TextLine, ...] = ()
 
     @property
     def id(self) -> int:
@@ -57,6 +61,7 @@ class AssetRecord:
                 {"tag": t.tag, "score": round(t.score, 4), "source": t.source, "t": t.t} for t in self.tags
             ],
             "transcript": [dict(s) for s in self.transcript],
+            "ocr": [line.as_dict() for line in self.ocr],
         }
 
 

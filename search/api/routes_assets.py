@@ -1,7 +1,9 @@
-"""Assets: listing by filter, one asset, meta edits, deletion, thumbnails, keyframes, transcripts."""
+"""Assets: listing by filter, one asset, meta edits, deletion, thumbnails, keyframes, transcripts, text
+read in pictures."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
@@ -13,13 +15,23 @@ from assetlens.search.api.common import api_state, in_session
 from assetlens.search.api.errors import ApiError, problems
 from assetlens.search.api.routes_search import run_query
 from assetlens.search.api.runtime import Session
-from assetlens.search.api.schemas import MAX_ID, MAX_LIMIT, AssetOut, Include, KeyframesOut, MetaOut, PageOut
+from assetlens.search.api.schemas import (
+    MAX_ID,
+    MAX_LIMIT,
+    AssetOut,
+    Include,
+    KeyframesOut,
+    MetaOut,
+    PageOut,
+    TextOut,
+)
 from assetlens.search.api.thumbs import MAX_SIZE, MIN_SIZE, thumbnail
 from assetlens.search.catalog.meta import set_meta
 from assetlens.search.errors import FieldTypeError, FilterError
 from assetlens.search.filters import parse_filter
 from assetlens.search.filters.fields import check_meta_name, flatten_fields
 from assetlens.search.query import Query as SearchQuery
+from assetlens.search.store.ocr import best_line
 from assetlens.search.transcripts import format_transcript
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
@@ -62,6 +74,7 @@ async def get_asset(asset_id: AssetId, request: Request, _: Reader) -> Any:
             **asset.__dict__,
             "tags": [{"tag": t.tag, "score": t.score, "source": t.source, "t": t.t} for t in tags],
             "transcript": session.store.segments_of(asset_id),
+            "ocr": [line.as_dict() for line in session.store.ocr.lines_of(asset_id)],
         }
 
     return await in_session(request, work)
@@ -211,3 +224,38 @@ async def get_transcript(
 
     text = await in_session(request, work)
     return PlainTextResponse(text, media_type=TRANSCRIPT_TYPES[format])
+
+
+@router.get("/{asset_id}/text", response_model=TextOut, responses=problems(404))
+async def get_text(
+    asset_id: AssetId,
+    request: Request,
+    _: Reader,
+    q: Annotated[
+        str | None, Query(max_length=1000, description="Words: the line holding most is `match`.")
+    ] = None,
+) -> Any:
+    """The text read in the asset's pictures (OCR): lines with box, confidence and keyframe time.
+
+    404 when the asset was never read (``assetlens ocr ID`` reads it); an empty list when it was
+    read and holds no text.
+    """
+
+    def work(session: Session) -> dict[str, Any]:
+        session.store.asset(asset_id)  # 404 when missing
+        model = session.store.ocr.read_by(asset_id)
+        if model is None:
+            raise ApiError(
+                404, f"asset {asset_id} was not read for text: run `assetlens ocr {asset_id}`", "no-text",
+                title="Not read",
+            )  # fmt: skip
+        lines = session.store.ocr.lines_of(asset_id)
+        match = best_line(lines, re.findall(r"\w+", q)) if q else None
+        return {
+            "asset_id": asset_id,
+            "model": model,
+            "lines": [line.as_dict() for line in lines],
+            "match": match.as_dict() if match is not None else None,
+        }
+
+    return await in_session(request, work)

@@ -99,6 +99,28 @@ class SegmentOut(BaseModel):
     confidence: float | None = None
 
 
+class OcrLineOut(BaseModel):
+    """A line of text read in a picture."""
+
+    text: str
+    box: list[float] = Field(description="x0, y0, x1, y1 as fractions of the picture's width and height.")
+    confidence: float
+    t: float | None = Field(
+        default=None, description="Seconds into the video of its keyframe (None: a still)."
+    )
+
+
+class TextOut(BaseModel):
+    """The text read in an asset's pictures (OCR)."""
+
+    asset_id: int
+    model: str = Field(description="The reader that read it.")
+    lines: list[OcrLineOut] = Field(description="In time order, then top to bottom.")
+    match: OcrLineOut | None = Field(
+        default=None, description="With q: the line holding most of its words (None if no line does)."
+    )
+
+
 class ResultOut(BaseModel):
     """One asset of a result page."""
 
@@ -178,6 +200,7 @@ class AssetOut(BaseModel):
     media: dict[str, Any]
     tags: list[TagOut]
     transcript: list[SegmentOut]
+    ocr: list[OcrLineOut] = Field(description="Text read in its pictures (OCR).")
 
 
 class MetaOut(BaseModel):

@@ -2,22 +2,25 @@
 
 CSV and JSON Lines carry, per asset: id, uri, kind, mime, size, width, height, duration, created,
 content_hash, ingest_status (ok or failed) and error, the user ``meta``, the tags (source and
-score), the metadata read from the file (``embedded``) and the transcript text. Both import back
+score), the metadata read from the file (``embedded``), the transcript text and the text read in
+its pictures (OCR). Both import back
 with ``assetlens meta import`` (only the meta fields are read), which restores the meta fields.
 
 CSV flattens: ``meta.NAME`` and ``embedded.NAME`` columns (dots for nested objects), ``tags`` as
 ``tag1; tag2`` (best first, each tag once), ``tag_scores`` as ``tag1=0.9021; tag2=0.3000``, the
-transcript as one ``transcript`` column. A meta list is written ``a, b`` when its field is
-declared ``list`` (and no element holds a comma), else as a JSON array, which the import reads
-back as a list. CSV cannot tell text from numbers: declare a field ``string`` (``assetlens meta
-schema set sku=string``) to keep ``00123`` as text through a CSV round trip; JSON Lines keeps
-every JSON type, nulls included. Cells are written by :mod:`search.catalog.csv_cells`: one that a
-spreadsheet would run as a formula gets a leading ``'`` (CSV injection), which the import removes.
+transcript as one ``transcript`` column, the OCR lines as one ``ocr_text`` column (``line 1 |
+line 2``; JSON Lines has them in ``ocr`` with box, confidence and time). A meta list is written
+``a, b`` when its field is declared ``list`` (and no element holds a comma), else as a JSON
+array, which the import reads back as a list. CSV cannot tell text from numbers: declare a field
+``string`` (``assetlens meta schema set sku=string``) to keep ``00123`` as text through a CSV
+round trip; JSON Lines keeps every JSON type, nulls included. Cells are written by
+:mod:`search.catalog.csv_cells`: one that a spreadsheet would run as a formula gets a leading
+``'`` (CSV injection), which the import removes.
 
 XMP sidecars (see :mod:`search.catalog.xmp` for the packet: keywords in ``dc:subject``; title,
 description, creator, rights and usage terms from ``meta``, else from the file's own metadata;
-tag scores and DAM fields in the ``assetlens`` namespace) are named ``NAME.EXT.xmp`` by default:
-the convention of darktable, digiKam and exiftool's ``%f.%e.xmp``, which never mixes up
+tag scores, DAM fields and the OCR lines in the ``assetlens`` namespace) are named ``NAME.EXT.xmp``
+by default: the convention of darktable, digiKam and exiftool's ``%f.%e.xmp``, which never mixes up
 ``photo.jpg`` and ``photo.cr2``. ``naming="base"`` writes ``NAME.xmp``, which Lightroom Classic,
 Adobe Bridge, Capture One and Premiere read; two assets that would share a ``NAME.xmp`` are
 reported and the second is skipped. Sidecars go next to each file (not for files that are gone),
@@ -47,12 +50,12 @@ from assetlens.search.catalog.xmp import XmpContent, XmpError, merge_packet, new
 from assetlens.search.errors import SearchError
 from assetlens.search.filters import Filter
 from assetlens.search.filters.fields import FieldSchema, flatten_fields
-from assetlens.search.store import Asset, Store, Tag, now_iso
+from assetlens.search.store import Asset, Store, Tag, TextLine, now_iso
 
 FORMATS = ("csv", "jsonl", "xmp")
 Naming = Literal["ext", "base"]
 COLUMNS = ("id", "uri", "kind", "mime", "size", "width", "height", "duration", "created", "content_hash",
-           "ingest_status", "error", "tags", "tag_scores", "transcript")  # fmt: skip
+           "ingest_status", "error", "tags", "tag_scores", "transcript", "ocr_text")  # fmt: skip
 MAX_REPORTED = 1000
 
 
@@ -91,7 +94,9 @@ def tag_doc(t: Tag) -> dict[str, Any]:
     return {"tag": t.tag, "score": round(t.score, 4), "source": t.source, "t": t.t}
 
 
-def asset_doc(asset: Asset, tags: list[Tag], segments: list[dict[str, Any]]) -> dict[str, Any]:
+def asset_doc(
+    asset: Asset, tags: list[Tag], segments: list[dict[str, Any]], lines: list[TextLine]
+) -> dict[str, Any]:
     """The exported form of one asset (a JSON Lines line)."""
     text = " ".join(s["text"].strip() for s in segments if s["text"].strip())
     return {
@@ -102,6 +107,7 @@ def asset_doc(asset: Asset, tags: list[Tag], segments: list[dict[str, Any]]) -> 
         "tags": [tag_doc(t) for t in tags], "embedded": asset.embedded,
         "transcript": text if asset.transcript_model is not None else None,
         "transcript_language": next((s["language"] for s in segments if s.get("language")), None),
+        "ocr": [line.as_dict() for line in lines],
     }  # fmt: skip
 
 
@@ -116,9 +122,9 @@ def iter_docs(
     where, params = filter_sql(store, filter, schema, now)
     for batch in store.iter_assets(where, params):
         ids = [a.id for a in batch]
-        tags, segments = store.tags_of(ids), store.segments_by_asset(ids)
+        tags, segments, read = store.tags_of(ids), store.segments_by_asset(ids), store.ocr.lines_by_asset(ids)
         for asset in batch:
-            yield asset_doc(asset, tags[asset.id], segments.get(asset.id, []))
+            yield asset_doc(asset, tags[asset.id], segments.get(asset.id, []), read.get(asset.id, []))
 
 
 def export_jsonl(store: Store, out: IO[str], filter: Filter | str | Mapping[str, Any] | None = None) -> int:
@@ -155,6 +161,7 @@ def export_csv(store: Store, out: IO[str], filter: Filter | str | Mapping[str, A
         row: dict[str, Any] = {k: doc[k] for k in COLUMNS if k in doc}
         row["tags"] = "; ".join(best)
         row["tag_scores"] = "; ".join(f"{k}={v:.4f}" for k, v in best.items())
+        row["ocr_text"] = " | ".join(line["text"] for line in doc["ocr"])
         row |= {f"embedded.{k}": cell_text(v, "; ") for k, v in flatten_fields(doc["embedded"]).items()}
         for name, value in flatten_fields(doc["meta"]).items():
             # A declared list reads back from "a, b"; anything else that is a list stays JSON.
@@ -322,5 +329,6 @@ def xmp_content(doc: dict[str, Any], min_score: float = 0.0, exported: str | Non
         rights=_first_text(meta.get("rights"), meta.get("copyright"), embedded.get("copyright")),
         usage_terms=_first_text(meta.get("usage_terms"), embedded.get("usage_terms")),
         tags=tuple((t["tag"], t["score"], t["source"], t["t"]) for t in doc["tags"]),
+        text=tuple((x["text"], tuple(x["box"]), x["confidence"], x["t"]) for x in doc["ocr"]),
         fields=tuple(flatten_fields(meta).items()),
     )  # fmt: skip

@@ -10,6 +10,9 @@ exiftool): ``dc:subject`` (keywords, an ``rdf:Bag``), ``dc:title``, ``dc:descrip
 * ``assetlens:tags``: a bag of ``{assetlens:name, assetlens:score, assetlens:source, assetlens:time}``;
 * ``assetlens:fields``: the DAM fields (``meta``), a bag of ``{assetlens:name, assetlens:value,
   assetlens:type}``, ``value`` being the text of a string and the JSON of anything else;
+* ``assetlens:text``: the text read in the pictures (OCR), a bag of ``{assetlens:value,
+  assetlens:box (x0 y0 x1 y1, fractions of the picture), assetlens:confidence, assetlens:time}``.
+  Not ``dc:description``: that holds a person's caption, which OCR text must not replace;
 * ``assetlens:subjects``: the keywords AssetLens added to ``dc:subject`` (so a later export
   removes only its own stale keywords, never the ones a person or another program set).
 
@@ -59,6 +62,9 @@ class XmpContent:
     usage_terms: str | None = None
     tags: tuple[tuple[str, float, str, float | None], ...] = ()  # name, score, source, time
     fields: tuple[tuple[str, Any], ...] = ()  # dotted meta name, value
+    text: tuple[
+        tuple[str, tuple[float, ...], float, float | None], ...
+    ] = ()  # OCR: line, box, confidence, time
 
 
 def _q(prefix: str, name: str) -> str:
@@ -130,6 +136,12 @@ def _add_properties(desc: ET.Element, c: XmpContent, subjects: list[str], added:
             for n, v in c.fields
         ]  # fmt: skip
         _struct_bag(desc, _q("assetlens", "fields"), items)
+    if c.text:
+        lines = [
+            {"value": v, "box": " ".join(f"{x:.4f}" for x in box), "confidence": f"{p:.4f}", "time": t}
+            for v, box, p, t in c.text
+        ]
+        _struct_bag(desc, _q("assetlens", "text"), lines)
     bag = _container(desc, _q("assetlens", "subjects"), "Bag")
     for keyword in added:
         _leaf(bag, _q("rdf", "li"), keyword)

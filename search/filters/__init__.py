@@ -39,6 +39,7 @@ from assetlens.search.filters.ast import (
     Cmp,
     Filter,
     Not,
+    OcrMatch,
     Or,
     TagIs,
     TextMatch,
@@ -57,7 +58,7 @@ from assetlens.search.filters.sql import (
     compile_filter,
     fts_query,
 )
-from assetlens.search.filters.syntax import parse_string
+from assetlens.search.filters.syntax import OCR_FIELD, parse_string
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -73,6 +74,7 @@ __all__ = [
     "Cmp",
     "Filter",
     "Not",
+    "OcrMatch",
     "Or",
     "TagIs",
     "TextMatch",
@@ -190,6 +192,8 @@ class _JsonReader:
         return TagIs(name, float(min_score))
 
     def field(self, doc: Mapping[str, Any], path: str) -> Filter:
+        if doc["field"] == OCR_FIELD:
+            return self.ocr(doc, path)
         try:
             name = _canonical_field(doc["field"])
         except FilterError as exc:
@@ -220,6 +224,23 @@ class _JsonReader:
             raise _relocated(exc, f"{vpath}: ", path=vpath) from None
         return Cmp(name, op, value)
 
+    def ocr(self, doc: Mapping[str, Any], path: str) -> Filter:
+        ops = [k for k in doc if k != "field"]
+        if len(ops) != 1 or ops[0] not in ("eq", "ne", "exists"):
+            raise self.fail(path, f"ocr takes one of eq (words in the text read), ne or exists, found {ops}")
+        op, vpath = ops[0], f"{path}.{ops[0]}"
+        self.spend(path, 1, 1)
+        if op == "exists":
+            if not isinstance(doc[op], bool):
+                raise self.fail(vpath, f"expected true or false, got {_show(doc[op])}")
+            return OcrMatch() if doc[op] else Not(OcrMatch())
+        text = self.string(doc[op], vpath)
+        try:
+            _check_text(text)
+        except FilterError as exc:
+            raise _relocated(exc, f"{vpath}: ", path=vpath) from None
+        return OcrMatch(text) if op == "eq" else Not(OcrMatch(text))
+
 
 def parse_filter(value: str | Mapping[str, Any] | None) -> Filter | None:
     """Parse either syntax: a mapping or text starting with ``{`` is JSON; empty or None is no filter."""
@@ -247,6 +268,8 @@ def _to_json(f: Filter) -> dict[str, Any]:
         return {"tag": f.tag} if f.min_score is None else {"tag": f.tag, "min_score": f.min_score}
     if isinstance(f, TextMatch):
         return {"text": f.text}
+    if isinstance(f, OcrMatch):
+        return {"field": OCR_FIELD, "exists": True} if f.text is None else {"field": OCR_FIELD, "eq": f.text}
     if isinstance(f, Not):
         return {"not": _to_json(f.item)}
     return {type(f).__name__.lower(): [_to_json(i) for i in f.items]}

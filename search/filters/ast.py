@@ -46,6 +46,17 @@ class TextMatch:
 
 
 @dataclass(frozen=True)
+class OcrMatch:
+    """Every word of ``text`` is in the text read in the asset's pictures (OCR); None: any text was read.
+
+    Written ``ocr:"harvest market"`` / ``ocr:*``, or ``{"field": "ocr", "eq": "harvest market"}`` /
+    ``{"field": "ocr", "exists": true}``.
+    """
+
+    text: str | None = None
+
+
+@dataclass(frozen=True)
 class And:
     items: tuple[Filter, ...]
 
@@ -60,7 +71,7 @@ class Not:
     item: Filter
 
 
-Filter: TypeAlias = Cmp | TagIs | TextMatch | And | Or | Not
+Filter: TypeAlias = Cmp | TagIs | TextMatch | OcrMatch | And | Or | Not
 
 
 # --- shared checks ---------------------------------------------------------------------------
@@ -79,7 +90,7 @@ def _check_shape(f: Any) -> None:
             stack.extend((item, depth + 1) for item in node.items)
         elif isinstance(node, Not):
             stack.append((node.item, depth + 1))
-        elif isinstance(node, Cmp | TagIs | TextMatch):
+        elif isinstance(node, Cmp | TagIs | TextMatch | OcrMatch):
             terms += 1
             if terms > MAX_TERMS:
                 raise FilterError(f"filter has more than {MAX_TERMS} terms")

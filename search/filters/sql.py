@@ -28,6 +28,7 @@ from assetlens.search.filters.ast import (
     Cmp,
     Filter,
     Not,
+    OcrMatch,
     Or,
     TagIs,
     TextMatch,
@@ -249,8 +250,16 @@ class _Compiler:
             return (
                 "(a.id IN (SELECT s.asset_id FROM segments_fts JOIN segments s ON s.id = segments_fts.rowid "
                 f"WHERE segments_fts MATCH {self.bind(query)}) "
-                f"OR a.id IN (SELECT rowid FROM assets_fts WHERE assets_fts MATCH {self.bind(query)}))"
+                f"OR a.id IN (SELECT rowid FROM assets_fts WHERE assets_fts MATCH {self.bind(query)}) "
+                f"OR a.id IN (SELECT rowid FROM ocr_fts WHERE ocr_fts MATCH {self.bind(query)}))"
             )
+        if isinstance(f, OcrMatch):
+            if f.text is None:
+                return "(a.id IN (SELECT asset_id FROM ocr_lines))"
+            query = fts_query(f.text)
+            if query is None:
+                return "(0)"
+            return f"(a.id IN (SELECT rowid FROM ocr_fts WHERE ocr_fts MATCH {self.bind(query)}))"
         if f.field in BUILTIN_FIELDS:
             return self.builtin(f, BUILTIN_FIELDS[f.field])
         return self.meta(f)

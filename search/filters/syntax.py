@@ -5,6 +5,7 @@
     filter = or ;   or = and { "OR" and } ;   and = unary { ["AND"] unary } ;
     unary  = ("NOT" | "-") unary | "(" or ")" | term ;
     term   = "tag" (":" | "=") ( value [">=" number] | "(" value { "OR" value } ")" )
+           | "ocr" (":" | "=" | "!=") ( "*" | value )
            | name (":" | "=") ( "*" | "(" value { "OR" value } ")" | value ["*"] )
            | name "!=" ( "*" | "(" value { "OR" value } ")" | value )
            | name (">" | ">=" | "<" | "<=") value
@@ -14,7 +15,8 @@
 
 A name that is not a built-in field (``search.filters.sql.BUILTIN_FIELDS``) means ``meta.NAME``
 (``-status:draft`` excludes drafts by ``meta.status``; the ingest result is ``ingest_status``);
-a word or quoted phrase is a text match.
+a word or quoted phrase is a text match. ``ocr:WORDS`` matches the text read in the pictures
+(every word, case and accents ignored), ``ocr:*`` any asset with such text.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from assetlens.search.filters.ast import (
     Cmp,
     Filter,
     Not,
+    OcrMatch,
     Or,
     TagIs,
     TextMatch,
@@ -44,6 +47,8 @@ from assetlens.search.filters.sql import _canonical_field, _check_builtin, _chec
 _NAME_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)(>=|<=|!=|:|=|>|<)")
 _COMPARE = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 _KEYWORDS = ("OR", "AND", "NOT")
+OCR_FIELD = "ocr"
+"""The filter field of the text read in pictures: a full-text match, not a column."""
 
 
 def parse_string(text: str) -> Filter:
@@ -247,6 +252,8 @@ class _StringParser:
         self.pos = m.end()
         if name == "tag":
             return self.tag_term(sign, start)
+        if name == OCR_FIELD:
+            return self.ocr_term(sign, start)
         try:
             field = _canonical_field(name)
         except FilterError as exc:
@@ -274,6 +281,25 @@ class _StringParser:
         except FilterError as exc:
             raise self.fail("", value_at, exc) from None
         return Not(cmp) if negate else cmp
+
+    def ocr_term(self, sign: str, start: int) -> Filter:
+        if sign not in (":", "=", "!="):
+            raise self.fail(
+                'text read in pictures is matched with ocr:WORDS, ocr:"a phrase", ocr:* or -ocr:WORDS', start
+            )
+        self.spend(start, 1, 1)
+        if self.peek() == "*" and self.boundary(self.pos + 1):
+            self.pos += 1
+            node = OcrMatch()
+        else:
+            value_at = self.pos
+            text = self.value(sign)[0]
+            try:
+                _check_text(text)
+            except FilterError as exc:
+                raise self.fail("", value_at, exc) from None
+            node = OcrMatch(text)
+        return Not(node) if sign == "!=" else node
 
     def tag_term(self, sign: str, start: int) -> Filter:
         if sign not in (":", "="):

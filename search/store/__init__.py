@@ -13,6 +13,7 @@ The package keeps one concern per module, and :class:`Store` is composed of them
 - ``assets``: assets and tags;
 - ``vectors``: vectors, the library's model and the reads behind the vector index;
 - ``transcripts``: transcript segments and full-text (lexical) search;
+- ``ocr``: text read in pictures (:class:`OcrStore`, ``Store.ocr``: a room of its own, not a mixin);
 - ``jobs``: jobs, failures and HTTP API keys;
 - ``catalog``: DAM metadata, export reads and facet counts;
 - ``filter_reads``: the filter column cache's reads and compiled-filter queries;
@@ -21,18 +22,21 @@ The package keeps one concern per module, and :class:`Store` is composed of them
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from assetlens.search.store.assets import AssetsMixin
 from assetlens.search.store.base import StoreBase
 from assetlens.search.store.catalog import CatalogMixin
 from assetlens.search.store.filter_reads import FilterReadsMixin
 from assetlens.search.store.imports import ImportsMixin
 from assetlens.search.store.jobs import JobsMixin
+from assetlens.search.store.ocr import OcrStore, TextLine
 from assetlens.search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
 from assetlens.search.store.schema import MIGRATIONS
 from assetlens.search.store.transcripts import TranscriptsMixin
 from assetlens.search.store.vectors import VectorsMixin
 
-__all__ = ["ASSET_COLUMNS", "MIGRATIONS", "Asset", "Store", "Tag", "now_iso"]
+__all__ = ["ASSET_COLUMNS", "MIGRATIONS", "Asset", "OcrStore", "Store", "Tag", "TextLine", "now_iso"]
 
 
 class Store(
@@ -51,6 +55,11 @@ class Store(
         path: The database file; created (with its folder) if missing.
         readonly: Open without write access (for searches).
     """
+
+    @cached_property
+    def ocr(self) -> OcrStore:
+        """Text read in the library's pictures (``ocr_lines``, ``ocr_reads``)."""
+        return OcrStore(self.db)
 
     def __enter__(self) -> Store:
         return self

@@ -221,6 +221,51 @@ MIGRATIONS: tuple[str, ...] = (
     -- at least 0.99999 to the float32 original for unit vectors). Every earlier vector is float32.
     UPDATE vectors SET vector = assetlens_float32_to_float16(vector);
     """,
+    """
+    -- OCR (issue 13): lines of text read in images and video keyframes (t: the frame's time),
+    -- their box as fractions of the picture (x0, y0, x1, y1) and the reader's confidence.
+    -- ocr_reads records every asset that was read, with the reader's cache key, so assets
+    -- without any text are not read again by `assetlens ocr --missing`.
+    CREATE TABLE ocr_lines (
+        id INTEGER PRIMARY KEY,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        t REAL,
+        text TEXT NOT NULL,
+        x0 REAL NOT NULL,
+        y0 REAL NOT NULL,
+        x1 REAL NOT NULL,
+        y1 REAL NOT NULL,
+        confidence REAL NOT NULL,
+        model TEXT NOT NULL
+    );
+    CREATE INDEX ocr_lines_asset ON ocr_lines(asset_id, t);
+    CREATE TABLE ocr_reads (
+        asset_id INTEGER PRIMARY KEY REFERENCES assets(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        read_at TEXT NOT NULL
+    );
+    -- One full-text document per asset (rowid = asset id): all its lines, so that a phrase
+    -- split over two lines of a sign or slide still matches. Triggers keep it equal to ocr_lines.
+    CREATE VIRTUAL TABLE ocr_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2');
+    CREATE TRIGGER ocr_lines_ai AFTER INSERT ON ocr_lines BEGIN
+        DELETE FROM ocr_fts WHERE rowid = new.asset_id;
+        INSERT INTO ocr_fts(rowid, text)
+            SELECT asset_id, group_concat(text, char(10)) FROM ocr_lines WHERE asset_id = new.asset_id
+            GROUP BY asset_id;
+    END;
+    CREATE TRIGGER ocr_lines_ad AFTER DELETE ON ocr_lines BEGIN
+        DELETE FROM ocr_fts WHERE rowid = old.asset_id;
+        INSERT INTO ocr_fts(rowid, text)
+            SELECT asset_id, group_concat(text, char(10)) FROM ocr_lines WHERE asset_id = old.asset_id
+            GROUP BY asset_id;
+    END;
+    CREATE TRIGGER ocr_lines_au AFTER UPDATE ON ocr_lines BEGIN
+        DELETE FROM ocr_fts WHERE rowid IN (old.asset_id, new.asset_id);
+        INSERT INTO ocr_fts(rowid, text)
+            SELECT asset_id, group_concat(text, char(10)) FROM ocr_lines
+            WHERE asset_id IN (old.asset_id, new.asset_id) GROUP BY asset_id;
+    END;
+    """,
 )
 
 

@@ -1,6 +1,7 @@
 """Transcripts and full-text search in the store: replacing and reading an asset's transcript segments,
-phrase search over transcripts (``segments_fts``) and the lexical search over asset words and
-transcripts together (``assets_fts`` and ``segments_fts``, ranked by match level, then bm25).
+phrase search over transcripts (``segments_fts``) and the lexical search over asset words,
+transcripts and text read in pictures together (``assets_fts``, ``segments_fts`` and ``ocr_fts``,
+ranked by match level, then bm25).
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class TranscriptsMixin(StoreBase):
 
     def lexical_search(
         self, levels: Sequence[tuple[int, str]], where: str, params: Sequence[Any], limit: int
-    ) -> list[tuple[int, int, float, dict[str, Any] | None]]:
-        """Assets whose words (name, tags, meta, transcript) match, best level first, then by bm25.
+    ) -> list[tuple[int, int, float, dict[str, Any] | None, bool]]:
+        """Assets whose words (name, tags, meta, transcript, OCR text) match, best level first, then by bm25.
 
         Args:
             levels: ``(level, expression)`` pairs: safe FTS5 expressions of the same words, each
@@ -83,21 +84,26 @@ class TranscriptsMixin(StoreBase):
             limit: Most assets returned.
 
         Returns:
-            ``(asset_id, level, bm25, segment)`` for each asset at the highest level it reaches
-            (in a file field or in one transcript segment): lower bm25 is better; ``segment`` is
-            the best matching transcript segment when the transcript matched.
+            ``(asset_id, level, bm25, segment, ocr)`` for each asset at the highest level it
+            reaches (in a file field, in one transcript segment or in the text read in its
+            pictures): lower bm25 is better; ``segment`` is the best matching transcript segment
+            when the transcript matched; ``ocr`` is True when the text read in the asset's
+            pictures matched (``Store.ocr`` has its lines).
         """
         scans, args = [], []
         for level, expression in levels:
             scans.append(
                 f"SELECT rowid AS asset_id, {int(level)} AS level, bm25(assets_fts) AS bm25, "
-                "NULL AS segment_id FROM assets_fts WHERE assets_fts MATCH ?"
+                "NULL AS segment_id, 0 AS ocr FROM assets_fts WHERE assets_fts MATCH ?"
             )
             scans.append(
-                f"SELECT s.asset_id, {int(level)}, bm25(segments_fts), s.id FROM segments_fts "
+                f"SELECT s.asset_id, {int(level)}, bm25(segments_fts), s.id, 0 FROM segments_fts "
                 "JOIN segments s ON s.id = segments_fts.rowid WHERE segments_fts MATCH ?"
             )
-            args += [expression, expression]
+            scans.append(
+                f"SELECT rowid, {int(level)}, bm25(ocr_fts), NULL, 1 FROM ocr_fts WHERE ocr_fts MATCH ?"
+            )
+            args += [expression, expression, expression]
         rows = self.db.execute(
             f"""
             WITH hits AS ({" UNION ALL ".join(scans)}),
@@ -106,10 +112,11 @@ class TranscriptsMixin(StoreBase):
                        row_number() OVER (PARTITION BY asset_id ORDER BY level DESC, bm25, segment_id) AS nth,
                        first_value(segment_id) OVER (
                            PARTITION BY asset_id ORDER BY segment_id IS NULL, level DESC, bm25, segment_id
-                       ) AS segment_id
+                       ) AS segment_id,
+                       max(ocr) OVER (PARTITION BY asset_id) AS ocr
                 FROM hits
             )
-            SELECT b.asset_id, b.level, b.bm25, s.start, s.end, s.text, s.id
+            SELECT b.asset_id, b.level, b.bm25, s.start, s.end, s.text, s.id, b.ocr
             FROM ranked b JOIN assets a ON a.id = b.asset_id
             LEFT JOIN segments s ON s.id = b.segment_id
             WHERE b.nth = 1 AND {where}
@@ -123,6 +130,7 @@ class TranscriptsMixin(StoreBase):
                 int(r[1]),
                 float(r[2]),
                 None if r[6] is None else {"id": r[6], "start": r[3], "end": r[4], "text": r[5]},
+                bool(r[7]),
             )
             for r in rows
         ]

@@ -57,14 +57,17 @@ def check_store(data_dir: Path, *, index: bool = True, finished: bool = True) ->
     with connect(data_dir) as conn:
         assert [tuple(r) for r in conn.execute("PRAGMA integrity_check")] == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-        for fts in ("segments_fts", "assets_fts"):
+        for fts in ("segments_fts", "assets_fts", "ocr_fts"):
             conn.execute(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
+        # One OCR full-text document per asset with text read in its pictures, none for others.
+        documents = {r[0] for r in conn.execute("SELECT rowid FROM ocr_fts")}
+        assert documents == {r[0] for r in conn.execute("SELECT DISTINCT asset_id FROM ocr_lines")}
         half = conn.execute(
             "SELECT uri FROM assets a WHERE status = 'ok' AND kind IN ('image', 'video') "
             "AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.asset_id = a.id)"
         ).fetchall()
         assert half == [], f"assets without vectors: {[r[0] for r in half]}"
-        for table in ("vectors", "tags", "segments"):
+        for table in ("vectors", "tags", "segments", "ocr_lines", "ocr_reads"):
             orphans = conn.execute(
                 f"SELECT count(*) FROM {table} WHERE asset_id NOT IN (SELECT id FROM assets)"
             ).fetchone()[0]

@@ -177,7 +177,7 @@ def test_phrase_beats_near_beats_scattered_whatever_bm25_prefers(tmp_path: Path)
 
     every_word = LexicalQuery.of("quarterly budget review")
     assert every_word is not None
-    bm25 = [a for a, _, _, _ in store.lexical_search([every_word.levels[-1]], "1", [], 10)]
+    bm25 = [a for a, *_ in store.lexical_search([every_word.levels[-1]], "1", [], 10)]
     assert bm25.index(near) < bm25.index(phrase)  # what BM25 alone would do
 
     results = _search(lib, "quarterly budget review", mode="lexical")

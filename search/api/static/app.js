@@ -314,6 +314,19 @@
       said.hidden = false;
     }
 
+    // Text read in the picture (OCR) that matched the query: the line, and its frame time in a video.
+    const read = result.explanation && result.explanation.ocr;
+    const seen = card.querySelector(".read");
+    if (read && typeof read.text === "string" && read.text.trim()) {
+      const where = document.createElement("span");
+      where.className = "when";
+      where.textContent = isNumber(read.t) ? `text at ${clock(read.t)}` : "text";
+      const words = document.createElement("q");
+      words.textContent = read.text.trim();
+      seen.append(where, " ", words);
+      seen.hidden = false;
+    }
+
     const tagList = card.querySelector(".tags");
     for (const tag of (Array.isArray(result.tags) ? result.tags : []).slice(0, 5)) {
       const item = document.createElement("li");

@@ -399,3 +399,49 @@ def test_video_and_audio_results(page: Any, served: tuple[str, str], photos: Pat
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "search-page-video.png"))
     assert page.js_errors == []
+
+
+def test_results_show_the_text_line_read_in_the_picture(page: Any, served: tuple[str, str]) -> None:
+    """An OCR match shows its line (with the keyframe's time for a video); other results show none."""
+    import json
+
+    url, key = served
+
+    def result(
+        asset_id: int, uri: str, kind: str, t: float | None, ocr: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return {"asset_id": asset_id, "uri": uri, "kind": kind, "score": None, "relevance": None, "t": t,
+                "match": "text", "segment": None, "tags": [], "meta": {},
+                "explanation": {"ocr": ocr} if ocr else {}}  # fmt: skip
+
+    line = {
+        "text": "Quarterly <i>Results</i> 2025",
+        "box": [0.2, 0.43, 0.8, 0.55],
+        "confidence": 0.99,
+        "t": 64.0,
+    }
+    canned = {
+        "results": [
+            result(201, "/media/talk.mp4", "video", 64.0, line),
+            result(202, "/media/banner.jpg", "image", None, {**line, "text": "HARVEST MARKET", "t": None}),
+            result(203, "/media/plain.jpg", "image", None, None),
+        ],
+        "next_cursor": None,
+        "took_ms": 1.0,
+    }
+    page.route(
+        "**/v1/search",
+        lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(canned)),
+    )
+    page.goto(url + "/")
+    page.evaluate("key => localStorage.setItem('assetlens.apiKey', key)", key)
+    page.fill("#q", "quarterly results")
+    page.press("#q", "Enter")
+    page.wait_for_selector("#results > li >> nth=2")
+    video, banner, plain = page.query_selector_all("#results > li")
+    read = video.query_selector(".read")
+    # Text from the picture is shown as text, never as markup.
+    assert read.is_visible() and read.inner_text() == "text at 1:04 Quarterly <i>Results</i> 2025"
+    assert banner.query_selector(".read").inner_text() == "text HARVEST MARKET"
+    assert not plain.query_selector(".read").is_visible()
+    assert page.js_errors == []

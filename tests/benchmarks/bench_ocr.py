@@ -1,0 +1,231 @@
+"""OCR cost and quality: reading alone, the ``auto`` gate, and what OCR adds to an ingest.
+
+One run, one corpus (camera-size JPEGs from the test photos as in ``bench_ingest``, every
+``--text-every``-th with a phrase drawn on it, cached under ``.bench/ocr/``), one CPU. Measured:
+
+- **OCR alone**: the OCR stage (``enrich.ocr.TextStage``) on each picture, one thread of one
+  ONNX Runtime thread (as a decode worker runs it), given the draft the pipeline decoded for
+  CLIP (untimed): ``on`` decodes again at OCR resolution and reads the whole picture (photos
+  with text and without, weighted by the corpus' mix); ``auto`` runs the gate on the draft and
+  reads only around the lines it found. CPU per image, images/s, and the CER of what each
+  found on the photos with text;
+- **gate**: ``TextReader.find_text`` on the drafts at several long sides: CPU per image, text
+  photos flagged (recall) and text-free photos flagged;
+- **ingest**: ``Ingester.ingest`` of the corpus (``ViT-B-32@random``: the real network's cost)
+  with OCR off, the baseline, CPU seconds per image and images/s. The ingest with ``--ocr auto``
+  and ``--ocr on`` is **projected** from measured parts while the pipeline has no OCR stage:
+  ingest is CPU-bound (~2 cores busy), so its images/s scale with CPU per image, and OCR adds
+  the gate on every draft plus decode-and-read on the pictures the gate passes (``auto``) or on
+  every picture (``on``); each part is measured in this run on these files;
+- **quality**: CER on the rendered set of the tests (``tests/ocr_support.py``), and the share of
+  text-free photos given text.
+
+Run on demand (pytest does not collect it)::
+
+    python tests/benchmarks/bench_ocr.py [--images 200] [--text-every 20] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: ocr_support
+
+import numpy as np
+from ingest_support import SEED, SIZES, _photo, _reuse, _sources, machine
+from ocr_support import PHRASES, char_error_rate, overlaps, render, rendered_set, text_free_set
+
+from assetlens.enrich.decode import decode_image
+from assetlens.enrich.ocr import TextStage
+from assetlens.enrich.pipeline import Ingester, IngestOptions
+from assetlens.enrich.tagging import Tagger
+from assetlens.models.ocr import TextReader
+from assetlens.models.settings import ModelSettings, OcrSettings
+from assetlens.models.vocab import load_vocabulary
+from assetlens.search.library import LibraryCore
+from assetlens.search.settings import SearchSettings
+
+ROOT = Path(__file__).resolve().parents[2] / ".bench" / "ocr"
+VERSION = 1
+
+
+def make_corpus(directory: Path, count: int, text_every: int) -> tuple[list[Path], dict[Path, str]]:
+    """Camera JPEGs (as ``bench_ingest``), every ``text_every``-th with a banner 4% of its height."""
+    want = {"jpegs": count, "text_every": text_every, "seed": SEED, "version": VERSION}
+    files = [directory / f"img{i:05d}.jpg" for i in range(count)]
+    texts = {f: PHRASES[i % len(PHRASES)] for i, f in enumerate(files) if i % text_every == text_every // 2}
+    if _reuse(directory, want, files):
+        return files, texts
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    sources, rng, noise = _sources(), random.Random(SEED), np.random.default_rng(SEED)
+    for i, path in enumerate(files):
+        size = SIZES[i % 2]
+        picture = _photo(sources[i % len(sources)], size, rng, noise)
+        if path in texts:
+            picture = render(picture, texts[path], size=int(size[1] * 0.04 * 1.4),
+                             colour=(250, 250, 250), background=("band", "label", "outline", "plain")[i % 4],
+                             rng=rng, long_side=max(size)).image  # fmt: skip
+        picture.save(path, quality=90)
+    (directory / "corpus.json").write_text(json.dumps(want))
+    return files, texts
+
+
+def cpu() -> float:
+    return time.process_time()
+
+
+def timed(work: Any, items: list[Any], threads: int = 1) -> tuple[list[Any], float, float]:
+    """Results, wall seconds and CPU seconds of ``work`` over ``items``."""
+    wall, used = time.perf_counter(), cpu()
+    if threads == 1:
+        out = [work(x) for x in items]
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            out = list(pool.map(work, items))
+    return out, time.perf_counter() - wall, cpu() - used
+
+
+def bench_stage(
+    reader: TextReader, mode: str, files: list[Path], texts: dict[Path, str], clip_side: int
+) -> dict[str, Any]:
+    """The OCR stage's own work per image in an ingest: CPU and what it found.
+
+    The draft (the CLIP decode) is made untimed, as the pipeline already has it; timed is what
+    the stage adds: the gate (``auto``), the decode at OCR resolution and the reading.
+    """
+    stage = TextStage(reader, mode)
+    cers, used_all, wall_all = [], 0.0, 0.0
+    for f in files:
+        decoded = decode_image(f, min_side=clip_side)
+        full = (decoded.metadata.width, decoded.metadata.height)
+        wall, used = time.perf_counter(), cpu()
+        lines = stage.image(f, decoded.image, full)
+        used_all, wall_all = used_all + cpu() - used, wall_all + time.perf_counter() - wall
+        if f in texts:
+            # The photos hold text of their own (a watch, a badge): score the lines sharing a word
+            # with the drawn phrase.
+            words = set(re.findall(r"\w+", texts[f].casefold()))
+            near = [x.text for x in lines if words & set(re.findall(r"\w+", x.text.casefold()))]
+            cers.append(char_error_rate(texts[f], " ".join(near)))
+    return {
+        "images": len(files),
+        "cpu_ms_per_img": round(1000 * used_all / len(files), 1),
+        "img_per_s_one_thread": round(len(files) / wall_all, 2),
+        "text_images": len(cers),
+        "cer_on_text_images": round(sum(cers) / len(cers), 4) if cers else None,
+    }
+
+
+def bench_gate(files: list[Path], texts: set[Path], sides: list[int], clip_side: int) -> dict[str, Any]:
+    drafts = {f: decode_image(f, min_side=clip_side).image for f in files}
+    out = {}
+    for side in sides:
+        reader = TextReader(OcrSettings(ocr_gate_side=side))
+        reader.has_text(next(iter(drafts.values())))  # load outside the timing
+        flags, _, used = timed(reader.has_text, list(drafts.values()))
+        flagged = {f for f, hit in zip(drafts, flags, strict=True) if hit}
+        out[str(side)] = {
+            "cpu_ms_per_img": round(1000 * used / len(files), 2),
+            "recall": f"{len(flagged & texts)}/{len(texts)}",
+            "text_free_flagged": f"{len(flagged - texts)}/{len(files) - len(texts)}",
+        }
+    return out
+
+
+def bench_ingest(files: list[Path], model: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+        folder = Path(tmp) / "corpus"
+        folder.mkdir()
+        for f in files:
+            (folder / f.name).symlink_to(f)
+        lib = LibraryCore(SearchSettings(data_dir=Path(tmp) / "data"), ModelSettings(clip_model=model))
+        tagger = Tagger(lib.encoder, load_vocabulary(), ROOT / "label-cache")
+        ingester = Ingester(lib.store, lib.encoder, tagger, lib.index)
+        lib.encoder.load()
+        tagger.tag_asset(np.zeros((1, lib.encoder.dim), np.float32), [None])  # label embeddings, untimed
+        wall, used = time.perf_counter(), cpu()
+        report = ingester.ingest([folder], IngestOptions())
+        wall, used = time.perf_counter() - wall, cpu() - used
+        clip_side = lib.encoder.image_size
+        lib.close()
+    return {
+        "added": report.added,
+        "img_per_s": round(len(files) / wall, 2),
+        "cpu_ms_per_img": round(1000 * used / len(files), 1),
+        "cores": round(used / wall, 2),
+        "clip_side": clip_side,
+    }
+
+
+def projected(off: dict[str, Any], added_ms: float) -> dict[str, Any]:
+    """Images/s of the ingest when every image costs ``added_ms`` more CPU (a CPU-bound run)."""
+    ratio = off["cpu_ms_per_img"] / (off["cpu_ms_per_img"] + added_ms)
+    return {"added_cpu_ms_per_img": round(added_ms, 1), "img_per_s": round(off["img_per_s"] * ratio, 2),
+            "x_off": round(ratio, 3)}  # fmt: skip
+
+
+def bench_quality(reader: TextReader) -> dict[str, Any]:
+    cers = []
+    for pic in rendered_set():
+        found = " ".join(x.text for x in reader.read(pic.image) if overlaps(x.box, pic.box))
+        cers.append(char_error_rate(pic.text, found))
+    free = text_free_set()
+    given = sum(bool(reader.read(im)) for im in free)
+    cer = round(sum(cers) / len(cers), 4)
+    return {"rendered": len(cers), "cer_mean": cer, "cer_max": round(max(cers), 3), "text_free": len(free),
+            "text_free_given_text": given}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--text-every", type=int, default=20)
+    parser.add_argument("--model", default="ViT-B-32@random")
+    parser.add_argument("--gate-sides", default="256,320,384")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    ROOT.mkdir(parents=True, exist_ok=True)
+    files, texts = make_corpus(ROOT / f"corpus-{args.images}-{args.text_every}", args.images, args.text_every)
+    settings = OcrSettings()
+    reader = TextReader(settings)
+    reader.load()
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "ocr_model": reader.model_id,
+        "settings": settings.model_dump(),
+    }
+    result["quality"] = bench_quality(reader)
+    result["ingest_off"] = bench_ingest(files, args.model)
+    clip_side = result["ingest_off"]["clip_side"]
+    sides = [int(s) for s in args.gate_sides.split(",")]
+    result["gate"] = bench_gate(files, set(texts), sides, clip_side)
+    # "on" reads every picture: measured on the text photos and as many others, weighted by the mix.
+    plain = [f for f in files if f not in texts][: len(texts) * 3]
+    on_text = bench_stage(reader, "on", sorted(texts), texts, clip_side)
+    on_plain = bench_stage(reader, "on", plain, texts, clip_side)
+    share = len(texts) / len(files)
+    on_ms = share * on_text["cpu_ms_per_img"] + (1 - share) * on_plain["cpu_ms_per_img"]
+    result["ocr_on"] = {"with_text": on_text, "without_text": on_plain, "cpu_ms_per_img": round(on_ms, 1)}
+    result["ocr_auto"] = bench_stage(reader, "auto", files, texts, clip_side)
+    result["ingest_on_projected"] = projected(result["ingest_off"], on_ms)
+    result["ingest_auto_projected"] = projected(result["ingest_off"], result["ocr_auto"]["cpu_ms_per_img"])
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
