@@ -18,6 +18,7 @@ from PIL import Image
 from assetlens.enrich.facade.catalog import CatalogMethods
 from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image
 from assetlens.enrich.lock import writer_lock
+from assetlens.enrich.ocr_pass import TextReport, read_text
 from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
 from assetlens.enrich.settings import EnrichSettings
 from assetlens.enrich.tagging import Tagger, retag_library
@@ -25,7 +26,8 @@ from assetlens.enrich.transcribe import TranscribeReport, needs_transcript, tran
 from assetlens.enrich.video import KeyframeOptions
 from assetlens.enrich.vocabulary import library_vocabulary
 from assetlens.enrich.writer import IngestProgress, IngestReport
-from assetlens.models.settings import ModelSettings, WhisperSettings
+from assetlens.models.ocr import TextReader
+from assetlens.models.settings import ModelSettings, OcrSettings, WhisperSettings
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
 from assetlens.search.library import LibraryCore
@@ -65,6 +67,7 @@ class Library(CatalogMethods):
         models = ModelSettings() if model is None else ModelSettings(clip_model=model)
         self.core = LibraryCore(search, models)
         """The engine's parts (store, index, encoder, query engine) for the CLI, the API and experts."""
+        self._readers: dict[str, TextReader] = {}  # OCR models, by settings: loaded once per process
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -104,6 +107,7 @@ class Library(CatalogMethods):
         video: bool = True,
         audio: bool = True,
         transcribe: bool = True,
+        ocr: Literal["auto", "on", "off"] | None = None,
         keyframes_max: int | None = None,
         keyframes_min_gap: float | None = None,
         keyframes_max_gap: float | None = None,
@@ -113,10 +117,13 @@ class Library(CatalogMethods):
         wait: bool = False,
         progress: Callable[[IngestProgress], None] | None = None,
     ) -> IngestReport:
-        """Scan ``paths`` and embed, tag, transcribe and store every new or changed media file.
+        """Scan ``paths`` and embed, tag, read text in, transcribe and store every new or changed media file.
 
         The keyword arguments are ``assetlens ingest``'s options (see ``--help``); ``None`` takes
-        the ``ASSETLENS_*`` setting or the default. ``engine`` runs the stages here (``local``)
+        the ``ASSETLENS_*`` setting or the default. ``ocr`` reads text in images and keyframes:
+        ``auto`` (the default setting) reads the pictures a quick check finds text in, ``on``
+        every picture, ``off`` none (``ASSETLENS_OCR``); unchanged files never read are read
+        too. ``engine`` runs the stages here (``local``)
         or on a Ray cluster (``ray``, at ``ray_address`` or a new local one; ``auto``: a running
         cluster if any). ``vocab`` adds a vocabulary file to the default one and is kept for
         later runs. ``progress`` is called after each batch with an :class:`IngestProgress`.
@@ -139,9 +146,10 @@ class Library(CatalogMethods):
         )  # fmt: skip
         with self._writing("ingest", wait):
             whisper = WhisperSettings() if transcribe else None
-            ingester = Ingester(
-                self.core.store, self.core.encoder, self._tagger(vocab, save=True), self.core.index, whisper
-            )
+            settings = OcrSettings() if ocr is None else OcrSettings(ocr=ocr)
+            reader = None if settings.ocr == "off" else self._reader(settings)
+            tagger = self._tagger(vocab, save=True)
+            ingester = Ingester(self.core.store, self.core.encoder, tagger, self.core.index, whisper, reader)
             return ingester.ingest(roots, options)
 
     def reembed(
@@ -202,6 +210,51 @@ class Library(CatalogMethods):
                 raise
             store.finish_job(job, "done", report.__dict__)
             return job, report
+
+    def read_text(
+        self,
+        assets: Iterable[AssetRef] | Literal["all", "missing"] = "missing",
+        *,
+        mode: Literal["auto", "on"] = "on",
+        workers: int | None = None,
+        batch_size: int | None = None,
+        wait: bool = False,
+        progress: Callable[[IngestProgress], None] | None = None,
+    ) -> TextReport:
+        """(Re-)read the text in images and video keyframes; vectors, tags and transcripts stay.
+
+        Args:
+            assets: Asset ids or paths, ``"all"`` (every image and video) or ``"missing"``
+                (those never read: ingested with OCR off, or whose reading failed).
+            mode: ``on`` (default) reads every picture whole: asked for by name, text is
+                worth its cost, and small print that ``auto``'s quick check misses is found;
+                ``auto`` reads only pictures that check finds text in, as ingest does.
+            workers, batch_size: As for :meth:`ingest`.
+            progress: Called after each batch with an :class:`IngestProgress`.
+
+        Returns:
+            What was read (see :class:`~assetlens.enrich.ocr_pass.TextReport`).
+
+        Raises:
+            QueryError: ``assets`` or ``mode`` is not one of the choices.
+            AssetNotFoundError: An id or path that is not in the library.
+            LibraryBusyError: Another process writes to the library (and ``wait`` is False).
+        """
+        if mode not in ("auto", "on"):
+            raise QueryError(f"text is read in mode 'auto' or 'on', not {mode!r}")
+        if isinstance(assets, str) and assets not in ("all", "missing"):
+            raise QueryError(f"ocr takes asset ids or paths, 'all' or 'missing', not {assets!r}")
+        store = self.core.store
+        with self._writing("ocr", wait):
+            if isinstance(assets, str):
+                ids = store.ocr.readable(unread=assets == "missing")
+                found = store.assets(ids)
+                chosen = [found[i] for i in ids if i in found]
+            else:
+                chosen = list({a.id: a for a in (self.find(ref) for ref in assets)}.values())
+            options = _ingest_options(progress, workers=workers, batch_size=batch_size)
+            reader = self._reader(OcrSettings(ocr=mode))
+            return read_text(store, reader, chosen, self.core.encoder.image_size, options)
 
     def import_vectors(
         self,
@@ -313,6 +366,12 @@ class Library(CatalogMethods):
         return self.core.engine.search(query)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _reader(self, settings: OcrSettings) -> TextReader:
+        key = settings.model_dump_json()
+        if key not in self._readers:
+            self._readers[key] = TextReader(settings)
+        return self._readers[key]
 
     def _tagger(self, vocab: str | os.PathLike[str] | None, save: bool) -> Tagger:
         vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab), save)
