@@ -207,6 +207,24 @@ def test_a_rename_or_a_copy_reuses_the_text_and_changed_content_forgets_it(tmp_p
         assert lib.search(filter="ocr:delivery", text="x").results == []
 
 
+def test_a_later_ingest_reads_unchanged_files_never_read_without_embedding_them(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    shutil.copy(PHOTOS / "cat.jpg", files / "cat.jpg")
+    banner(files / "banner.jpg")
+    with assetlens.open(tmp_path / "data", model="tiny") as lib:
+        lib.ingest(files, ocr="off")
+        store = lib.core.store
+        vectors = {a: store.keyframes_of(a) for a, _ in store.uris()}
+
+        report = lib.ingest(files, ocr="auto")
+
+        assert (report.skipped, report.added, report.updated, report.ocr_read) == (2, 0, 0, 2)
+        assert {a: store.keyframes_of(a) for a, _ in store.uris()} == vectors  # same vector rows
+        assert [x.text for x in lib.asset(files / "banner.jpg").ocr] == [BANNER]
+        assert lib.ingest(files, ocr="auto").ocr_read == 0
+
+
 def test_ocr_missing_reads_only_unread_assets_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = tmp_path / "files"
     files.mkdir()
