@@ -4,11 +4,11 @@ Pillow and PyAV release the GIL while decoding and scaling, so a few decode thre
 network busy. The stages after them take each batch in turn, each in its own thread, passing
 batches on through queues of one: CLIP embeds batch N+1 while OCR reads batch N and Whisper
 transcribes batch N-1, as the actor pools of a Ray cluster would. Serial, the single-threaded
-stages (OCR, a long transcription) left the other cores idle: with ``--ocr auto`` on 2 cores an
-ingest kept 0.59x the images/s of ``--ocr off`` at 1.5 cores busy, pipelined it keeps ~0.7x
-(``BENCHMARKS.md``). Batches hold about ``batch_size`` frames (images plus keyframes, or
-pictures to read) and at most :data:`MAX_FILES` files; at most one batch waits between two
-stages, so memory stays bounded.
+stages (OCR, a long transcription) left the other cores idle: on an idle 2-core machine an
+ingest with ``--ocr auto`` kept 0.59x the images/s of ``--ocr off`` at 1.5 cores busy;
+pipelined, 0.90-0.93x when a core was free (``BENCHMARKS.md``, OCR). Batches hold about
+``batch_size`` frames (images plus keyframes, or pictures to read) and at most
+:data:`MAX_FILES` files; at most one batch waits between two stages, so memory stays bounded.
 """
 
 from __future__ import annotations
