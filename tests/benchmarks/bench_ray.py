@@ -80,6 +80,49 @@ def _start_head(temp: Path) -> tuple[str, subprocess.Popen[bytes]]:
     raise SystemExit("the Ray head did not start")
 
 
+def bench_writer(files: int, dim: int = 512, batch: int = 32) -> dict[str, float]:
+    """The driver's writer alone (no model, no file): the ceiling of any cluster for one library.
+
+    Synthetic stage results (a unit vector and 8 tags per image) are written as ingest writes
+    them, one transaction per batch, into a fresh library.
+    """
+    import numpy as np
+
+    from assetlens.enrich.scan import Candidate
+    from assetlens.enrich.work import FileWork
+    from assetlens.enrich.writer import IngestReport, Writer
+    from assetlens.search.store import Store, Tag
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "assetlens.db")
+        store.ensure_model("bench")
+        report = IngestReport(store.start_job("ingest", {}))
+        writer = Writer(store, report, "bench", files)
+        works = []
+        for i in range(files):
+            vector = rng.standard_normal((1, dim)).astype(np.float32)
+            vector /= np.linalg.norm(vector)
+            tags = tuple(Tag(f"tag{(i + k) % 700}", 0.3, "clip", "bench", None) for k in range(8))
+            candidate = Candidate(Path(tmp) / f"photo {i}.jpg", "image", "image/jpeg", 1_000_000, 1.7e9)
+            works.append(
+                FileWork(
+                    candidate,
+                    kind="image",
+                    content_hash=f"{i:032x}",
+                    vectors=vector,
+                    times=(None,),
+                    tags=tags,
+                )
+            )
+        started = time.perf_counter()
+        for start in range(0, files, batch):
+            writer.write(works[start : start + batch])
+        seconds = time.perf_counter() - started
+        store.close()
+    return {"files": files, "seconds": round(seconds, 2), "files_per_s": round(files / seconds)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = ROOT / ".bench" / "ray"
     corpus = make_corpus(work / f"corpus-{args.images}", args.images, pngs=0, videos=0)["jpeg"][0].parent
@@ -116,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         head.wait(60)
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
+    writer = bench_writer(args.writer_files)
     medians = {name: statistics.median(r["wall_s"] for r in rows) for name, rows in results.items()}
     local = medians["local"]
     return {
@@ -124,6 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "images": args.images,
         "rounds": args.rounds,
         "command": "python -m assetlens.enrich ingest CORPUS --json [--engine ray [--ray-address ADDR]]",
+        "writer": writer,
         "runs": {
             name: {
                 "median_wall_s": medians[name],
@@ -143,6 +188,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="ViT-B-32@random")
+    parser.add_argument("--writer-files", type=int, default=20_000, help="Files for the writer-alone run.")
     parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
     args = parser.parse_args()
     result = run(args)
@@ -150,6 +196,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{args.images} JPEGs, {args.model}, median of {args.rounds} rounds, {result['machine']}")
+    print(f"  writer alone: {result['writer']['files_per_s']} files/s")
     for name, row in result["runs"].items():
         rate = f"{row['images_per_s']:>7.1f} img/s"
         print(f"  {name:<24} {row['median_wall_s']:>7.1f} s {rate}  {row['x_local']:.2f}x local")
