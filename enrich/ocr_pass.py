@@ -103,7 +103,11 @@ def read_text(
         ]
         status = "done"
         try:
-            run_stages(make_executor(options), stages, work, writer)
+            executor = make_executor(options)
+            try:
+                run_stages(executor, stages, work, writer)
+            finally:
+                executor.close()
         except KeyboardInterrupt:
             status = "interrupted"
             raise

@@ -73,6 +73,7 @@ class IngestOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     engine: Literal["local", "ray", "auto"] = "local"
     ray_address: str | None = None
+    ray_actors: int = 0  # 0: one per node, or per GPU
     progress: Callable[[IngestProgress], None] | None = None
 
 
@@ -152,9 +153,18 @@ class Ingester:
         try:
             writer.write_scan_failures(plan.failures)
             executor = make_executor(options)
-            redo = run_stages(executor, self._stages(options, transcribe, known=True), plan.work, writer)
-            if redo:  # known content whose source vanished meanwhile: decode it after all
-                run_stages(executor, self._stages(options, transcribe, known=False), redo, writer)
+            try:
+                # No file with sound, no speech model; no picture, no OCR model (on Ray, no
+                # actor holding cores for nothing).
+                transcribe = transcribe and any(w.candidate.kind in ("audio", "video") for w in plan.work)
+                ocr = ocr and any(w.candidate.kind in ("image", "video") for w in plan.work)
+                stages = self._stages(options, transcribe, ocr, known=True)
+                redo = run_stages(executor, stages, plan.work, writer)
+                if redo:  # known content whose source vanished meanwhile: decode it after all
+                    stages = self._stages(options, transcribe, ocr, known=False)
+                    run_stages(executor, stages, redo, writer)
+            finally:
+                executor.close()
             if options.prune:
                 self._prune(roots, report)
         except KeyboardInterrupt:
@@ -175,16 +185,16 @@ class Ingester:
                     raise
         return report
 
-    def _stages(self, options: IngestOptions, transcribe: bool, known: bool) -> list[Stage]:
-        size, reader = self.encoder.image_size, self.reader
+    def _stages(self, options: IngestOptions, transcribe: bool, ocr: bool, known: bool) -> list[Stage]:
+        size, reader = self.encoder.image_size, self.reader if ocr else None
         # --force re-decodes even content the library holds (else it would only be "touched").
         hashes = frozenset(self.store.embedded_hashes()) if known and not options.force else frozenset()
         side = 0 if reader is None else reader.settings.ocr_frame_side
         decode = Decode(size, options.max_pixels, options.keyframes, hashes, side)
         embed = Embed(self.encoder.spec, self.encoder.settings, options.batch_size, self.encoder)
-        ocr = None if reader is None else Ocr(reader.settings, options.max_pixels, reader)
+        reading = None if reader is None else Ocr(reader.settings, options.max_pixels, reader)
         whisper = self.transcription if transcribe else None
-        return ingest_stages(decode, embed, self.tagger.scorer(), whisper, ocr)
+        return ingest_stages(decode, embed, self.tagger.scorer(), whisper, reading)
 
     def _prune(self, roots: Sequence[Path], report: IngestReport) -> None:
         prefixes = [os.path.abspath(r) for r in roots]
@@ -202,7 +212,10 @@ def make_executor(options: IngestOptions) -> Executor:
         return LocalExecutor(options.workers, options.batch_size)
     from assetlens.enrich.executors.ray_cluster import RayExecutor  # Ray is an optional extra
 
-    return RayExecutor.connect(options.ray_address, options.batch_size, required=options.engine == "ray")
+    return RayExecutor.connect(
+        options.ray_address, options.batch_size, options.workers, required=options.engine == "ray",
+        actors=options.ray_actors,
+    )  # fmt: skip
 
 
 def run_stages(

@@ -168,7 +168,7 @@ class Embed:
     """
 
     name = "embed"
-    resources = Resources(model=True, gpus=1.0)
+    resources = Resources(model=True, cpus=2.0, gpus=1.0)  # the network's GEMMs use several cores
 
     def __init__(
         self, spec: ModelSpec, settings: ModelSettings, batch_size: int, encoder: ClipEncoder | None = None
@@ -190,7 +190,7 @@ class Embed:
         todo = [i for i, w in enumerate(batch) if w.wants("embed") and w.pixels is not None]
         if not todo:
             return list(batch)
-        frames = np.concatenate([batch[i].pixels for i in todo])  # type: ignore[misc]
+        frames = np.concatenate([batch[i].pixels for i in todo])
         vectors = np.concatenate(
             [
                 self._encoder.encode_prepared(frames[i : i + self.batch_size])
@@ -240,7 +240,7 @@ class Transcribe:
     """
 
     name = "transcribe"
-    resources = Resources(model=True, batch=1)  # files are long and uneven: one at a time
+    resources = Resources(model=True, cpus=2.0, batch=1)  # long, uneven files: one at a time
 
     def __init__(self, settings: WhisperSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings

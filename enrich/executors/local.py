@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -109,6 +109,9 @@ class LocalExecutor:
                 for future in futures:
                     future.cancel()
 
+    def close(self) -> None:
+        """Nothing held between runs: each run's threads end with it."""
+
     def _full(self, pending: list[FileWork]) -> bool:
         return sum(w.frames for w in pending) >= self.batch_size or len(pending) >= MAX_FILES
 
@@ -127,21 +130,23 @@ def _serve(stage: Stage, inbox: queue.Queue[Any], out: queue.Queue[Any], stop: t
 
 def _get(link: queue.Queue[Any], stop: threading.Event) -> Any:
     """The next item, or None once the run is stopped."""
-    return _waiting(lambda: link.get(timeout=_POLL_S), stop)
+    while not stop.is_set():
+        try:
+            return link.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+    return None
 
 
 def _put(link: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
     """Pass an item on; False once the run is stopped."""
-    return _waiting(lambda: link.put(item, timeout=_POLL_S) or True, stop) is not None
-
-
-def _waiting(call: Callable[[], Any], stop: threading.Event) -> Any:
     while not stop.is_set():
         try:
-            return call()
-        except (queue.Empty, queue.Full):
+            link.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
             continue
-    return None
+    return False
 
 
 def _through(stages: Sequence[Stage], w: FileWork) -> FileWork:
