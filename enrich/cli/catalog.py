@@ -226,9 +226,9 @@ def export_command(
             "xmp", sidecar_dir, filter_text, naming=naming, overwrite=overwrite, min_score=min_score
         )
     elif output == "-":
-        report = lib.export(fmt, sys.stdout, filter_text)  # type: ignore[arg-type]
+        report = lib.export(fmt, sys.stdout, filter_text)
     else:
-        report = lib.export(fmt, Path(output), filter_text)  # type: ignore[arg-type]
+        report = lib.export(fmt, Path(output), filter_text)
 
     def human() -> None:
         where = {None: "beside the files", "-": "stdout"}.get(report.output, report.output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -37,17 +38,23 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
     """
     import uvicorn
 
+    from assetlens.enrich.jobs import api_app
     from assetlens.search.api.settings import ApiSettings
 
-    core = library(ctx).core
+    lib = library(ctx)
     settings = ApiSettings()
-    # Worker processes build their app from the environment: hand them this command's library.
-    os.environ["ASSETLENS_DATA_DIR"] = str(core.settings.data_dir)
-    if core.model_settings.clip_model:
-        os.environ["ASSETLENS_CLIP_MODEL"] = core.model_settings.clip_model
+    app: Any = "assetlens.enrich.jobs:app_from_env"
+    if workers == 1:
+        app = api_app(lib.settings, settings)
+    else:
+        # uvicorn starts each worker process itself and has it import the app by name, so the
+        # library and model reach them through the environment (one process needs none of this).
+        os.environ["ASSETLENS_DATA_DIR"] = str(lib.data_dir)
+        if lib.settings.models.clip_model:
+            os.environ["ASSETLENS_CLIP_MODEL"] = lib.settings.models.clip_model
     uvicorn.run(
-        "assetlens.search.api.app:app_from_env",
-        factory=True,
+        app,
+        factory=workers > 1,
         host=host,
         port=port,
         workers=workers,
