@@ -14,6 +14,10 @@ from assetlens.search.library import LibraryCore
 from assetlens.search.settings import SearchSettings
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
+SPEECH = Path(__file__).parent / "data" / "speech"
+"""The spoken memo of the README quickstart (``spring_memo.ogg``, made by ``make_memo.py``)."""
+MEMO_SPRING_AT = (8.2, 9.5)
+"""Where "The spring collection launches..." begins in the memo (seconds, with Whisper's slack)."""
 
 
 def open_library(data_dir: Path, **model: object) -> LibraryCore:

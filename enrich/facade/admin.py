@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from assetlens.enrich.facade.catalog import LibraryParts
 from assetlens.search.api.keys import SCOPES, create_key, key_doc
@@ -41,6 +41,8 @@ class AdminMethods(LibraryParts):
         ``kind`` forces an index kind (default: by size). Searches of other processes go on
         against the old index meanwhile.
         """
+        if kind not in (None, *get_args(IndexKind)):
+            raise QueryError(f"unknown index kind {kind!r}: use one of {', '.join(get_args(IndexKind))}")
         index = self._existing().index
         index.build(kind, progress=progress)
         return dict(index.status())

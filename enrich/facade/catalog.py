@@ -79,6 +79,8 @@ class CatalogMethods(LibraryParts):
         and invalid values are reported with their line numbers (``strict``: then nothing is
         written). See ``assetlens meta import --help`` for the formats.
         """
+        if format not in (None, "csv", "jsonl"):
+            raise QueryError(f"unknown meta file format {format!r}: use csv or jsonl (None: by its content)")
         return import_meta(self._existing().store, Path(path), fmt=format, dry_run=dry_run, strict=strict)
 
     def declare_fields(self, **types: str) -> SchemaUpdate:

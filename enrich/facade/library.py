@@ -25,7 +25,7 @@ from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
 from assetlens.enrich.tagging import Tagger, retag_library
 from assetlens.enrich.transcribe import TranscribeReport, needs_transcript, transcribe_assets
 from assetlens.enrich.video import KeyframeOptions
-from assetlens.enrich.vocabulary import library_vocabulary
+from assetlens.enrich.vocabulary import keep_vocabulary, library_vocabulary
 from assetlens.enrich.writer import IngestProgress, IngestReport
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
@@ -153,11 +153,11 @@ class Library(CatalogMethods, AdminMethods):
             keyframes=_keyframes(keyframes_max, keyframes_min_gap, keyframes_max_gap), engine=engine,
             ray_address=ray_address,
         )  # fmt: skip
+        tagger = self._tagger(vocab)  # a bad vocabulary fails before the library is made
         with self._writing("ingest", wait):
+            self._keep(vocab)
             whisper = self.settings.whisper if transcribe else None
-            ingester = Ingester(
-                self.core.store, self.core.encoder, self._tagger(vocab, save=True), self.core.index, whisper
-            )
+            ingester = Ingester(self.core.store, self.core.encoder, tagger, self.core.index, whisper)
             report = ingester.ingest(roots, options)
         if report.done == 0 and not report.pruned:
             log.warning("found no image, video or audio file in %s", ", ".join(map(str, roots)))
@@ -172,9 +172,7 @@ class Library(CatalogMethods, AdminMethods):
         """
         self._existing()
         with self._writing("reembed", wait):
-            ingester = Ingester(
-                self.core.store, self.core.encoder, self._tagger(None, save=False), self.core.index
-            )
+            ingester = Ingester(self.core.store, self.core.encoder, self._tagger(None), self.core.index)
             return reembed_library(ingester, self._ingest_options(progress, transcribe=False))
 
     def retag(
@@ -182,8 +180,10 @@ class Library(CatalogMethods, AdminMethods):
     ) -> int:
         """Re-tag every asset from its stored vectors (no file is read); returns how many."""
         self._existing()
+        tagger = self._tagger(vocab)
         with self._writing("tag", wait):
-            return retag_library(self.core.store, self._tagger(vocab, save=True), progress)
+            self._keep(vocab)
+            return retag_library(self.core.store, tagger, progress)
 
     def transcribe(
         self,
@@ -341,9 +341,13 @@ class Library(CatalogMethods, AdminMethods):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _tagger(self, vocab: str | os.PathLike[str] | None, save: bool) -> Tagger:
-        vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab), save)
+    def _tagger(self, vocab: str | os.PathLike[str] | None) -> Tagger:
+        vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab))
         return Tagger(self.core.encoder, vocabulary)
+
+    def _keep(self, vocab: str | os.PathLike[str] | None) -> None:
+        if vocab is not None:
+            keep_vocabulary(self.data_dir, Path(vocab))
 
     def _ingest_options(
         self, progress: Callable[[IngestProgress], None] | None, **given: Any

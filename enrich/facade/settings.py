@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from assetlens.enrich.settings import EnrichSettings
+from assetlens.models.errors import SettingsError
 from assetlens.models.settings import ModelSettings, WhisperSettings, settings_error
 from assetlens.search.settings import SearchSettings
 
@@ -42,9 +45,18 @@ class LibrarySettings:
         Raises:
             SettingsError: An ``ASSETLENS_*`` variable out of range (each one named).
         """
-        try:
-            search = SearchSettings() if data_dir is None else SearchSettings(data_dir=Path(data_dir))
-            models = ModelSettings() if model is None else ModelSettings(clip_model=model)
-            return cls(search, models, EnrichSettings(), WhisperSettings())
-        except ValidationError as exc:
-            raise settings_error(exc) from None
+        given: list[tuple[type[BaseSettings], dict[str, Any]]] = [
+            (SearchSettings, {} if data_dir is None else {"data_dir": Path(data_dir)}),
+            (ModelSettings, {} if model is None else {"clip_model": model}),
+            (EnrichSettings, {}),
+            (WhisperSettings, {}),
+        ]
+        made, bad = [], []
+        for kind, values in given:  # every class read, so that every bad variable is named at once
+            try:
+                made.append(kind(**values))
+            except ValidationError as exc:
+                bad.append(str(settings_error(exc)))
+        if bad:
+            raise SettingsError("\n".join(bad))
+        return cls(*made)
