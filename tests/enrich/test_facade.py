@@ -79,7 +79,11 @@ def test_ingest_reports_and_calls_progress_with_rising_counts(tmp_path: Path, ph
         failures = lib.failures(report.job_id)
         assert [f["uri"] for f in failures] == [str(photos / "broken.jpg")] and failures[0]["stage"] == "scan"
         again = lib.ingest(photos, progress=seen.append)
-        assert (again.added, again.skipped, again.failed) == (0, 9, 0)  # a failed file is not retried unchanged
+        assert (again.added, again.skipped, again.failed) == (
+            0,
+            9,
+            0,
+        )  # a failed file is not retried unchanged
 
 
 def test_ingest_bad_input_is_refused_before_anything_is_created(tmp_path: Path) -> None:
