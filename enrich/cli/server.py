@@ -9,7 +9,7 @@ import click
 
 from assetlens.enrich.cli.common import echo_fields, emit
 from assetlens.enrich.cli.root import library
-from assetlens.search.api.keys import SCOPES, create_key, key_doc
+from assetlens.search.api.keys import SCOPES
 
 
 @click.command()
@@ -78,9 +78,7 @@ def keys() -> None:
 @click.pass_context
 def keys_create(ctx: click.Context, scope: str, name: str) -> None:
     """Create a key and print it. It is shown this once: only its hash is stored."""
-    store = library(ctx).core.store
-    with store.transaction():
-        key_id, key = create_key(store, scope, name)
+    key_id, key = library(ctx).create_api_key(scope, name)
     doc = {"id": key_id, "key": key, "scopes": scope, "name": name}
 
     def human() -> None:
@@ -94,7 +92,7 @@ def keys_create(ctx: click.Context, scope: str, name: str) -> None:
 @click.pass_context
 def keys_list(ctx: click.Context) -> None:
     """List keys (id, name, scopes, dates); never the keys themselves."""
-    rows = [key_doc(r) for r in library(ctx).core.store.api_keys()]
+    rows = library(ctx).api_keys()
 
     def human() -> None:
         if not rows:
@@ -117,8 +115,7 @@ def keys_list(ctx: click.Context) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: int) -> None:
     """Revoke key ID: the API refuses it from the next request on."""
-    store = library(ctx).core.store
-    if not store.revoke_api_key(key_id):
+    if not library(ctx).revoke_api_key(key_id):
         raise click.BadParameter(f"no key with id {key_id} (see `assetlens keys list`)", param_hint="ID")
     doc = {"id": key_id, "revoked": True}
     emit(ctx, doc, lambda: echo_fields(doc))

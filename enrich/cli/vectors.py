@@ -89,9 +89,7 @@ def index() -> None:
 @click.pass_context
 def index_status(ctx: click.Context) -> None:
     """Show whether the index file is level with the store."""
-    vectors = library(ctx).core.index
-    vectors.sync(save=False)
-    status = vectors.status()
+    status = library(ctx).index_status()
     emit(ctx, status, lambda: echo_fields(status))
 
 
@@ -109,10 +107,8 @@ def index_build(ctx: click.Context, kind: str | None) -> None:
     re-rank file above), or forced with --kind. Searches (a running `assetlens serve`) go on
     against the old index while it builds, and switch to the new one when it is saved.
     """
-    vectors = library(ctx).core.index
     with _bar(ctx, "vec", "index") as draw:
-        vectors.build(kind, progress=_build_progress(draw))
-    status = vectors.status()
+        status = library(ctx).rebuild_index(kind, progress=_build_progress(draw))
     emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
 
 

@@ -172,7 +172,6 @@ class CatalogMethods(LibraryParts):
         core = self._existing()
         store, index = core.store, core.index
         index.sync(save=False)
-        last = store.last_job()
         return {
             "data_dir": str(core.settings.data_dir),
             "model": store.model_id,
@@ -184,8 +183,19 @@ class CatalogMethods(LibraryParts):
             "failures": store.count_failures(),
             "top_tags": dict(store.tag_counts(20)),
             "index": index.status(),
-            "last_job": None if last is None else store.job(int(last["id"])),
+            "last_job": self.job(),
         }
+
+    def job(self, job_id: int | None = None) -> dict[str, Any] | None:
+        """A run's record (the latest one without an id): ``id, kind, status, started_at,
+        finished_at, args, counts``, or None. An interrupted ingest's counts say what it kept."""
+        store = self._existing().store
+        if job_id is None:
+            last = store.last_job()
+            if last is None:
+                return None
+            job_id = int(last["id"])
+        return store.job(job_id)
 
     def find(self, ref: AssetRef) -> Asset:
         """An asset's stored fields, by id, by a string of digits, or by the path of its file.

@@ -86,6 +86,11 @@ class Library(CatalogMethods, AdminMethods):
         """The library folder."""
         return self.core.settings.data_dir
 
+    @property
+    def model_id(self) -> str:
+        """The CLIP model of the library's vectors, else the one its next ingest will use."""
+        return self._existing().store.model_id or self.core.encoder.model_id
+
     def close(self) -> None:
         """Close the store (the index is saved by the writers that change it)."""
         self.core.close()
