@@ -111,7 +111,7 @@ class CatalogMethods(LibraryParts):
 
     def export(
         self,
-        format: Literal["csv", "jsonl", "xmp"],
+        format: Literal["csv", "jsonl", "xmp", "parquet"],
         path: str | os.PathLike[str] | IO[str] | None = None,
         filter: FilterArg = None,
         **xmp: Any,
