@@ -72,6 +72,7 @@ class IngestOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     engine: Literal["local", "ray", "auto"] = "local"
     ray_address: str | None = None
+    ray_actors: int = 0  # 0: one per node, or per GPU
     progress: Callable[[IngestProgress], None] | None = None
 
 
@@ -144,9 +145,14 @@ class Ingester:
         try:
             writer.write_scan_failures(plan.failures)
             executor = self._executor(options)
-            redo = self._run(executor, self._stages(options, transcribe, known=True), plan.work, writer)
-            if redo:  # known content whose source vanished meanwhile: decode it after all
-                self._run(executor, self._stages(options, transcribe, known=False), redo, writer)
+            try:
+                # No file with sound, no speech model (on Ray, no actor holding cores for nothing).
+                transcribe = transcribe and any(w.candidate.kind in ("audio", "video") for w in plan.work)
+                redo = self._run(executor, self._stages(options, transcribe, known=True), plan.work, writer)
+                if redo:  # known content whose source vanished meanwhile: decode it after all
+                    self._run(executor, self._stages(options, transcribe, known=False), redo, writer)
+            finally:
+                executor.close()
             if options.prune:
                 self._prune(roots, report)
         except KeyboardInterrupt:
@@ -172,7 +178,10 @@ class Ingester:
             return LocalExecutor(options.workers, options.batch_size)
         from assetlens.enrich.executors.ray_cluster import RayExecutor  # Ray is an optional extra
 
-        return RayExecutor.connect(options.ray_address, options.batch_size, required=options.engine == "ray")
+        return RayExecutor.connect(
+            options.ray_address, options.batch_size, options.workers, required=options.engine == "ray",
+            actors=options.ray_actors,
+        )  # fmt: skip
 
     def _stages(self, options: IngestOptions, transcribe: bool, known: bool) -> list[Stage]:
         size = self.encoder.image_size
