@@ -92,7 +92,10 @@ class Library(CatalogMethods, AdminMethods):
         return self._existing().store.model_id or self.core.encoder.model_id
 
     def close(self) -> None:
-        """Close the store (the index is saved by the writers that change it)."""
+        """Close the store and release the index (saved by the writers that change it).
+
+        The library may be used again afterwards: it opens them anew.
+        """
         self.core.close()
 
     def __enter__(self) -> Library:

@@ -33,6 +33,8 @@ def test_open_creates_nothing_until_the_first_ingest_and_with_closes_the_store(t
         assert report.added == 1 and (data / "assetlens.db").is_file()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         store.db.execute("SELECT 1")
+    assert "index" not in lib.core.__dict__ and lib.count() == 1  # released; used again, it reopens
+    lib.close()
     # An error inside the block closes it too, and the library opens again.
     with pytest.raises(assetlens.AssetNotFoundError), assetlens.open(data) as lib:
         store = lib.core.store
