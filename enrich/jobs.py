@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from assetlens.search.api.jobs import IngestJob, JobOutcome, JobRequest, JobUpdate
 
@@ -123,21 +123,29 @@ def _work(settings: LibrarySettings, request: JobRequest, channel: Connection) -
         with Library(settings=settings) as lib:
             outcome = _run(lib, request, send)
     except KeyboardInterrupt:
-        outcome = JobOutcome(
-            "interrupted",
-            {**(last.counts if last else {}), "interrupted": True},
-            last.run_job_id if last else None,
-            "interrupted: finished batches are kept; run the job again to resume",
-        )
+        error = "interrupted: finished batches are kept; run the job again to resume"
+        outcome = _stopped(settings, "interrupted", last, error)
     except Exception as exc:
-        outcome = JobOutcome(
-            "failed",
-            dict(last.counts) if last else {},
-            last.run_job_id if last else None,
-            _describe(exc),
-        )
+        outcome = _stopped(settings, "failed", last, _describe(exc))
     channel.send(outcome)
     channel.close()
+
+
+def _stopped(
+    settings: LibrarySettings, status: Literal["failed", "interrupted"], last: JobUpdate | None, error: str
+) -> JobOutcome:
+    """The outcome of a run that stopped early, with the counts its own job row kept."""
+    from assetlens.enrich.facade import Library
+
+    if last is None:
+        return JobOutcome(status, {}, None, error)
+    try:
+        with Library(settings=settings) as lib:
+            row = lib.job(last.run_job_id) or {}
+    except Exception:  # the library itself may be what failed: the last update will do
+        row = {}
+    counts = {**last.counts, **row.get("counts", {}), "interrupted": status == "interrupted"}
+    return JobOutcome(status, counts, last.run_job_id, error)
 
 
 def _run(lib: Library, request: JobRequest, send: Callable[[JobUpdate], None]) -> JobOutcome:
