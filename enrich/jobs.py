@@ -80,7 +80,7 @@ class WorkerProcess:
                 on_update(message)
         except EOFError:  # the process ended without an outcome: killed, crashed, or stopped early
             self._process.join()
-            status = "interrupted" if self._interrupted else "failed"
+            status: Literal["interrupted", "failed"] = "interrupted" if self._interrupted else "failed"
             return JobOutcome(
                 status,
                 dict(last.counts) if last else {},

@@ -9,6 +9,7 @@ import click
 
 from assetlens.enrich.cli.common import echo_fields, emit
 from assetlens.enrich.cli.root import library
+from assetlens.enrich.facade.admin import Scope
 from assetlens.search.api.keys import SCOPES
 
 
@@ -76,7 +77,7 @@ def keys() -> None:
 @click.option("--scope", required=True, type=click.Choice(SCOPES), help="read, write or admin.")
 @click.option("--name", default="", help="A label: who or what uses the key.")
 @click.pass_context
-def keys_create(ctx: click.Context, scope: str, name: str) -> None:
+def keys_create(ctx: click.Context, scope: Scope, name: str) -> None:
     """Create a key and print it. It is shown this once: only its hash is stored."""
     key_id, key = library(ctx).create_api_key(scope, name)
     doc = {"id": key_id, "key": key, "scopes": scope, "name": name}

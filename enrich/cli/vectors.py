@@ -12,6 +12,7 @@ import click
 
 from assetlens.enrich.cli.common import echo_fields, emit, show_progress, wait_option
 from assetlens.enrich.cli.root import library
+from assetlens.enrich.facade.admin import IndexKind
 
 
 @contextmanager
@@ -100,7 +101,7 @@ def index_status(ctx: click.Context) -> None:
     help="Index kind (default: by size).",
 )
 @click.pass_context
-def index_build(ctx: click.Context, kind: str | None) -> None:
+def index_build(ctx: click.Context, kind: IndexKind | None) -> None:
     """Rebuild the index from every vector in the store and save it.
 
     The kind is chosen by size (exact flat search for small libraries, IVF-PQ with a float16

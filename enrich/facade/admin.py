@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from assetlens.search.vectors.build import BuildProgress
 
 IndexKind = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
+Scope = Literal["read", "write", "admin"]
 
 
 class AdminMethods(LibraryParts):
@@ -47,7 +48,7 @@ class AdminMethods(LibraryParts):
         index.build(kind, progress=progress)
         return dict(index.status())
 
-    def create_api_key(self, scope: Literal["read", "write", "admin"], name: str = "") -> tuple[int, str]:
+    def create_api_key(self, scope: Scope, name: str = "") -> tuple[int, str]:
         """Create a key of the HTTP API; returns ``(id, key)``. Only its hash is kept: show it now.
 
         Raises:
@@ -61,7 +62,7 @@ class AdminMethods(LibraryParts):
 
     def api_keys(self) -> list[dict[str, Any]]:
         """The HTTP API's keys: ``id, name, scopes, created_at, revoked_at, last_used_at`` (never the key)."""
-        if not self.core.settings.db_path.is_file():
+        if not self._exists():
             return []
         return [key_doc(row) for row in self.core.store.api_keys()]
 

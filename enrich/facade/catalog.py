@@ -25,6 +25,8 @@ from assetlens.search.library import LibraryCore
 from assetlens.search.store import Asset
 from assetlens.search.transcripts import FORMATS, format_transcript
 
+ExportFormat = Literal["csv", "jsonl", "xmp", "parquet"]
+
 
 class LibraryParts:
     """What the parts of :class:`Library` share: its core, and the check that it exists."""
@@ -37,9 +39,13 @@ class LibraryParts:
         Raises:
             LibraryNotFoundError: The folder holds no library (yet).
         """
-        if "store" not in self.core.__dict__ and not self.core.settings.db_path.is_file():
+        if not self._exists():
             raise LibraryNotFoundError(self.core.settings.data_dir)
         return self.core
+
+    def _exists(self) -> bool:
+        """Whether the library is made (or open): asking never creates it."""
+        return "store" in self.core.__dict__ or self.core.settings.db_path.is_file()
 
 
 class CatalogMethods(LibraryParts):
@@ -89,14 +95,14 @@ class CatalogMethods(LibraryParts):
 
     def field_types(self) -> dict[str, str]:
         """The declared meta field types."""
-        if not self.core.settings.db_path.is_file():
+        if not self._exists():
             return {}  # a library not made yet has no declared fields
         return dict(load_schema(self.core.store).as_dict())
 
     def facets(
         self,
         field: str,
-        filter: FilterArg = None,
+        filter: FilterArg | Filter = None,
         *,
         limit: int = 50,
         by: Literal["year", "month", "day"] | None = None,
@@ -111,7 +117,7 @@ class CatalogMethods(LibraryParts):
 
     def export(
         self,
-        format: Literal["csv", "jsonl", "xmp", "parquet"],
+        format: ExportFormat,
         path: str | os.PathLike[str] | IO[str] | None = None,
         filter: FilterArg = None,
         **xmp: Any,

@@ -88,8 +88,12 @@ class Library(CatalogMethods, AdminMethods):
 
     @property
     def model_id(self) -> str:
-        """The CLIP model of the library's vectors, else the one its next ingest will use."""
-        return self._existing().store.model_id or self.core.encoder.model_id
+        """The CLIP model of the library's vectors, else the one its next ingest will use.
+
+        Neither loads the model nor creates the library.
+        """
+        stored = self.core.store.model_id if self._exists() else None
+        return stored or self.core.spec.model_id
 
     def close(self) -> None:
         """Close the store and release the index (saved by the writers that change it).
@@ -162,6 +166,9 @@ class Library(CatalogMethods, AdminMethods):
             ray_address=ray_address,
         )  # fmt: skip
         tagger = self._tagger(vocab)  # a bad vocabulary fails before the library is made
+        if options.engine == "local" and not self._exists():
+            # So do missing weights (the first run's likeliest error): the run loads them anyway.
+            self.core.encoder.load()
         with self._writing("ingest", wait):
             self._keep(vocab)
             whisper = self.settings.whisper if transcribe else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
@@ -14,6 +14,8 @@ from assetlens.enrich.settings import EnrichSettings
 from assetlens.models.errors import SettingsError
 from assetlens.models.settings import ModelSettings, WhisperSettings, settings_error
 from assetlens.search.settings import SearchSettings
+
+Read = TypeVar("Read", bound=BaseSettings)
 
 
 @dataclass(frozen=True)
@@ -45,18 +47,19 @@ class LibrarySettings:
         Raises:
             SettingsError: An ``ASSETLENS_*`` variable out of range (each one named).
         """
-        given: list[tuple[type[BaseSettings], dict[str, Any]]] = [
-            (SearchSettings, {} if data_dir is None else {"data_dir": Path(data_dir)}),
-            (ModelSettings, {} if model is None else {"clip_model": model}),
-            (EnrichSettings, {}),
-            (WhisperSettings, {}),
-        ]
-        made, bad = [], []
-        for kind, values in given:  # every class read, so that every bad variable is named at once
+        bad: list[str] = []
+
+        def read(kind: type[Read], **values: Any) -> Read | None:
             try:
-                made.append(kind(**values))
+                return kind(**values)
             except ValidationError as exc:
                 bad.append(str(settings_error(exc)))
-        if bad:
+                return None
+
+        # Every class is read before any error is raised, so that every bad variable is named.
+        library = read(SearchSettings, **({} if data_dir is None else {"data_dir": Path(data_dir)}))
+        models = read(ModelSettings, **({} if model is None else {"clip_model": model}))
+        enrich, whisper = read(EnrichSettings), read(WhisperSettings)
+        if library is None or models is None or enrich is None or whisper is None:
             raise SettingsError("\n".join(bad))
-        return cls(*made)
+        return cls(library, models, enrich, whisper)

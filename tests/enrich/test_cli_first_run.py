@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner, Result
+from helpers import PHOTOS
 
+import assetlens
 from assetlens.enrich.cli import cli
 
 NO_LIBRARY = "error: no AssetLens library in {data} yet: ingest some files first (`assetlens ingest FOLDER`)"
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env={"ASSETLENS_CLIP_MODEL": "tiny"})
+def invoke(*args: str, model: str = "tiny") -> Result:
+    return CliRunner().invoke(cli, list(args), env={"ASSETLENS_CLIP_MODEL": model})
 
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -66,3 +70,18 @@ def test_ingest_of_a_folder_without_media_warns(tmp_path: Path) -> None:
     result = invoke("ingest", str(empty), "--data-dir", str(tmp_path / "data"), "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["added"] == 0
     assert f"warning: found no image, video or audio file in {empty}" in result.stderr
+
+
+def test_ingest_without_weights_is_one_line_with_the_fix_and_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = invoke("ingest", str(PHOTOS), "--data-dir", str(data), model="ViT-B-32")  # offline, no weights
+    assert result.exit_code == 1 and not data.exists(), result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: CLIP weights for ViT-B-32") and "ASSETLENS_CLIP_MODEL=tiny" in line
+
+
+def test_version_is_the_packages() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "assetlens.enrich", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == f"assetlens, version {assetlens.__version__}\n"

@@ -101,6 +101,26 @@ def test_ingest_bad_input_is_refused_before_anything_is_created(tmp_path: Path) 
     assert not data.exists()
 
 
+def test_model_id_and_job_records_read_without_creating_anything(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert assetlens.open(data).model_id == "ViT-B-32@laion2b_s34b_b79k"  # the default, not loaded
+    with assetlens.open(data, model="tiny") as lib:
+        assert lib.model_id == "assetlens-tiny@random" and not data.exists()
+        with pytest.raises(assetlens.LibraryNotFoundError):
+            lib.job()
+        report = lib.ingest(PHOTOS / "cat.jpg", transcribe=False)
+        job = lib.job()
+        assert job is not None and job["id"] == report.job_id and job == lib.job(report.job_id)
+        assert job["kind"] == "ingest" and job["status"] == "done" and job["counts"]["added"] == 1
+        assert lib.job(report.job_id + 1000) is None
+    # Opened without a model, the library names its own; a model named otherwise is only a wish.
+    assert (
+        assetlens.open(data).model_id
+        == assetlens.open(data, model="ViT-B-32").model_id
+        == ("assetlens-tiny@random")
+    )
+
+
 def test_ingest_refuses_a_library_another_process_writes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
