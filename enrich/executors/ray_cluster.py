@@ -26,6 +26,7 @@ on. A killed driver loses at most the blocks not yet written; the next run resum
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from collections import deque
@@ -41,6 +42,7 @@ from assetlens.enrich.stages import Stage
 from assetlens.enrich.work import Failure, FileWork
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` keeps the cluster's token
+_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # or the token comes from these (KubeRay)
 CONNECT_TIMEOUT_S = 5.0
 TASK_RETRIES = 3
 BLOCKS_PER_WORKER = 3  # blocks in flight per model actor: enough to keep it fed, little memory
@@ -79,7 +81,7 @@ class RayExecutor:
             RayUnavailableError: Ray is not installed, or the cluster at ``address`` cannot be
                 reached (one line naming the address).
         """
-        if address is not None and TOKEN_FILE.exists():
+        if address is not None and (TOKEN_FILE.exists() or any(map(os.environ.get, _TOKEN_VARS))):
             # `ray start` turns token auth on; a client joining by address must say so before
             # Ray is imported (its core reads the mode once), or the head refuses it.
             os.environ.setdefault("RAY_AUTH_MODE", "token")
@@ -159,23 +161,28 @@ class _Chain:
         import ray
 
         cluster = ray.cluster_resources()
-        shares = _cpus(stages, _cpu_scale(stages, float(cluster.get("CPU", 1.0))))
         gpus, nodes = int(cluster.get("GPU", 0)), sum(1 for n in ray.nodes() if n.get("Alive"))
+        on_gpu = [gpus > 0 and stage.resources.gpus > 0 for stage in stages]
+        sizes = [
+            (actors or max(1, gpus if gpu else nodes)) if stage.resources.model else 1
+            for stage, gpu in zip(stages, on_gpu, strict=True)
+        ]
+        shares = _cpu_shares(stages, sizes, float(cluster.get("CPU", 1.0)))
         task = ray.remote(_run_task)
         self._join = ray.remote(_join).options(num_cpus=0)
         self.steps: list[tuple[Stage, Any, list[Any]]] = []  # (stage, task function or None, refs)
-        for stage, share in zip(stages, shares, strict=True):
+        for stage, gpu, size, share in zip(stages, on_gpu, sizes, shares, strict=True):
             if not stage.resources.model:
                 self.steps.append(
                     (stage, task.options(num_cpus=share, max_retries=TASK_RETRIES), [ray.put(stage)])
                 )
                 continue
-            use_gpu = gpus > 0 and stage.resources.gpus > 0
             worker = ray.remote(_worker_class(stage)).options(
-                num_cpus=share, num_gpus=stage.resources.gpus if use_gpu else 0, max_restarts=-1,
+                num_cpus=share,
+                num_gpus=stage.resources.gpus if gpu else 0,
+                max_restarts=-1,
                 max_task_retries=-1,
-            )  # fmt: skip
-            size = actors or max(1, gpus if use_gpu else nodes)
+            )
             self.steps.append((stage, None, [worker.remote() for _ in range(size)]))
         self.widest = max([len(pool) for _, fn, pool in self.steps if fn is None] or [1])
         self._turn = 0
@@ -255,18 +262,16 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
-def _cpu_scale(stages: Sequence[Stage], cluster_cpus: float) -> float:
-    """Shrink every stage's CPU request so one worker of each fits the cluster at once.
+def _cpu_shares(stages: Sequence[Stage], sizes: Sequence[int], cluster_cpus: float) -> list[float]:
+    """Each stage's CPU request, shrunk so that all its actors and one task of each plain stage fit.
 
     On a small cluster (a laptop, 2 cores) an actor per model stage would otherwise hold every
-    core and leave none to decode: CPU counts are Ray's bookkeeping, the threads share the cores.
+    core and leave none to decode, and a second actor could never start (its blocks would wait
+    for it forever). CPU counts are Ray's bookkeeping: the threads share the cores anyway.
     """
-    wanted = sum(stage.resources.cpus for stage in stages)
-    return min(1.0, cluster_cpus / wanted) if wanted else 1.0
-
-
-def _cpus(stages: Sequence[Stage], scale: float) -> list[float]:
-    return [round(stage.resources.cpus * scale, 3) for stage in stages]
+    wanted = sum(stage.resources.cpus * size for stage, size in zip(stages, sizes, strict=True))
+    scale = min(1.0, cluster_cpus / wanted) if wanted else 1.0
+    return [math.floor(stage.resources.cpus * scale * 1000) / 1000 for stage in stages]  # never above
 
 
 # Ray's own logging (token auth is on, and so on) asks nothing of the user; errors still show.
