@@ -17,7 +17,7 @@ def _float32_to_float16(blob: bytes) -> bytes:
 
 
 # Python functions migrations call by name, with their argument count.
-SQL_FUNCTIONS: dict[str, tuple[int, Callable[..., object]]] = {
+SQL_FUNCTIONS: dict[str, tuple[int, Callable[..., bytes | str | int | float | None]]] = {
     "assetlens_float32_to_float16": (1, _float32_to_float16),
 }
 
