@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from assetlens.enrich.lock import writer_lock
 from assetlens.enrich.pipeline import (
@@ -23,7 +23,7 @@ from assetlens.enrich.pipeline import (
     run_stages,
 )
 from assetlens.enrich.plan import later_work
-from assetlens.enrich.scan import Candidate
+from assetlens.enrich.scan import Candidate, Kind
 from assetlens.enrich.stages import Decode, Ocr, Stage
 from assetlens.enrich.writer import IngestReport, Writer
 from assetlens.models.ocr import TextReader
@@ -85,7 +85,9 @@ def read_text(
     )
     with writer_lock(store, "ocr"):
         work = [
-            later_work(Candidate(Path(a.uri), a.kind, a.mime or "", a.size or 0, a.mtime or 0.0), a, READ)
+            later_work(
+                Candidate(Path(a.uri), cast(Kind, a.kind), a.mime or "", a.size or 0, a.mtime or 0.0), a, READ
+            )
             for a in assets
             if a.status == "ok" and a.kind in ("image", "video")
         ]
@@ -93,7 +95,7 @@ def read_text(
         job = store.start_job("ocr", args)
         done = IngestReport(job)
         report = TextReport(
-            job, skipped=len(assets) - len(work), mode=reader.settings.ocr, model=args["model"]
+            job, skipped=len(assets) - len(work), mode=reader.settings.ocr, model=reader.cache_key
         )
         writer = Writer(store, done, store.model_id or "", len(work), options.progress)
         side = reader.settings.ocr_frame_side

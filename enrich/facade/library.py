@@ -15,24 +15,25 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
+from assetlens.enrich.errors import PathNotFoundError
+from assetlens.enrich.facade.admin import AdminMethods
 from assetlens.enrich.facade.catalog import CatalogMethods
-from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image
+from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image, as_vector
+from assetlens.enrich.facade.settings import LibrarySettings
 from assetlens.enrich.lock import writer_lock
 from assetlens.enrich.ocr_pass import TextReport, read_text
 from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
-from assetlens.enrich.settings import EnrichSettings
 from assetlens.enrich.tagging import Tagger, retag_library
 from assetlens.enrich.transcribe import TranscribeReport, needs_transcript, transcribe_assets
 from assetlens.enrich.video import KeyframeOptions
-from assetlens.enrich.vocabulary import library_vocabulary
+from assetlens.enrich.vocabulary import keep_vocabulary, library_vocabulary
 from assetlens.enrich.writer import IngestProgress, IngestReport
 from assetlens.models.ocr import TextReader
-from assetlens.models.settings import ModelSettings, OcrSettings, WhisperSettings
+from assetlens.models.settings import OcrSettings
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
 from assetlens.search.library import LibraryCore
 from assetlens.search.query import Mode, Query, open_query_image, parse_text
-from assetlens.search.settings import SearchSettings
 
 if TYPE_CHECKING:  # pyarrow loads with the importer: only `import` pays for it
     from assetlens.search.catalog.vector_import import VectorImportReport
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = None) -> Library:
-    """Open (or create on first write) the library in ``data_dir``.
+    """Open the library in ``data_dir`` (created by the first ingest or import).
 
     Args:
         data_dir: The library folder; default ``ASSETLENS_DATA_DIR`` or ``./assetlens-data``.
@@ -51,21 +52,34 @@ def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = 
 
     Returns:
         The library; close it (or use ``with``) to release the store and index.
+
+    Raises:
+        SettingsError: An ``ASSETLENS_*`` variable out of range.
     """
     return Library(data_dir, model=model)
 
 
-class Library(CatalogMethods):
+class Library(CatalogMethods, AdminMethods):
     """One AssetLens library: ingest media, search it, read and edit its assets.
 
-    Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI.
-    Models load on first use: opening a library is cheap.
+    Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI, read
+    once when the library is opened (or given whole as ``settings``). Models load on first use:
+    opening a library is cheap, and creates nothing: the first ingest or import creates the
+    folder, and reading a library that does not exist yet raises :class:`LibraryNotFoundError`.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *, model: str | None = None) -> None:
-        search = SearchSettings() if data_dir is None else SearchSettings(data_dir=Path(data_dir))
-        models = ModelSettings() if model is None else ModelSettings(clip_model=model)
-        self.core = LibraryCore(search, models)
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        model: str | None = None,
+        settings: LibrarySettings | None = None,
+    ) -> None:
+        if settings is not None and (data_dir is not None or model is not None):
+            raise TypeError("give data_dir and model, or settings, not both")
+        self.settings = settings or LibrarySettings.load(data_dir, model=model)
+        """Every setting this library's work reads (resolved when it was opened)."""
+        self.core = LibraryCore(self.settings.library, self.settings.models)
         """The engine's parts (store, index, encoder, query engine) for the CLI, the API and experts."""
         self._readers: dict[str, TextReader] = {}  # OCR models, by settings: loaded once per process
 
@@ -76,8 +90,20 @@ class Library(CatalogMethods):
         """The library folder."""
         return self.core.settings.data_dir
 
+    @property
+    def model_id(self) -> str:
+        """The CLIP model of the library's vectors, else the one its next ingest will use.
+
+        Neither loads the model nor creates the library.
+        """
+        stored = self.core.store.model_id if self._exists() else None
+        return stored or self.core.spec.model_id
+
     def close(self) -> None:
-        """Close the store (the index is saved by the writers that change it)."""
+        """Close the store and release the index (saved by the writers that change it).
+
+        The library may be used again afterwards: it opens them anew.
+        """
         self.core.close()
 
     def __enter__(self) -> Library:
@@ -129,28 +155,38 @@ class Library(CatalogMethods):
         later runs. ``progress`` is called after each batch with an :class:`IngestProgress`.
 
         Raises:
-            FileNotFoundError: A path does not exist.
+            PathNotFoundError: A path does not exist (nothing is created).
             LibraryBusyError: Another process writes to the library (and ``wait`` is False).
             ModelMismatchError: The library holds another model's vectors (see :meth:`reembed`).
             KeyboardInterrupt: Finished batches are kept; run again to resume.
         """
-        roots = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+        roots = _paths(paths)
         if not roots:
             raise QueryError("nothing to ingest: give at least one file or folder")
-        options = _ingest_options(
+        for root in roots:
+            if not os.path.lexists(root):
+                raise PathNotFoundError(root)
+        options = self._ingest_options(
             progress,
             include=tuple(include), exclude=tuple(exclude), include_hidden=hidden, prune=prune, force=force,
             batch_size=batch_size, workers=workers, video=video, audio=audio, transcribe=transcribe,
             keyframes=_keyframes(keyframes_max, keyframes_min_gap, keyframes_max_gap), engine=engine,
             ray_address=ray_address,
         )  # fmt: skip
+        tagger = self._tagger(vocab)  # a bad vocabulary fails before the library is made
+        if options.engine == "local" and not self._exists():
+            # So do missing weights (the first run's likeliest error): the run loads them anyway.
+            self.core.encoder.load()
         with self._writing("ingest", wait):
-            whisper = WhisperSettings() if transcribe else None
-            settings = OcrSettings() if ocr is None else OcrSettings(ocr=ocr)
-            reader = None if settings.ocr == "off" else self._reader(settings)
-            tagger = self._tagger(vocab, save=True)
+            self._keep(vocab)
+            whisper = self.settings.whisper if transcribe else None
+            reading = self._ocr_settings(ocr)
+            reader = None if reading.ocr == "off" else self._reader(reading)
             ingester = Ingester(self.core.store, self.core.encoder, tagger, self.core.index, whisper, reader)
-            return ingester.ingest(roots, options)
+            report = ingester.ingest(roots, options)
+        if report.done == 0 and not report.pruned:
+            log.warning("found no image, video or audio file in %s", ", ".join(map(str, roots)))
+        return report
 
     def reembed(
         self, *, wait: bool = False, progress: Callable[[IngestProgress], None] | None = None
@@ -159,18 +195,20 @@ class Library(CatalogMethods):
 
         Interrupted, it resumes where it stopped when run again. Transcripts are kept.
         """
+        self._existing()
         with self._writing("reembed", wait):
-            ingester = Ingester(
-                self.core.store, self.core.encoder, self._tagger(None, save=False), self.core.index
-            )
-            return reembed_library(ingester, _ingest_options(progress, transcribe=False))
+            ingester = Ingester(self.core.store, self.core.encoder, self._tagger(None), self.core.index)
+            return reembed_library(ingester, self._ingest_options(progress, transcribe=False))
 
     def retag(
         self, *, vocab: str | os.PathLike[str] | None = None, wait: bool = False, progress: bool = False
     ) -> int:
         """Re-tag every asset from its stored vectors (no file is read); returns how many."""
+        self._existing()
+        tagger = self._tagger(vocab)
         with self._writing("tag", wait):
-            return retag_library(self.core.store, self._tagger(vocab, save=True), progress)
+            self._keep(vocab)
+            return retag_library(self.core.store, tagger, progress)
 
     def transcribe(
         self,
@@ -190,7 +228,7 @@ class Library(CatalogMethods):
         Returns:
             The job id and what was done.
         """
-        store = self.core.store
+        store = self._existing().store
         with self._writing("transcribe", wait):
             if isinstance(assets, str):
                 every = assets == "all"
@@ -201,7 +239,9 @@ class Library(CatalogMethods):
                 chosen = [a for a in store.assets_with_sound() if every or needs_transcript(a)]
             else:
                 chosen = [self.find(ref) for ref in assets]
-            settings = WhisperSettings() if model is None else WhisperSettings(whisper_model=model)
+            settings = self.settings.whisper
+            if model is not None:
+                settings = settings.model_copy(update={"whisper_model": model})
             job = store.start_job("transcribe", {"assets": [a.id for a in chosen], "model": model})
             try:
                 report = transcribe_assets(store, Transcriber(settings), chosen, job, progress)
@@ -244,7 +284,7 @@ class Library(CatalogMethods):
             raise QueryError(f"text is read in mode 'auto' or 'on', not {mode!r}")
         if isinstance(assets, str) and assets not in ("all", "missing"):
             raise QueryError(f"ocr takes asset ids or paths, 'all' or 'missing', not {assets!r}")
-        store = self.core.store
+        store = self._existing().store
         with self._writing("ocr", wait):
             if isinstance(assets, str):
                 ids = store.ocr.readable(unread=assets == "missing")
@@ -252,8 +292,8 @@ class Library(CatalogMethods):
                 chosen = [found[i] for i in ids if i in found]
             else:
                 chosen = list({a.id: a for a in (self.find(ref) for ref in assets)}.values())
-            options = _ingest_options(progress, workers=workers, batch_size=batch_size)
-            reader = self._reader(OcrSettings(ocr=mode))
+            options = self._ingest_options(progress, workers=workers, batch_size=batch_size)
+            reader = self._reader(self._ocr_settings(mode))
             return read_text(store, reader, chosen, self.core.encoder.image_size, options)
 
     def import_vectors(
@@ -280,7 +320,7 @@ class Library(CatalogMethods):
         """
         from assetlens.search.catalog.vector_import import import_vectors
 
-        roots = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+        roots = _paths(paths)
         with self._writing("import", wait):
             report = import_vectors(self.core.store, roots, model, batch_rows=batch_rows, progress=progress)
             if index:
@@ -296,7 +336,7 @@ class Library(CatalogMethods):
         negative: Sequence[str] = (),
         image: str | os.PathLike[str] | bytes | Image.Image | None = None,
         asset: AssetRef | None = None,
-        vector: Sequence[float] | np.ndarray | None = None,
+        vector: Sequence[float] | np.ndarray | str | os.PathLike[str] | None = None,
         filter: FilterArg = None,
         mode: Mode = "hybrid",
         limit: int = 20,
@@ -311,7 +351,8 @@ class Library(CatalogMethods):
             negative: More phrases the results should not look like.
             image: An example image (path, bytes or PIL image).
             asset: A stored asset (id or path) as the example.
-            vector: An embedding of the library's model, computed elsewhere (normalised for you).
+            vector: An embedding of the library's model, computed elsewhere (normalised for you),
+                or a ``.npy`` file holding one.
             filter: The compact form (``kind:image region:(DE OR AT)``) or the JSON form.
             mode: ``semantic`` (CLIP), ``lexical`` (full text) or ``hybrid``.
             limit: Results per page; ``cursor`` continues from a page's ``next_cursor``.
@@ -325,15 +366,15 @@ class Library(CatalogMethods):
         """
         if image is not None and asset is not None:
             raise QueryError("give an example image or an asset, not both")
+        core = self._existing()
         positives, negatives = parse_text(text or "")
         negatives += tuple((phrase, 1.0) for phrase in negative)
         query = Query(
             text=positives, negative=negatives, image=as_image(image), filter=as_filter(filter), mode=mode,
             asset_id=None if asset is None else self.find(asset).id, limit=limit, cursor=cursor,
-            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
-            min_relevance=min_relevance, sort=sort,
+            vector=as_vector(vector), min_relevance=min_relevance, sort=sort,
         )  # fmt: skip
-        return self.core.engine.search(query)
+        return core.engine.search(query)
 
     def similar(
         self,
@@ -347,25 +388,35 @@ class Library(CatalogMethods):
 
         An ingested file counts as its stored asset: its vectors are used and it is excluded.
         """
+        core = self._existing()
         image, asset_id = None, None
         if isinstance(path_or_asset_id, Image.Image):
             image = as_image(path_or_asset_id)
-        elif isinstance(path_or_asset_id, int):
-            asset_id = self.core.store.asset(path_or_asset_id).id
+        elif isinstance(path_or_asset_id, int) or (
+            isinstance(path_or_asset_id, str) and path_or_asset_id.isdigit()
+        ):
+            asset_id = self.find(path_or_asset_id).id
         else:
             path = Path(path_or_asset_id)
             if not path.exists():
                 raise QueryError(f"no such file: {path}")
-            stored = self.core.store.asset_by_uri(os.path.abspath(path))
+            stored = core.store.asset_by_uri(os.path.abspath(path))
             if stored is not None and stored.status == "ok":
                 asset_id = stored.id
             else:
                 image = open_query_image(path)
         query = Query(image=image, asset_id=asset_id, filter=as_filter(filter), mode="semantic", limit=limit,
                       cursor=cursor)  # fmt: skip
-        return self.core.engine.search(query)
+        return core.engine.search(query)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _ocr_settings(self, mode: str | None) -> OcrSettings:
+        """The library's OCR settings, in ``mode`` (None: the configured one, ``ASSETLENS_OCR``)."""
+        if mode not in (None, "auto", "on", "off"):
+            raise QueryError(f"ocr is 'auto', 'on' or 'off', not {mode!r}")
+        configured = self.settings.ocr
+        return configured if mode is None else configured.model_copy(update={"ocr": mode})
 
     def _reader(self, settings: OcrSettings) -> TextReader:
         key = settings.model_dump_json()
@@ -373,9 +424,25 @@ class Library(CatalogMethods):
             self._readers[key] = TextReader(settings)
         return self._readers[key]
 
-    def _tagger(self, vocab: str | os.PathLike[str] | None, save: bool) -> Tagger:
-        vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab), save)
+    def _tagger(self, vocab: str | os.PathLike[str] | None) -> Tagger:
+        vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab))
         return Tagger(self.core.encoder, vocabulary)
+
+    def _keep(self, vocab: str | os.PathLike[str] | None) -> None:
+        if vocab is not None:
+            keep_vocabulary(self.data_dir, Path(vocab))
+
+    def _ingest_options(
+        self, progress: Callable[[IngestProgress], None] | None, **given: Any
+    ) -> IngestOptions:
+        """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
+        settings = self.settings.enrich
+        defaults = {
+            "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
+            "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
+        }  # fmt: skip
+        chosen = {k: v for k, v in given.items() if v is not None}
+        return IngestOptions(progress=progress, **{**defaults, **chosen})
 
     def _writing(self, command: str, wait: bool) -> Any:
         def waiting(holder: str) -> None:
@@ -385,15 +452,8 @@ class Library(CatalogMethods):
         return writer_lock(self.core.store, command, wait=wait, on_wait=waiting)
 
 
-def _ingest_options(progress: Callable[[IngestProgress], None] | None, **given: Any) -> IngestOptions:
-    """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
-    settings = EnrichSettings()
-    defaults = {
-        "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
-        "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
-    }  # fmt: skip
-    chosen = {k: v for k, v in given.items() if v is not None}
-    return IngestOptions(progress=progress, **{**defaults, **chosen})
+def _paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    return [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
 
 
 def _keyframes(most: int | None, min_gap: float | None, max_gap: float | None) -> KeyframeOptions:
