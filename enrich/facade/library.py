@@ -1,6 +1,7 @@
 """The library object of the public API (:mod:`assetlens.enrich.facade`): lifecycle, enrichment, search.
 
-Its catalog methods (assets, DAM fields, facets, export) live in :mod:`.catalog`.
+Its catalog methods (assets, DAM fields, facets, export) live in :mod:`.catalog`, reading text
+in pictures in :mod:`.text`, housekeeping in :mod:`.admin`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,14 @@ from assetlens.enrich.facade.admin import AdminMethods
 from assetlens.enrich.facade.catalog import CatalogMethods
 from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image, as_vector
 from assetlens.enrich.facade.settings import LibrarySettings
-from assetlens.enrich.lock import writer_lock
-from assetlens.enrich.ocr_pass import TextReport, read_text
-from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
+from assetlens.enrich.facade.text import TextMethods
+from assetlens.enrich.pipeline import Ingester, reembed_library
 from assetlens.enrich.tagging import Tagger, retag_library
 from assetlens.enrich.transcribe import TranscribeReport, needs_transcript, transcribe_assets
 from assetlens.enrich.video import KeyframeOptions
 from assetlens.enrich.vocabulary import keep_vocabulary, library_vocabulary
 from assetlens.enrich.writer import IngestProgress, IngestReport
 from assetlens.models.ocr import TextReader
-from assetlens.models.settings import OcrSettings
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
 from assetlens.search.library import LibraryCore
@@ -59,7 +58,7 @@ def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = 
     return Library(data_dir, model=model)
 
 
-class Library(CatalogMethods, AdminMethods):
+class Library(CatalogMethods, TextMethods, AdminMethods):
     """One AssetLens library: ingest media, search it, read and edit its assets.
 
     Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI, read
@@ -251,51 +250,6 @@ class Library(CatalogMethods, AdminMethods):
             store.finish_job(job, "done", report.__dict__)
             return job, report
 
-    def read_text(
-        self,
-        assets: Iterable[AssetRef] | Literal["all", "missing"] = "missing",
-        *,
-        mode: Literal["auto", "on"] = "on",
-        workers: int | None = None,
-        batch_size: int | None = None,
-        wait: bool = False,
-        progress: Callable[[IngestProgress], None] | None = None,
-    ) -> TextReport:
-        """(Re-)read the text in images and video keyframes; vectors, tags and transcripts stay.
-
-        Args:
-            assets: Asset ids or paths, ``"all"`` (every image and video) or ``"missing"``
-                (those never read: ingested with OCR off, or whose reading failed).
-            mode: ``on`` (default) reads every picture whole: asked for by name, text is
-                worth its cost, and small print that ``auto``'s quick check misses is found;
-                ``auto`` reads only pictures that check finds text in, as ingest does.
-            workers, batch_size: As for :meth:`ingest`.
-            progress: Called after each batch with an :class:`IngestProgress`.
-
-        Returns:
-            What was read (see :class:`~assetlens.enrich.ocr_pass.TextReport`).
-
-        Raises:
-            QueryError: ``assets`` or ``mode`` is not one of the choices.
-            AssetNotFoundError: An id or path that is not in the library.
-            LibraryBusyError: Another process writes to the library (and ``wait`` is False).
-        """
-        if mode not in ("auto", "on"):
-            raise QueryError(f"text is read in mode 'auto' or 'on', not {mode!r}")
-        if isinstance(assets, str) and assets not in ("all", "missing"):
-            raise QueryError(f"ocr takes asset ids or paths, 'all' or 'missing', not {assets!r}")
-        store = self._existing().store
-        with self._writing("ocr", wait):
-            if isinstance(assets, str):
-                ids = store.ocr.readable(unread=assets == "missing")
-                found = store.assets(ids)
-                chosen = [found[i] for i in ids if i in found]
-            else:
-                chosen = list({a.id: a for a in (self.find(ref) for ref in assets)}.values())
-            options = self._ingest_options(progress, workers=workers, batch_size=batch_size)
-            reader = self._reader(self._ocr_settings(mode))
-            return read_text(store, reader, chosen, self.core.encoder.image_size, options)
-
     def import_vectors(
         self,
         paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -411,19 +365,6 @@ class Library(CatalogMethods, AdminMethods):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _ocr_settings(self, mode: str | None) -> OcrSettings:
-        """The library's OCR settings, in ``mode`` (None: the configured one, ``ASSETLENS_OCR``)."""
-        if mode not in (None, "auto", "on", "off"):
-            raise QueryError(f"ocr is 'auto', 'on' or 'off', not {mode!r}")
-        configured = self.settings.ocr
-        return configured if mode is None else configured.model_copy(update={"ocr": mode})
-
-    def _reader(self, settings: OcrSettings) -> TextReader:
-        key = settings.model_dump_json()
-        if key not in self._readers:
-            self._readers[key] = TextReader(settings)
-        return self._readers[key]
-
     def _tagger(self, vocab: str | os.PathLike[str] | None) -> Tagger:
         vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab))
         return Tagger(self.core.encoder, vocabulary)
@@ -431,25 +372,6 @@ class Library(CatalogMethods, AdminMethods):
     def _keep(self, vocab: str | os.PathLike[str] | None) -> None:
         if vocab is not None:
             keep_vocabulary(self.data_dir, Path(vocab))
-
-    def _ingest_options(
-        self, progress: Callable[[IngestProgress], None] | None, **given: Any
-    ) -> IngestOptions:
-        """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
-        settings = self.settings.enrich
-        defaults = {
-            "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
-            "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
-        }  # fmt: skip
-        chosen = {k: v for k, v in given.items() if v is not None}
-        return IngestOptions(progress=progress, **{**defaults, **chosen})
-
-    def _writing(self, command: str, wait: bool) -> Any:
-        def waiting(holder: str) -> None:
-            who = f" ({holder})" if holder else ""
-            log.warning("waiting for another assetlens process%s to finish writing the library...", who)
-
-        return writer_lock(self.core.store, command, wait=wait, on_wait=waiting)
 
 
 def _paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
