@@ -2,7 +2,7 @@
 
 SQLite would serialise two ingests batch by batch, but both would decode and embed the same
 files, count each other's work as their own and interleave their jobs. So the commands that
-write a library in bulk (``ingest``, ``reembed``, ``tag``, ``transcribe``) hold this lock for
+write a library in bulk (``ingest``, ``reembed``, ``tag``, ``transcribe``, ``ocr``) hold this lock for
 their whole run; a second one refuses at once, naming the process that holds it, or waits for
 it with ``--wait``. Searches never take it: WAL lets them read while a writer writes.
 
@@ -30,7 +30,7 @@ from assetlens.enrich.errors import EnrichError
 from assetlens.search.store import Store
 
 LOCK_FILE = "ingest.lock"
-LOCKED_JOB_KINDS = ("ingest", "transcribe")  # the job rows written only under this lock
+LOCKED_JOB_KINDS = ("ingest", "transcribe", "ocr")  # the job rows written only under this lock
 
 _held: dict[str, int] = {}  # lock files this process holds -> nesting depth
 _held_guard = threading.Lock()

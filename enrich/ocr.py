@@ -29,6 +29,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from assetlens.enrich.decode import DEFAULT_MAX_PIXELS, decode_image
@@ -100,7 +101,7 @@ class TextStage:
             picture = decode_image(path, min_side=side, max_pixels=self.max_pixels).image
         return self._records(self.reader.read(picture, regions), None)
 
-    def frames(self, frames: Sequence[tuple[Image.Image, float | None]]) -> tuple[TextLine, ...]:
+    def frames(self, frames: Sequence[tuple[Image.Image | np.ndarray, float | None]]) -> tuple[TextLine, ...]:
         """The lines of a video's keyframes (picture, time), repeats merged.
 
         Raises:

@@ -1,7 +1,7 @@
 """The ingest pipeline: plan -> stages -> executor -> writer.
 
 :func:`~assetlens.enrich.plan.plan_ingest` scans the roots and diffs them against the store; the
-stages (:mod:`assetlens.enrich.stages`: decode, embed, tag, transcribe) turn each file into
+stages (:mod:`assetlens.enrich.stages`: decode, embed, tag, ocr, transcribe) turn each file into
 records; an executor (:mod:`assetlens.enrich.executors`: local threads, or a Ray cluster) runs
 them; the :class:`~assetlens.enrich.writer.Writer` stores each batch in one transaction.
 
@@ -25,12 +25,13 @@ from assetlens.enrich.executors.local import LocalExecutor
 from assetlens.enrich.lock import writer_lock
 from assetlens.enrich.plan import plan_ingest
 from assetlens.enrich.scan import scan
-from assetlens.enrich.stages import Decode, Embed, Stage, ingest_stages
+from assetlens.enrich.stages import Decode, Embed, Ocr, Stage, ingest_stages
 from assetlens.enrich.tagging import Tagger
 from assetlens.enrich.video import KeyframeOptions
 from assetlens.enrich.work import FileWork
 from assetlens.enrich.writer import IngestProgress, IngestReport, Writer
 from assetlens.models.clip import ClipEncoder
+from assetlens.models.ocr import TextReader
 from assetlens.models.settings import WhisperSettings
 from assetlens.search.store import Store
 from assetlens.search.vectors.index import VectorIndex
@@ -85,6 +86,8 @@ class Ingester:
         tagger: Tags images and keyframes from their vectors.
         index: Vector index brought level with the store after each run (optional).
         transcription: Whisper settings for audio and video sound (None: no transcripts).
+        reader: Reads text in images and keyframes, in the mode of its settings (None: no
+            OCR; nothing of the OCR engine is then imported).
     """
 
     def __init__(
@@ -94,9 +97,10 @@ class Ingester:
         tagger: Tagger,
         index: VectorIndex | None = None,
         transcription: WhisperSettings | None = None,
+        reader: TextReader | None = None,
     ) -> None:
         self.store, self.encoder, self.tagger = store, encoder, tagger
-        self.index, self.transcription = index, transcription
+        self.index, self.transcription, self.reader = index, transcription, reader
 
     def ingest(self, roots: Sequence[Path], options: IngestOptions | None = None) -> IngestReport:
         """Ingest every media file under ``roots``.
@@ -132,8 +136,12 @@ class Ingester:
             {"image", *(["video"] if options.video else []), *(["audio"] if options.audio else [])}
         )
         transcribe = options.transcribe and self.transcription is not None
-        plan = plan_ingest(self.store, list(found), kinds=kinds, transcribe=transcribe, force=options.force)
+        ocr = self.reader is not None
+        plan = plan_ingest(
+            self.store, list(found), kinds=kinds, transcribe=transcribe, force=options.force, ocr=ocr
+        )
         args = {k: v for k, v in asdict(options).items() if k != "progress"}
+        args["ocr"] = self.reader.settings.ocr if self.reader is not None else "off"
         report = IngestReport(
             self.store.start_job(
                 "ingest", {"roots": [str(r) for r in roots], "model": self.encoder.model_id, **args}
@@ -144,13 +152,17 @@ class Ingester:
         status = "done"
         try:
             writer.write_scan_failures(plan.failures)
-            executor = self._executor(options)
+            executor = make_executor(options)
             try:
-                # No file with sound, no speech model (on Ray, no actor holding cores for nothing).
+                # No file with sound, no speech model; no picture, no OCR model (on Ray, no
+                # actor holding cores for nothing).
                 transcribe = transcribe and any(w.candidate.kind in ("audio", "video") for w in plan.work)
-                redo = self._run(executor, self._stages(options, transcribe, known=True), plan.work, writer)
+                ocr = ocr and any(w.candidate.kind in ("image", "video") for w in plan.work)
+                stages = self._stages(options, transcribe, ocr, known=True)
+                redo = run_stages(executor, stages, plan.work, writer)
                 if redo:  # known content whose source vanished meanwhile: decode it after all
-                    self._run(executor, self._stages(options, transcribe, known=False), redo, writer)
+                    stages = self._stages(options, transcribe, ocr, known=False)
+                    run_stages(executor, stages, redo, writer)
             finally:
                 executor.close()
             if options.prune:
@@ -173,30 +185,16 @@ class Ingester:
                     raise
         return report
 
-    def _executor(self, options: IngestOptions) -> Executor:
-        if options.engine == "local":
-            return LocalExecutor(options.workers, options.batch_size)
-        from assetlens.enrich.executors.ray_cluster import RayExecutor  # Ray is an optional extra
-
-        return RayExecutor.connect(
-            options.ray_address, options.batch_size, options.workers, required=options.engine == "ray",
-            actors=options.ray_actors,
-        )  # fmt: skip
-
-    def _stages(self, options: IngestOptions, transcribe: bool, known: bool) -> list[Stage]:
-        size = self.encoder.image_size
-        hashes = frozenset(self.store.embedded_hashes()) if known else frozenset()
-        decode = Decode(size, options.max_pixels, options.keyframes, hashes)
+    def _stages(self, options: IngestOptions, transcribe: bool, ocr: bool, known: bool) -> list[Stage]:
+        size, reader = self.encoder.image_size, self.reader if ocr else None
+        # --force re-decodes even content the library holds (else it would only be "touched").
+        hashes = frozenset(self.store.embedded_hashes()) if known and not options.force else frozenset()
+        side = 0 if reader is None else reader.settings.ocr_frame_side
+        decode = Decode(size, options.max_pixels, options.keyframes, hashes, side)
         embed = Embed(self.encoder.spec, self.encoder.settings, options.batch_size, self.encoder)
-        return ingest_stages(decode, embed, self.tagger.scorer(), self.transcription if transcribe else None)
-
-    def _run(
-        self, executor: Executor, stages: list[Stage], work: list[FileWork], writer: Writer
-    ) -> list[FileWork]:
-        redo: list[FileWork] = []
-        for batch in executor.run(stages, work):
-            redo += writer.write(batch)
-        return [replace(w, known_content=False, content_hash=None) for w in redo]
+        reading = None if reader is None else Ocr(reader.settings, options.max_pixels, reader)
+        whisper = self.transcription if transcribe else None
+        return ingest_stages(decode, embed, self.tagger.scorer(), whisper, reading)
 
     def _prune(self, roots: Sequence[Path], report: IngestReport) -> None:
         prefixes = [os.path.abspath(r) for r in roots]
@@ -206,6 +204,28 @@ class Ingester:
                 if inside and not os.path.lexists(uri):
                     self.store.delete_asset(asset_id)
                     report.pruned += 1
+
+
+def make_executor(options: IngestOptions) -> Executor:
+    """The executor ``options.engine`` names."""
+    if options.engine == "local":
+        return LocalExecutor(options.workers, options.batch_size)
+    from assetlens.enrich.executors.ray_cluster import RayExecutor  # Ray is an optional extra
+
+    return RayExecutor.connect(
+        options.ray_address, options.batch_size, options.workers, required=options.engine == "ray",
+        actors=options.ray_actors,
+    )  # fmt: skip
+
+
+def run_stages(
+    executor: Executor, stages: list[Stage], work: list[FileWork], writer: Writer
+) -> list[FileWork]:
+    """Every file through the stages and into the writer; returns known content to decode after all."""
+    redo: list[FileWork] = []
+    for batch in executor.run(stages, work):
+        redo += writer.write(batch)
+    return [replace(w, known_content=False, content_hash=None) for w in redo]
 
 
 def reembed_library(ingester: Ingester, options: IngestOptions | None = None) -> IngestReport:

@@ -1,9 +1,9 @@
 """Plan an ingest: scan the roots, then diff every file against the store.
 
 A file is new or changed (full work), unchanged and complete (skipped), unchanged but still
-without the transcript this run asks for (transcription only), of a kind this run leaves out
-(excluded), or unreadable by the scan (a failure for the writer to record). The plan only reads
-the store; the writer writes.
+without the transcript or the text reading this run asks for (those stages only, no embedding),
+of a kind this run leaves out (excluded), or unreadable by the scan (a failure for the writer
+to record). The plan only reads the store; the writer writes.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def plan_ingest(
     kinds: frozenset[str],
     transcribe: bool,
     force: bool,
+    ocr: bool = False,
 ) -> Plan:
     """Diff scanned files against the store.
 
@@ -56,18 +57,20 @@ def plan_ingest(
         kinds: The kinds this run ingests (``image``, ``video``, ``audio``).
         transcribe: Whether this run transcribes speech.
         force: Redo every file, changed or not.
+        ocr: Whether this run reads text in pictures.
     """
     plan = Plan()
-    todo = FULL if transcribe else FULL - {"transcribe"}
+    todo = FULL - ({"transcribe"} if not transcribe else set()) - ({"ocr"} if not ocr else set())
+    unread = set(store.ocr.unread()) if ocr else set()
     for item in items:
         existing = store.asset_by_uri(path_uri(item.path))
         if isinstance(item, Candidate) and item.kind not in kinds:
             plan.excluded += 1
         elif not force and existing is not None and _unchanged(store, item, existing):
-            if transcribe and needs_transcript(existing) and isinstance(item, Candidate):
-                plan.work.append(
-                    FileWork(item, frozenset({"transcribe"}), asset_id=existing.id, kind=existing.kind)
-                )
+            later = {"transcribe"} if transcribe and needs_transcript(existing) else set()
+            later |= {"decode", "ocr"} if existing.id in unread else set()
+            if later and isinstance(item, Candidate):
+                plan.work.append(later_work(item, existing, frozenset(later)))
             else:
                 plan.skipped += 1
         elif isinstance(item, ScanFailure):
@@ -75,6 +78,11 @@ def plan_ingest(
         else:
             plan.work.append(FileWork(item, todo))
     return plan
+
+
+def later_work(candidate: Candidate, asset: Asset, todo: frozenset[str]) -> FileWork:
+    """Work on a stored asset's file for stages after embedding (its content must not have changed)."""
+    return FileWork(candidate, todo, asset_id=asset.id, kind=asset.kind, content_hash=asset.content_hash)
 
 
 def _unchanged(store: Store, item: Candidate | ScanFailure, existing: Asset) -> bool:

@@ -48,6 +48,9 @@ def asset_values(p: FileWork, vectors: np.ndarray, duplicate_of: int | None) -> 
 def reuse_known_content(store: Store, p: FileWork) -> Reuse | None:
     """Known content without decoding: a touched file, a rename or an exact duplicate.
 
+    A touched or renamed file keeps its asset, and with it its vectors, tags, transcript and
+    text read in its pictures; a duplicate gets copies of them.
+
     Returns:
         What was done, or None when no embedded asset holds this content any more.
     """
@@ -82,6 +85,7 @@ def reuse_known_content(store: Store, p: FileWork) -> Reuse | None:
         }
     )
     store.copy_enrichment(source.id, asset_id)
+    store.ocr.copy(source.id, asset_id)
     return "duplicate"
 
 
@@ -96,10 +100,11 @@ def write_failure(
         "mime": candidate.mime if candidate else None, "size": size, "mtime": mtime,
         "status": "failed", "error": f"{stage}: {reason}", "ingested_at": now_iso(),
     })  # fmt: skip
-    # The file's old vectors, tags and transcript describe content that is no longer there.
+    # The file's old vectors, tags, transcript and text describe content that is no longer there.
     store.replace_vectors(asset_id, model, np.zeros((0, 0), np.float32), [])
     store.replace_tags(asset_id, "clip", [])
     store.replace_segments(asset_id, None, [])
+    store.ocr.forget(asset_id)
     store.record_failure(job_id, uri, stage, reason)
 
 

@@ -1,4 +1,4 @@
-"""The enrichment stages: decode -> embed -> tag -> transcribe, each a small callable.
+"""The enrichment stages: decode -> embed -> tag -> ocr -> transcribe, each a small callable.
 
 A stage takes a batch of :class:`FileWork` and returns it with its own results filled in. It
 knows nothing of threads, Ray or SQLite: an executor (:mod:`assetlens.enrich.executors`) runs the
@@ -16,22 +16,29 @@ A new stage is one more class here with the same three members, added to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 
-from assetlens.enrich.decode import decode_image
+from assetlens.enrich.decode import DEFAULT_MAX_PIXELS, decode_image
 from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.ocr import TextStage
 from assetlens.enrich.tagging import TagScorer
 from assetlens.enrich.transcribe import transcribe_file
 from assetlens.enrich.video import KeyframeOptions, extract_keyframes, probe_media
 from assetlens.enrich.work import Failure, FileWork
 from assetlens.models.clip import ClipEncoder, prepare_image
+from assetlens.models.errors import AssetLensError
+from assetlens.models.ocr import TextReader
 from assetlens.models.registry import ModelSpec, file_digest
-from assetlens.models.settings import ModelSettings, WhisperSettings
+from assetlens.models.settings import ModelSettings, OcrSettings, WhisperSettings
 from assetlens.models.whisper import Transcriber
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,18 +78,33 @@ class Decode:
     Content already embedded in the library (``known`` hashes) is not decoded: the writer reuses
     its vectors, tags and transcript (a rename or an exact duplicate).
 
+    A file that wants ``ocr`` also keeps its pictures for reading: an image's draft (the decode
+    made for CLIP, reused as is), or a video's keyframes with their shorter side at least
+    ``text_side`` (CLIP's input is then made from those). A stored asset decoded for OCR alone
+    (:attr:`FileWork.stored`) gets no CLIP input, and what goes wrong is OCR's problem: the
+    asset keeps everything it has.
+
     Args:
         size: Model input side.
         max_pixels: Largest still image decoded.
         keyframes: How keyframes are chosen in videos.
         known: Content hashes already embedded in the library.
+        text_side: Shorter side of the keyframes kept for OCR (at least ``size`` is kept).
     """
 
     name = "decode"
     resources = Resources()
 
-    def __init__(self, size: int, max_pixels: int, keyframes: KeyframeOptions, known: frozenset[str]) -> None:
+    def __init__(
+        self,
+        size: int,
+        max_pixels: int,
+        keyframes: KeyframeOptions,
+        known: frozenset[str],
+        text_side: int = 0,
+    ) -> None:
         self.size, self.max_pixels, self.keyframes, self.known = size, max_pixels, keyframes, known
+        self.text_side = text_side
 
     def open(self) -> None:
         """Nothing to load."""
@@ -96,25 +118,42 @@ class Decode:
         try:
             digest = file_digest(c.path, digest_size=16)
         except OSError as exc:
-            return replace(w, failure=Failure("read", f"cannot read file ({exc.strerror or exc})"))
-        if digest in self.known:
+            return _failed(w, "read", f"cannot read file ({exc.strerror or exc})")
+        if w.stored and w.content_hash is not None and digest != w.content_hash:
+            return _failed(w, "read", "the file changed since it was ingested: ingest it again")
+        if digest in self.known and not w.stored:
             return replace(w, content_hash=digest, known_content=True)
         w = replace(w, content_hash=digest)
+        embed, read = w.wants("embed"), w.wants("ocr")
         try:
             if c.kind == "image":
                 decoded = decode_image(c.path, min_side=self.size, max_pixels=self.max_pixels)
-                pixels = prepare_image(decoded.image, self.size)[None]
-                return replace(w, kind="image", pixels=pixels, times=(None,), metadata=decoded.metadata)
+                return replace(
+                    w, kind="image", times=(None,), metadata=decoded.metadata,
+                    pixels=prepare_image(decoded.image, self.size)[None] if embed else None,
+                    ocr_pictures=(np.asarray(decoded.image),) if read else (),
+                )  # fmt: skip
             probe = probe_media(c.path)
             if probe.has_video:
-                probe, frames = extract_keyframes(c.path, replace(self.keyframes, min_side=self.size))
-                pixels = np.stack([prepare_image(k.image, self.size) for k in frames])
-                return replace(w, kind="video", pixels=pixels, times=tuple(k.t for k in frames), probe=probe)
+                side = max(self.size, self.text_side) if read else self.size
+                probe, frames = extract_keyframes(c.path, replace(self.keyframes, min_side=side))
+                return replace(
+                    w, kind="video", times=tuple(k.t for k in frames), probe=probe,
+                    pixels=np.stack([prepare_image(k.image, self.size) for k in frames]) if embed else None,
+                    ocr_pictures=tuple(np.asarray(k.image) for k in frames) if read else (),
+                )  # fmt: skip
             if probe.has_audio:
                 return replace(w, kind="audio", probe=probe)
-            return replace(w, failure=Failure("decode", "no video or audio stream"))
+            return _failed(w, "decode", "no video or audio stream")
         except DecodeError as exc:
-            return replace(w, failure=Failure("decode", exc.reason))
+            return _failed(w, "decode", exc.reason)
+
+
+def _failed(w: FileWork, stage: str, reason: str) -> FileWork:
+    """A file that cannot be decoded: it fails, unless it is a stored asset (its OCR does)."""
+    if w.stored:
+        return replace(w, problems=(*w.problems, Failure("ocr", reason)))
+    return replace(w, failure=Failure(stage, reason))
 
 
 class Embed:
@@ -237,11 +276,83 @@ class Transcribe:
         return replace(w, segments=tuple(segments), transcript_model=self._transcriber.model_id)
 
 
+class Ocr:
+    """Text lines of an image or of a video's keyframes (:class:`~enrich.ocr.TextStage`), pictures dropped.
+
+    A file whose text cannot be read keeps everything else; the reason is recorded (stage
+    ``ocr``). The models load where the stage runs, on first use: the quick text check on the
+    first picture, the recogniser on the first picture that shows text.
+
+    Args:
+        settings: The OCR settings; ``settings.ocr`` is the mode (``auto`` or ``on``).
+        max_pixels: Largest image decoded again at OCR resolution.
+        reader: A reader already made in this process (the local executor's); a worker that
+            receives the stage by pickling makes its own.
+
+    Raises:
+        ValueError: The mode is ``off`` (no stage is built then).
+    """
+
+    name = "ocr"
+    resources = Resources(model=True)
+
+    def __init__(
+        self, settings: OcrSettings, max_pixels: int = DEFAULT_MAX_PIXELS, reader: TextReader | None = None
+    ) -> None:
+        if settings.ocr == "off":
+            raise ValueError("OCR is off: build no OCR stage")
+        self.settings, self.max_pixels = settings, max_pixels
+        self._reader = reader
+        self._text: TextStage | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_reader": None, "_text": None}
+
+    def open(self) -> None:
+        """Make the reader (its models load on first use)."""
+        if self._reader is None:
+            self._reader = TextReader(self.settings)
+        self._text = TextStage(self._reader, self.settings.ocr, self.max_pixels)
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [self.one(w) if w.wants("ocr") and w.ocr_pictures else w for w in batch]
+
+    def one(self, w: FileWork) -> FileWork:
+        """Read the text of one file's pictures."""
+        assert self._text is not None, "open() the stage first"
+        try:
+            if w.kind == "image":
+                assert w.metadata is not None
+                full = (w.metadata.width, w.metadata.height)
+                lines = self._text.image(w.candidate.path, Image.fromarray(w.ocr_pictures[0]), full)
+            else:
+                lines = self._text.frames(list(zip(w.ocr_pictures, w.times, strict=True)))
+        except Exception as exc:  # one picture must not end a run: the file keeps the rest
+            if isinstance(exc, DecodeError):  # the second decode, at OCR resolution
+                reason = exc.reason
+            elif isinstance(exc, AssetLensError):
+                reason = str(exc)
+            else:
+                log.exception("OCR of %s failed", w.candidate.path)
+                reason = f"{type(exc).__name__}: {exc}"
+            return replace(w, ocr_pictures=(), problems=(*w.problems, Failure("ocr", reason)))
+        return replace(w, ocr_pictures=(), ocr_lines=lines, ocr_model=self._text.model)
+
+
 def ingest_stages(
-    decode: Decode, embed: Embed, scorer: TagScorer, transcribe: WhisperSettings | None
+    decode: Decode,
+    embed: Embed,
+    scorer: TagScorer,
+    transcribe: WhisperSettings | None,
+    ocr: Ocr | None = None,
 ) -> list[Stage]:
-    """The stages of an ingest, in order (``transcribe`` None: no speech recognition)."""
+    """The stages of an ingest, in order (``transcribe``/``ocr`` None: no speech/text recognition).
+
+    OCR comes before transcription so that its pictures are dropped before the longest stage.
+    """
     stages: list[Stage] = [decode, embed, Tag(scorer)]
+    if ocr is not None:
+        stages.append(ocr)
     if transcribe is not None:
         stages.append(Transcribe(transcribe))
     return stages

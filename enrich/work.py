@@ -15,10 +15,10 @@ import numpy as np
 from assetlens.enrich.decode import ImageMetadata
 from assetlens.enrich.scan import Candidate
 from assetlens.enrich.video import MediaProbe
-from assetlens.search.store import Tag
+from assetlens.search.store import Tag, TextLine
 
 # The stages a new or changed file goes through (each stage skips what is not for it).
-FULL = frozenset({"decode", "embed", "tag", "transcribe"})
+FULL = frozenset({"decode", "embed", "tag", "transcribe", "ocr"})
 
 
 @dataclass(frozen=True)
@@ -40,20 +40,28 @@ class FileWork:
     Attributes:
         candidate: The scanned file.
         todo: The stages to run on it (see :data:`FULL`); a file ingested earlier without a
-            transcript comes back with ``{"transcribe"}`` only.
-        asset_id: The stored asset, for work on a file that is already in the library.
+            transcript comes back with ``{"transcribe"}`` only, one never read for text with
+            ``{"decode", "ocr"}`` (decoded for OCR alone: no embedding).
+        asset_id: The stored asset, for work on a file that is already in the library (no
+            ``embed`` in ``todo``: only later stages run, and the asset stays as it is).
         kind: Kind after probing (an MP4 holding only sound is ``audio``).
-        content_hash: BLAKE2b-128 of the content (None until hashed, or if unreadable).
+        content_hash: BLAKE2b-128 of the content (None until hashed, or if unreadable). For
+            work on a stored asset, its stored hash until decoding checks the file against it.
         known_content: The content is already embedded in the library: the writer reuses it
             (rename, exact duplicate) and no later stage runs.
         pixels: ``(K, size, size, 3)`` model input, one row per image or keyframe; dropped after
             embedding.
         times: Keyframe times (None for a still image), one per row of ``pixels``.
+        ocr_pictures: RGB ``uint8`` pictures for the OCR stage, one per entry of ``times``:
+            an image's draft as decoded for CLIP, or a video's keyframes at the OCR frame side;
+            empty unless the file wants ``ocr``, and dropped once read.
         metadata: Embedded metadata of an image. probe: Streams and duration of video/audio.
         vectors: ``(K, dim)`` unit vectors, one per row of ``pixels``.
         tags: The asset's tags (best score per tag over its keyframes).
         segments: Transcript segments (JSON-ready), or None when not transcribed.
         transcript_model: The Whisper model id of ``segments``.
+        ocr_lines: Lines of text read in the pictures, or None when not read.
+        ocr_model: The reader (cache key) of ``ocr_lines``.
         failure: A ``read``/``decode`` failure: the file fails.
         problems: Failures of later stages: recorded, the file is kept.
     """
@@ -66,19 +74,27 @@ class FileWork:
     known_content: bool = False
     pixels: np.ndarray | None = None
     times: tuple[float | None, ...] = ()
+    ocr_pictures: tuple[np.ndarray, ...] = ()
     metadata: ImageMetadata | None = None
     probe: MediaProbe | None = None
     vectors: np.ndarray | None = None
     tags: tuple[Tag, ...] = ()
     segments: tuple[dict[str, Any], ...] | None = None
     transcript_model: str | None = None
+    ocr_lines: tuple[TextLine, ...] | None = None
+    ocr_model: str | None = None
     failure: Failure | None = None
     problems: tuple[Failure, ...] = field(default=())
 
     @property
     def frames(self) -> int:
-        """Rows of model input this file brings to a batch."""
-        return 0 if self.pixels is None else len(self.pixels)
+        """Pictures this file brings to a batch: rows of CLIP input, else pictures to read."""
+        return len(self.ocr_pictures) if self.pixels is None else len(self.pixels)
+
+    @property
+    def stored(self) -> bool:
+        """Work on an asset already in the library: no embedding, later stages only."""
+        return self.asset_id is not None and "embed" not in self.todo
 
     @property
     def alive(self) -> bool:

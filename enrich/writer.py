@@ -34,6 +34,8 @@ class IngestReport:
     pruned: int = 0
     excluded: int = 0
     transcribed: int = 0
+    ocr_read: int = 0
+    ocr_failed: int = 0
     interrupted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,7 +57,8 @@ class IngestProgress:
 
     Attributes:
         done: Files finished (written, skipped, failed). total: Files found by the scan.
-        images: Images and keyframes embedded so far. elapsed_s: Seconds since the run began.
+        images: Images and keyframes embedded (or read for text alone) so far.
+        elapsed_s: Seconds since the run began.
         job_id: The run's job (its report's ``job_id``), known from the first call on.
     """
 
@@ -125,8 +128,8 @@ class Writer:
                 elif w.known_content:
                     if not self._reuse(w):
                         redo.append(w)
-                elif w.todo == {"transcribe"}:
-                    self._transcript_only(w)
+                elif w.stored:
+                    self._later_stages_only(w)
                 else:
                     self._write(w)
             self._record_progress()
@@ -155,28 +158,46 @@ class Writer:
         asset_id = store.upsert_asset(values)
         store.replace_vectors(asset_id, self.model_id, vectors, list(w.times))
         store.replace_tags(asset_id, "clip", list(w.tags))
-        self._write_transcript(asset_id, w)
+        # What this run did not redo (--no-transcribe, --ocr off, a re-embed) still holds for the
+        # same content; for new content it is gone.
+        same = existing is not None and existing.content_hash == w.content_hash
+        self._write_transcript(asset_id, w, keep_old=same)
+        self._write_text(asset_id, w, keep_old=same)
+        self._record_problems(w)
         self._images += len(vectors)
         self.report.added += existing is None
         self.report.updated += existing is not None
         self.report.duplicates += bool(originals)
 
-    def _transcript_only(self, w: FileWork) -> None:
-        """A file unchanged since it was ingested without a transcript: counted as skipped."""
+    def _later_stages_only(self, w: FileWork) -> None:
+        """A stored file, unchanged, given its missing transcript or text: counted as skipped."""
         assert w.asset_id is not None
         self.report.skipped += 1
         self._write_transcript(w.asset_id, w, keep_old=True)
+        self._write_text(w.asset_id, w, keep_old=True)
+        self._record_problems(w)
+        self._images += len(w.times) if w.ocr_lines is not None else 0
 
-    def _write_transcript(self, asset_id: int, w: FileWork, keep_old: bool = False) -> None:
+    def _write_transcript(self, asset_id: int, w: FileWork, keep_old: bool) -> None:
         if w.segments is not None:
             self.store.replace_segments(asset_id, w.transcript_model, list(w.segments))
             self.report.transcribed += 1
         elif not keep_old:
             self.store.replace_segments(asset_id, None, [])
+
+    def _write_text(self, asset_id: int, w: FileWork, keep_old: bool) -> None:
+        if w.ocr_lines is not None:
+            assert w.ocr_model is not None
+            self.store.ocr.replace(asset_id, w.ocr_model, w.ocr_lines)
+            self.report.ocr_read += 1
+        elif not keep_old:
+            self.store.ocr.forget(asset_id)
+
+    def _record_problems(self, w: FileWork) -> None:
         for problem in w.problems:
-            self.store.record_failure(
-                self.report.job_id, str(w.candidate.path), problem.stage, problem.reason
-            )
+            uri = str(w.candidate.path)
+            self.store.record_failure(self.report.job_id, uri, problem.stage, problem.reason)
+            self.report.ocr_failed += problem.stage == "ocr"
 
     def _reuse(self, w: FileWork) -> bool:
         """Reuse known content (see :func:`reuse_known_content`); False if its source vanished."""

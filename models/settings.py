@@ -113,6 +113,10 @@ class OcrSettings(BaseSettings):
         ocr_gate_score: Smallest detector box score that makes the quick check say "text".
         ocr_threads: ONNX Runtime threads per OCR model (0: one per core). One thread per
             model suits ingest, where several decode workers read pictures at once.
+        ocr_frame_side: Shorter side, in pixels, of the video keyframes kept for reading (CLIP's
+            are smaller). 360 (640x360 from 16:9) reads slide body text down to ~2.5% of the
+            frame's height; 432 adds ~1.6% footers for ~1.5x the reading time
+            (``tests/benchmarks/bench_ocr.py --frame-sides``).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
@@ -124,3 +128,4 @@ class OcrSettings(BaseSettings):
     ocr_gate_side: int = Field(default=256, ge=32, le=2048)
     ocr_gate_score: float = Field(default=0.55, ge=0.0, le=1.0)
     ocr_threads: int = Field(default=1, ge=0)
+    ocr_frame_side: int = Field(default=360, ge=64, le=2160)

@@ -8,7 +8,7 @@ from assetlens.enrich.facade.settings import LibrarySettings
 from assetlens.enrich.pipeline import Ingester
 from assetlens.enrich.settings import EnrichSettings
 from assetlens.enrich.tagging import Tagger
-from assetlens.models.settings import ModelSettings, WhisperSettings
+from assetlens.models.settings import ModelSettings, OcrSettings, WhisperSettings
 from assetlens.models.vocab import load_vocabulary
 from assetlens.search.library import LibraryCore
 from assetlens.search.settings import SearchSettings
@@ -33,4 +33,5 @@ def ingester_for(lib: LibraryCore) -> Ingester:
 
 def library_settings(lib: LibraryCore) -> LibrarySettings:
     """The facade's settings of ``lib`` (its data dir and model; the rest from the environment)."""
-    return LibrarySettings(lib.settings, lib.model_settings, EnrichSettings(), WhisperSettings())
+    others = EnrichSettings(), WhisperSettings(), OcrSettings()
+    return LibrarySettings(lib.settings, lib.model_settings, *others)

@@ -1,4 +1,4 @@
-"""Enrichment commands: ``ingest``, ``tag``, ``reembed``, ``transcribe``."""
+"""Enrichment commands: ``ingest``, ``tag``, ``reembed``, ``transcribe``, ``ocr``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ REPORTED = (
     "pruned",
     "excluded",
     "transcribed",
+    "ocr_read",
+    "ocr_failed",
 )
 
 vocab_option = click.option(
@@ -53,6 +55,12 @@ vocab_option = click.option(
     "--no-transcribe", is_flag=True, help="Do not transcribe speech (later: `assetlens transcribe`)."
 )
 @click.option(
+    "--ocr", type=click.Choice(["auto", "on", "off"]),
+    help="Read text in images and video keyframes: auto (the default: pictures a quick check finds "
+    "text in), on (every picture: small print too, ~7x slower), off (later: `assetlens ocr`). "
+    "Env: ASSETLENS_OCR.",
+)  # fmt: skip
+@click.option(
     "--keyframes-max", type=click.IntRange(1, 10_000), help="Most keyframes per video (default 64)."
 )
 @click.option("--keyframes-min-gap", type=click.FloatRange(0.0), help="Seconds between keyframes, at least.")
@@ -74,11 +82,11 @@ vocab_option = click.option(
 def ingest(
     ctx: click.Context, paths: tuple[Path, ...], include: tuple[str, ...], exclude: tuple[str, ...],
     hidden: bool, prune: bool, force: bool, batch_size: int | None, workers: int | None, no_video: bool,
-    no_audio: bool, no_transcribe: bool, keyframes_max: int | None, keyframes_min_gap: float | None,
+    no_audio: bool, no_transcribe: bool, ocr: Any, keyframes_max: int | None, keyframes_min_gap: float | None,
     keyframes_max_gap: float | None, engine: Any, ray_address: str | None, vocab: Path | None,
     wait: bool,
 ) -> None:  # fmt: skip
-    """Scan PATHS, then embed, tag, transcribe and store every new or changed image, video and audio file."""
+    """Scan PATHS, then embed, tag, read text in, transcribe and store every new or changed media file."""
     lib = library(ctx)
     # stdout carries the report alone: what libraries print meanwhile (Ray relays its cluster's
     # messages to stdout) goes to stderr.
@@ -86,7 +94,8 @@ def ingest(
         report = _interruptible(ctx, lib, lambda: lib.ingest(
             paths, include=include, exclude=exclude, hidden=hidden, prune=prune, force=force,
             batch_size=batch_size, workers=workers, video=not no_video, audio=not no_audio,
-            transcribe=not no_transcribe, keyframes_max=keyframes_max, keyframes_min_gap=keyframes_min_gap,
+            transcribe=not no_transcribe, ocr=ocr, keyframes_max=keyframes_max,
+            keyframes_min_gap=keyframes_min_gap,
             keyframes_max_gap=keyframes_max_gap, engine=engine, ray_address=ray_address, vocab=vocab,
             wait=wait, progress=progress,
         ))  # fmt: skip
@@ -160,4 +169,48 @@ def transcribe(
     emit(ctx, doc, lambda: echo_fields(doc))
 
 
-COMMANDS = (ingest, tag, reembed, transcribe)
+@click.command()
+@click.argument("refs", nargs=-1, metavar="[ID|PATH]...")
+@click.option("--all", "every", is_flag=True, help="Every image and video.")
+@click.option("--missing", is_flag=True, help="Every image and video never read (OCR off, or failed).")
+@click.option(
+    "--mode", type=click.Choice(["on", "auto"]), default="on", show_default=True,
+    help="on: read every picture whole (small print too); auto: only pictures a quick check finds "
+    "text in, as ingest does. ASSETLENS_OCR is not used: it is ingest's setting.",
+)  # fmt: skip
+@click.option("--workers", type=click.IntRange(1, 64), help="Decode threads (default: cores, max 4).")
+@wait_option
+@click.pass_context
+def ocr(
+    ctx: click.Context, refs: tuple[str, ...], every: bool, missing: bool, mode: Any, workers: int | None,
+    wait: bool,
+) -> None:  # fmt: skip
+    """(Re-)read the text in images and video keyframes of selected assets; vectors and tags stay.
+
+    Failures (a file gone or changed since ingest) are recorded with stage `ocr`; those assets
+    keep their old text. Interrupted, what is read so far is kept.
+    """
+    if bool(refs) + every + missing != 1:
+        raise click.UsageError("give asset ids/paths, or --all, or --missing")
+    chosen: Any = refs or ("all" if every else "missing")
+    lib = library(ctx)
+    with progress_bar(ctx) as progress:
+        try:
+            report = lib.read_text(chosen, mode=mode, workers=workers, wait=wait, progress=progress)
+        except KeyboardInterrupt:
+            click.echo("interrupted: text read so far is saved", err=True)
+            ctx.exit(130)
+    doc = report.as_dict()
+    emit(ctx, doc, lambda: _print_text_report(doc, lib))
+
+
+def _print_text_report(doc: dict[str, Any], lib: Library) -> None:
+    click.echo(
+        f"read {doc['read']} ({doc['with_text']} with text, {doc['lines']} lines), failed {doc['failed']}, "
+        f"skipped {doc['skipped']} (job {doc['job_id']}, mode {doc['mode']})"
+    )
+    for f in lib.core.store.failures(doc["job_id"], limit=20):
+        click.echo(f"  failed [{f['stage']}] {f['uri']}: {f['reason']}")
+
+
+COMMANDS = (ingest, tag, reembed, transcribe, ocr)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from assetlens.enrich.facade.records import AssetRecord, AssetRef, FilterArg, as_filter
+from assetlens.enrich.facade.settings import LibrarySettings
+from assetlens.enrich.lock import writer_lock
+from assetlens.enrich.pipeline import IngestOptions
+from assetlens.enrich.writer import IngestProgress
 from assetlens.search.catalog import export as exporting
 from assetlens.search.catalog.meta import (
     BUCKETS,
@@ -27,11 +33,15 @@ from assetlens.search.transcripts import FORMATS, format_transcript
 
 ExportFormat = Literal["csv", "jsonl", "xmp", "parquet"]
 
+log = logging.getLogger(__name__)
+
 
 class LibraryParts:
-    """What the parts of :class:`Library` share: its core, and the check that it exists."""
+    """What the parts of :class:`Library` share: its core and settings, the check that it exists,
+    finding an asset, the writer lock, and the options of a run of the stages."""
 
     core: LibraryCore
+    settings: LibrarySettings
 
     def _existing(self) -> LibraryCore:
         """The core of a library that exists: reading never creates one.
@@ -46,6 +56,48 @@ class LibraryParts:
     def _exists(self) -> bool:
         """Whether the library is made (or open): asking never creates it."""
         return "store" in self.core.__dict__ or self.core.settings.db_path.is_file()
+
+    def find(self, ref: AssetRef) -> Asset:
+        """An asset's stored fields, by id, by a string of digits, or by the path of its file.
+
+        Raises:
+            AssetNotFoundError: No such asset (the message names what was looked for).
+        """
+        if isinstance(ref, bool):
+            raise AssetNotFoundError(
+                f"no asset for {ref!r}: give an asset id or the path of an ingested file"
+            )
+        store = self._existing().store
+        if isinstance(ref, int):
+            return store.asset(ref)
+        text = os.fspath(ref)
+        if isinstance(ref, str) and text.isdigit():
+            return store.asset(int(text))
+        found = store.asset_by_uri(os.path.abspath(text))
+        if found is None:
+            raise AssetNotFoundError(
+                f"no asset for {text!r}: give an asset id or the path of an ingested file"
+            )
+        return found
+
+    def _writing(self, command: str, wait: bool) -> Any:
+        def waiting(holder: str) -> None:
+            who = f" ({holder})" if holder else ""
+            log.warning("waiting for another assetlens process%s to finish writing the library...", who)
+
+        return writer_lock(self.core.store, command, wait=wait, on_wait=waiting)
+
+    def _ingest_options(
+        self, progress: Callable[[IngestProgress], None] | None, **given: Any
+    ) -> IngestOptions:
+        """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
+        settings = self.settings.enrich
+        defaults = {
+            "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
+            "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
+        }  # fmt: skip
+        chosen = {k: v for k, v in given.items() if v is not None}
+        return IngestOptions(progress=progress, **{**defaults, **chosen})
 
 
 class CatalogMethods(LibraryParts):
@@ -202,29 +254,6 @@ class CatalogMethods(LibraryParts):
                 return None
             job_id = int(last["id"])
         return store.job(job_id)
-
-    def find(self, ref: AssetRef) -> Asset:
-        """An asset's stored fields, by id, by a string of digits, or by the path of its file.
-
-        Raises:
-            AssetNotFoundError: No such asset (the message names what was looked for).
-        """
-        if isinstance(ref, bool):
-            raise AssetNotFoundError(
-                f"no asset for {ref!r}: give an asset id or the path of an ingested file"
-            )
-        store = self._existing().store
-        if isinstance(ref, int):
-            return store.asset(ref)
-        text = os.fspath(ref)
-        if isinstance(ref, str) and text.isdigit():
-            return store.asset(int(text))
-        found = store.asset_by_uri(os.path.abspath(text))
-        if found is None:
-            raise AssetNotFoundError(
-                f"no asset for {text!r}: give an asset id or the path of an ingested file"
-            )
-        return found
 
     def count(self, filter: FilterArg | Filter = None) -> int:
         """How many assets pass a filter (all assets without one)."""

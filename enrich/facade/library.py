@@ -1,6 +1,7 @@
 """The library object of the public API (:mod:`assetlens.enrich.facade`): lifecycle, enrichment, search.
 
-Its catalog methods (assets, DAM fields, facets, export) live in :mod:`.catalog`.
+Its catalog methods (assets, DAM fields, facets, export) live in :mod:`.catalog`, reading text
+in pictures in :mod:`.text`, housekeeping in :mod:`.admin`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from assetlens.enrich.facade.admin import AdminMethods
 from assetlens.enrich.facade.catalog import CatalogMethods
 from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image, as_vector
 from assetlens.enrich.facade.settings import LibrarySettings
-from assetlens.enrich.lock import writer_lock
-from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
+from assetlens.enrich.facade.text import TextMethods
+from assetlens.enrich.pipeline import Ingester, reembed_library
 from assetlens.enrich.tagging import Tagger, retag_library
 from assetlens.enrich.transcribe import TranscribeReport, needs_transcript, transcribe_assets
 from assetlens.enrich.video import KeyframeOptions
 from assetlens.enrich.vocabulary import keep_vocabulary, library_vocabulary
 from assetlens.enrich.writer import IngestProgress, IngestReport
+from assetlens.models.ocr import TextReader
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
 from assetlens.search.library import LibraryCore
@@ -56,7 +58,7 @@ def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = 
     return Library(data_dir, model=model)
 
 
-class Library(CatalogMethods, AdminMethods):
+class Library(CatalogMethods, TextMethods, AdminMethods):
     """One AssetLens library: ingest media, search it, read and edit its assets.
 
     Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI, read
@@ -78,6 +80,7 @@ class Library(CatalogMethods, AdminMethods):
         """Every setting this library's work reads (resolved when it was opened)."""
         self.core = LibraryCore(self.settings.library, self.settings.models)
         """The engine's parts (store, index, encoder, query engine) for the CLI, the API and experts."""
+        self._readers: dict[str, TextReader] = {}  # OCR models, by settings: loaded once per process
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class Library(CatalogMethods, AdminMethods):
         video: bool = True,
         audio: bool = True,
         transcribe: bool = True,
+        ocr: Literal["auto", "on", "off"] | None = None,
         keyframes_max: int | None = None,
         keyframes_min_gap: float | None = None,
         keyframes_max_gap: float | None = None,
@@ -138,10 +142,13 @@ class Library(CatalogMethods, AdminMethods):
         wait: bool = False,
         progress: Callable[[IngestProgress], None] | None = None,
     ) -> IngestReport:
-        """Scan ``paths`` and embed, tag, transcribe and store every new or changed media file.
+        """Scan ``paths`` and embed, tag, read text in, transcribe and store every new or changed media file.
 
         The keyword arguments are ``assetlens ingest``'s options (see ``--help``); ``None`` takes
-        the ``ASSETLENS_*`` setting or the default. ``engine`` runs the stages here (``local``)
+        the ``ASSETLENS_*`` setting or the default. ``ocr`` reads text in images and keyframes:
+        ``auto`` (the default setting) reads the pictures a quick check finds text in, ``on``
+        every picture, ``off`` none (``ASSETLENS_OCR``); unchanged files never read are read
+        too. ``engine`` runs the stages here (``local``)
         or on a Ray cluster (``ray``, at ``ray_address`` or a new local one; ``auto``: a running
         cluster if any). ``vocab`` adds a vocabulary file to the default one and is kept for
         later runs. ``progress`` is called after each batch with an :class:`IngestProgress`.
@@ -172,7 +179,9 @@ class Library(CatalogMethods, AdminMethods):
         with self._writing("ingest", wait):
             self._keep(vocab)
             whisper = self.settings.whisper if transcribe else None
-            ingester = Ingester(self.core.store, self.core.encoder, tagger, self.core.index, whisper)
+            reading = self._ocr_settings(ocr)
+            reader = None if reading.ocr == "off" else self._reader(reading)
+            ingester = Ingester(self.core.store, self.core.encoder, tagger, self.core.index, whisper, reader)
             report = ingester.ingest(roots, options)
         if report.done == 0 and not report.pruned:
             log.warning("found no image, video or audio file in %s", ", ".join(map(str, roots)))
@@ -363,25 +372,6 @@ class Library(CatalogMethods, AdminMethods):
     def _keep(self, vocab: str | os.PathLike[str] | None) -> None:
         if vocab is not None:
             keep_vocabulary(self.data_dir, Path(vocab))
-
-    def _ingest_options(
-        self, progress: Callable[[IngestProgress], None] | None, **given: Any
-    ) -> IngestOptions:
-        """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
-        settings = self.settings.enrich
-        defaults = {
-            "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
-            "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
-        }  # fmt: skip
-        chosen = {k: v for k, v in given.items() if v is not None}
-        return IngestOptions(progress=progress, **{**defaults, **chosen})
-
-    def _writing(self, command: str, wait: bool) -> Any:
-        def waiting(holder: str) -> None:
-            who = f" ({holder})" if holder else ""
-            log.warning("waiting for another assetlens process%s to finish writing the library...", who)
-
-        return writer_lock(self.core.store, command, wait=wait, on_wait=waiting)
 
 
 def _paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings
 
 from assetlens.enrich.settings import EnrichSettings
 from assetlens.models.errors import SettingsError
-from assetlens.models.settings import ModelSettings, WhisperSettings, settings_error
+from assetlens.models.settings import ModelSettings, OcrSettings, WhisperSettings, settings_error
 from assetlens.search.settings import SearchSettings
 
 Read = TypeVar("Read", bound=BaseSettings)
@@ -31,12 +31,14 @@ class LibrarySettings:
         models: Which CLIP model runs, and how.
         enrich: Ingest defaults (batch size, decode threads, engine).
         whisper: Which Whisper model transcribes, and how.
+        ocr: Whether ingest reads text in pictures (``ASSETLENS_OCR``), and how.
     """
 
     library: SearchSettings
     models: ModelSettings
     enrich: EnrichSettings
     whisper: WhisperSettings
+    ocr: OcrSettings
 
     @classmethod
     def load(
@@ -59,7 +61,7 @@ class LibrarySettings:
         # Every class is read before any error is raised, so that every bad variable is named.
         library = read(SearchSettings, **({} if data_dir is None else {"data_dir": Path(data_dir)}))
         models = read(ModelSettings, **({} if model is None else {"clip_model": model}))
-        enrich, whisper = read(EnrichSettings), read(WhisperSettings)
-        if library is None or models is None or enrich is None or whisper is None:
+        enrich, whisper, ocr = read(EnrichSettings), read(WhisperSettings), read(OcrSettings)
+        if library is None or models is None or enrich is None or whisper is None or ocr is None:
             raise SettingsError("\n".join(bad))
-        return cls(library, models, enrich, whisper)
+        return cls(library, models, enrich, whisper, ocr)

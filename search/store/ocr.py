@@ -132,9 +132,14 @@ class OcrStore:
 
     def unread(self) -> list[int]:
         """Ids of the images and videos (ingested, with pictures) that were never read."""
+        return self.readable(unread=True)
+
+    def readable(self, unread: bool = False) -> list[int]:
+        """Ids of the ingested (status ok) images and videos in id order; ``unread``: those never read."""
         rows = self.db.execute(
             "SELECT a.id FROM assets a WHERE a.kind IN ('image', 'video') AND a.status = 'ok' "
-            "AND NOT EXISTS (SELECT 1 FROM ocr_reads r WHERE r.asset_id = a.id) ORDER BY a.id"
+            + ("AND NOT EXISTS (SELECT 1 FROM ocr_reads r WHERE r.asset_id = a.id) " if unread else "")
+            + "ORDER BY a.id"
         )
         return [int(r[0]) for r in rows]
 

@@ -6,17 +6,21 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from helpers import ingester_for, open_library
+from media import SAMPLE_RATE, write_wav
 from PIL import Image
 
 from assetlens.enrich.pipeline import IngestOptions, default_batch_size, default_workers, reembed_library
 from assetlens.enrich.tagging import Tagger, retag_library
+from assetlens.models.errors import TranscriberError
 from assetlens.models.registry import register_tiny_config
+from assetlens.models.settings import WhisperSettings
 from assetlens.models.vocab import load_vocabulary
 from assetlens.search.errors import ModelMismatchError
 from assetlens.search.library import LibraryCore
@@ -309,3 +313,26 @@ def test_hostile_names_and_extreme_strips_do_not_stop_a_run(lib: LibraryCore, ph
         asset = lib.store.asset_by_uri(str(photos / name))
         assert asset is not None and asset.status == "ok" and lib.store.has_vectors(asset.id)
     assert (again.added, again.updated, again.failed, again.skipped) == (0, 0, 0, N_PHOTOS + 3)
+
+
+def test_a_model_stage_that_fails_stops_the_run_and_keeps_finished_batches(
+    lib: LibraryCore, photos: Path
+) -> None:
+    # A model directory that looks right passes the check at open(); its weights only load on
+    # the first file with sound, in the transcription stage's own thread, after the photos'
+    # batches are written: the load error must reach the caller and end every thread.
+    write_wav(photos / "zz voice.wav", np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    broken = photos.parent / "broken whisper"
+    broken.mkdir()
+    (broken / "model.bin").write_bytes(b"not a CTranslate2 model")
+    ingester = ingester_for(lib)
+    ingester.transcription = WhisperSettings(whisper_model=str(broken))
+    threads = threading.active_count()
+
+    with pytest.raises(TranscriberError, match="broken whisper"):
+        ingester.ingest([photos], IngestOptions(batch_size=1, workers=1))
+
+    assert threading.active_count() == threads
+    (job,) = lib.store.db.execute("SELECT status FROM jobs").fetchall()
+    assert job[0] == "failed"
+    assert len(vector_ids(lib)) == N_PHOTOS  # every batch before the failing one is stored

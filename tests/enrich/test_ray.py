@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 from helpers import PHOTOS, ingester_for, open_library
 from media import make_clip, speak
+from ocr_support import SLIDE_TEXT, photos, render, slide
 from PIL import Image
 
 from assetlens.enrich.executors.ray_cluster import RayExecutor
@@ -30,7 +32,8 @@ from assetlens.enrich.pipeline import IngestOptions
 from assetlens.enrich.scan import Candidate
 from assetlens.enrich.stages import Resources
 from assetlens.enrich.work import FileWork
-from assetlens.models.settings import WhisperSettings
+from assetlens.models.ocr import TextReader
+from assetlens.models.settings import OcrSettings, WhisperSettings
 from assetlens.search.library import LibraryCore
 
 ray = pytest.importorskip("ray")
@@ -38,6 +41,7 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 SENTENCE = "Our spring collection features bright colours and light fabrics."
+BANNER = "HARVEST MARKET"
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +56,17 @@ def cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Photos, a video with two scenes and speech, a voice memo and a corrupt JPEG."""
+    """Photos (one with a banner), a video with speech and a title slide, a voice memo, a corrupt JPEG."""
     folder = tmp_path_factory.mktemp("mixed") / "campaign files"
     folder.mkdir()
     for path in sorted(PHOTOS.glob("*.jpg")):
         shutil.copy(path, folder / path.name)
     speech = speak(SENTENCE, folder.parent / "speech.wav", silence_before=1.0)
-    cat, rocket = Image.open(PHOTOS / "cat.jpg"), Image.open(PHOTOS / "rocket.jpg")
-    make_clip(folder / "spring teaser.mp4", [(3.0, cat), (3.0, rocket)], speech=speech)
+    picture = render(photos(("coffee",))["coffee"], BANNER, size=64, colour=(250, 250, 250),
+                     background="band", rng=random.Random(5))  # fmt: skip
+    picture.image.save(folder / "market banner.jpg", quality=92)
+    cat = Image.open(PHOTOS / "cat.jpg")
+    make_clip(folder / "spring teaser.mp4", [(3.0, cat), (3.0, slide(size=(320, 240)))], speech=speech)
     shutil.copy(speech, folder / "voice memo.wav")
     (folder / "broken.jpg").write_bytes((PHOTOS / "cat.jpg").read_bytes()[:2000])
     return folder
@@ -68,11 +75,12 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _ingest(lib: LibraryCore, folder: Path, engine: str) -> dict:
     ingester = ingester_for(lib)
     ingester.transcription = WhisperSettings()
+    ingester.reader = TextReader(OcrSettings(ocr="auto"))
     return ingester.ingest([folder], IngestOptions(engine=engine, batch_size=4)).as_dict()  # type: ignore[arg-type]
 
 
 def _snapshot(lib: LibraryCore) -> dict[str, dict]:
-    """Per file: kind, status, error, keyframe times, vectors, tags and transcript."""
+    """Per file: kind, status, error, keyframe times, vectors, tags, transcript and text lines."""
     out = {}
     for asset_id, uri in lib.store.uris():
         asset = lib.store.asset(asset_id)
@@ -82,6 +90,7 @@ def _snapshot(lib: LibraryCore) -> dict[str, dict]:
             "times": list(times), "vectors": np.asarray(vectors, np.float32),
             "tags": {t.tag: (t.score, t.t) for t in lib.store.tags_of([asset_id])[asset_id]},
             "segments": [(s["start"], s["end"], s["text"]) for s in lib.store.segments_of(asset_id)],
+            "ocr": [(x.text, x.t) for x in lib.store.ocr.lines_by_asset([asset_id]).get(asset_id, [])],
         }  # fmt: skip
     return out
 
@@ -100,11 +109,12 @@ def test_a_ray_ingest_gives_the_same_library_as_the_local_one(
     assert {k: v for k, v in ray_report.items() if k != "job_id"} == {
         k: v for k, v in local_report.items() if k != "job_id"
     }
-    assert local_report["added"] == 10 and local_report["failed"] == 1 and local_report["transcribed"] == 2
+    assert local_report["added"] == 11 and local_report["failed"] == 1 and local_report["transcribed"] == 2
+    assert local_report["ocr_read"] == 10 and local_report["ocr_failed"] == 0
     assert got.keys() == expected.keys()
     for name, want in expected.items():
         have = got[name]
-        for key in ("kind", "status", "error", "times", "poster_t", "segments"):
+        for key in ("kind", "status", "error", "times", "poster_t", "segments", "ocr"):
             assert have[key] == want[key], (name, key)
         assert have["vectors"].shape == want["vectors"].shape
         if len(want["vectors"]):
@@ -114,6 +124,10 @@ def test_a_ray_ingest_gives_the_same_library_as_the_local_one(
         for tag, (score, t) in want["tags"].items():
             assert abs(have["tags"][tag][0] - score) <= 1e-3 and have["tags"][tag][1] == t, (name, tag)
     assert "spring collection" in expected["voice memo.wav"]["segments"][0][2].lower()
+    assert expected["market banner.jpg"]["ocr"] == [(BANNER, None)]
+    ((text, t),) = expected["spring teaser.mp4"]["ocr"]
+    assert text == SLIDE_TEXT and t is not None and 3.0 <= t < 6.0
+    assert not any(expected[name]["ocr"] for name in ("cat.jpg", "rocket.jpg", "voice memo.wav"))
 
 
 # --- the executor's contract, with stages written for the test -------------------------------

@@ -48,6 +48,9 @@ PRELOAD = (
     "assetlens.models.whisper",
     "faster_whisper",
     "ctranslate2",
+    "rapidocr.main",  # OCR: the engine, its ONNX Runtime backend and what its config loads
+    "rapidocr.inference_engine.onnxruntime",
+    "omegaconf._impl",
     "tokenizers",
     "onnxruntime",
     "av",
