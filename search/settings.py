@@ -36,6 +36,9 @@ class SearchSettings(BaseSettings):
         index_max_deleted_fraction: Deleted vectors beyond this share make a writer rebuild.
         index_max_delta: New vectors kept beside an ANN index (scored exactly) before a writer
             folds them in.
+        duplicates_threshold: Least CLIP similarity of two near-duplicates (their perceptual
+            hashes must agree too; see :mod:`search.duplicates`).
+        duplicates_max_distance: Most differing perceptual-hash bits (of 128) of two near-duplicates.
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
@@ -52,6 +55,10 @@ class SearchSettings(BaseSettings):
     index_rerank: int | None = Field(default=None, ge=1, le=100_000)
     index_max_deleted_fraction: float | None = Field(default=None, gt=0, le=1)
     index_max_delta: int | None = Field(default=None, ge=0)
+    # Defaults measured on a generated set (tests/benchmarks/bench_duplicates.py); the bounds are
+    # those of the pairs kept (search.duplicates.PAIR_MIN_SIMILARITY, PAIR_MAX_DISTANCE).
+    duplicates_threshold: float = Field(default=0.90, ge=0.80, le=1.0)
+    duplicates_max_distance: int = Field(default=26, ge=0, le=40)
 
     @property
     def db_path(self) -> Path:
