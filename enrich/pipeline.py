@@ -144,9 +144,12 @@ class Ingester:
         try:
             writer.write_scan_failures(plan.failures)
             executor = self._executor(options)
-            redo = self._run(executor, self._stages(options, transcribe, known=True), plan.work, writer)
-            if redo:  # known content whose source vanished meanwhile: decode it after all
-                self._run(executor, self._stages(options, transcribe, known=False), redo, writer)
+            try:
+                redo = self._run(executor, self._stages(options, transcribe, known=True), plan.work, writer)
+                if redo:  # known content whose source vanished meanwhile: decode it after all
+                    self._run(executor, self._stages(options, transcribe, known=False), redo, writer)
+            finally:
+                executor.close()
             if options.prune:
                 self._prune(roots, report)
         except KeyboardInterrupt:
@@ -172,7 +175,9 @@ class Ingester:
             return LocalExecutor(options.workers, options.batch_size)
         from assetlens.enrich.executors.ray_cluster import RayExecutor  # Ray is an optional extra
 
-        return RayExecutor.connect(options.ray_address, options.batch_size, required=options.engine == "ray")
+        return RayExecutor.connect(
+            options.ray_address, options.batch_size, options.workers, required=options.engine == "ray"
+        )
 
     def _stages(self, options: IngestOptions, transcribe: bool, known: bool) -> list[Stage]:
         size = self.encoder.image_size

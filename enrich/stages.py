@@ -129,7 +129,7 @@ class Embed:
     """
 
     name = "embed"
-    resources = Resources(model=True, gpus=1.0)
+    resources = Resources(model=True, cpus=2.0, gpus=1.0)  # the network's GEMMs use several cores
 
     def __init__(
         self, spec: ModelSpec, settings: ModelSettings, batch_size: int, encoder: ClipEncoder | None = None
@@ -201,7 +201,7 @@ class Transcribe:
     """
 
     name = "transcribe"
-    resources = Resources(model=True, batch=1)  # files are long and uneven: one at a time
+    resources = Resources(model=True, cpus=2.0, batch=1)  # long, uneven files: one at a time
 
     def __init__(self, settings: WhisperSettings, transcriber: Transcriber | None = None) -> None:
         self.settings = settings

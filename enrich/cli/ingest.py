@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,9 @@ def ingest(
 ) -> None:  # fmt: skip
     """Scan PATHS, then embed, tag, transcribe and store every new or changed image, video and audio file."""
     lib = library(ctx)
-    with progress_bar(ctx) as progress:
+    # stdout carries the report alone: what libraries print meanwhile (Ray relays its cluster's
+    # messages to stdout) goes to stderr.
+    with progress_bar(ctx) as progress, contextlib.redirect_stdout(sys.stderr):
         report = _interruptible(ctx, lib, lambda: lib.ingest(
             paths, include=include, exclude=exclude, hidden=hidden, prune=prune, force=force,
             batch_size=batch_size, workers=workers, video=not no_video, audio=not no_audio,

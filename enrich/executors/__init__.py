@@ -20,3 +20,7 @@ class Executor(Protocol):
     def run(self, stages: Sequence[Stage], work: Sequence[FileWork]) -> Iterator[list[FileWork]]:
         """Every file through every stage, yielded in batches as they finish."""
         ...
+
+    def close(self) -> None:
+        """Let go of what the executor holds (a cluster connection it opened)."""
+        ...

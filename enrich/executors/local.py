@@ -59,6 +59,9 @@ class LocalExecutor:
                 for future in futures:
                     future.cancel()
 
+    def close(self) -> None:
+        """Nothing held between runs: each run's threads end with it."""
+
     def _full(self, pending: list[FileWork]) -> bool:
         return sum(w.frames for w in pending) >= self.batch_size or len(pending) >= MAX_FILES
 
