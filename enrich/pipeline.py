@@ -32,6 +32,7 @@ from assetlens.enrich.work import FileWork
 from assetlens.enrich.writer import IngestProgress, IngestReport, Writer
 from assetlens.models.clip import ClipEncoder
 from assetlens.models.settings import WhisperSettings
+from assetlens.search.duplicates import NearDuplicates
 from assetlens.search.store import Store
 from assetlens.search.vectors.index import VectorIndex
 
@@ -84,6 +85,8 @@ class Ingester:
         tagger: Tags images and keyframes from their vectors.
         index: Vector index brought level with the store after each run (optional).
         transcription: Whisper settings for audio and video sound (None: no transcripts).
+        duplicates: The library's near-duplicate groups, which new assets join after each run
+            (default: at the default thresholds).
     """
 
     def __init__(
@@ -93,9 +96,11 @@ class Ingester:
         tagger: Tagger,
         index: VectorIndex | None = None,
         transcription: WhisperSettings | None = None,
+        duplicates: NearDuplicates | None = None,
     ) -> None:
         self.store, self.encoder, self.tagger = store, encoder, tagger
         self.index, self.transcription = index, transcription
+        self.duplicates = duplicates or NearDuplicates(store)
 
     def ingest(self, roots: Sequence[Path], options: IngestOptions | None = None) -> IngestReport:
         """Ingest every media file under ``roots``.
@@ -168,6 +173,7 @@ class Ingester:
                 # the error that stopped the run; the next run closes the job and the index.
                 if status == "done":
                     raise
+        self.duplicates.update(self.index)  # the new assets join (or start) near-duplicate groups
         return report
 
     def _executor(self, options: IngestOptions) -> Executor:
@@ -184,7 +190,9 @@ class Ingester:
         hashes = frozenset(self.store.embedded_hashes()) if known else frozenset()
         decode = Decode(size, options.max_pixels, options.keyframes, hashes)
         embed = Embed(self.encoder.spec, self.encoder.settings, options.batch_size, self.encoder)
-        return ingest_stages(decode, embed, self.tagger.scorer(), self.transcription if transcribe else None)
+        learned = [t for t in self.store.learned.all() if t.model == self.encoder.model_id]
+        whisper = self.transcription if transcribe else None
+        return ingest_stages(decode, embed, self.tagger.scorer(), whisper, learned)
 
     def _run(
         self, executor: Executor, stages: list[Stage], work: list[FileWork], writer: Writer

@@ -1,4 +1,4 @@
-"""The enrichment stages: decode -> embed -> tag -> transcribe, each a small callable.
+"""The enrichment stages: decode -> hash -> embed -> tag -> learned -> transcribe, each a small callable.
 
 A stage takes a batch of :class:`FileWork` and returns it with its own results filled in. It
 knows nothing of threads, Ray or SQLite: an executor (:mod:`assetlens.enrich.executors`) runs the
@@ -24,6 +24,7 @@ import numpy as np
 
 from assetlens.enrich.decode import decode_image
 from assetlens.enrich.errors import DecodeError
+from assetlens.enrich.phash import fingerprints, hash_thumbnail
 from assetlens.enrich.tagging import TagScorer
 from assetlens.enrich.transcribe import transcribe_file
 from assetlens.enrich.video import KeyframeOptions, extract_keyframes, probe_media
@@ -32,6 +33,7 @@ from assetlens.models.clip import ClipEncoder, prepare_image
 from assetlens.models.registry import ModelSpec, file_digest
 from assetlens.models.settings import ModelSettings, WhisperSettings
 from assetlens.models.whisper import Transcriber
+from assetlens.search.learned import LearnedTag, learned_tags_of
 
 
 @dataclass(frozen=True)
@@ -104,17 +106,44 @@ class Decode:
             if c.kind == "image":
                 decoded = decode_image(c.path, min_side=self.size, max_pixels=self.max_pixels)
                 pixels = prepare_image(decoded.image, self.size)[None]
-                return replace(w, kind="image", pixels=pixels, times=(None,), metadata=decoded.metadata)
+                thumbs = hash_thumbnail(decoded.image)[None]
+                return replace(
+                    w, kind="image", pixels=pixels, thumbs=thumbs, times=(None,), metadata=decoded.metadata
+                )
             probe = probe_media(c.path)
             if probe.has_video:
                 probe, frames = extract_keyframes(c.path, replace(self.keyframes, min_side=self.size))
                 pixels = np.stack([prepare_image(k.image, self.size) for k in frames])
-                return replace(w, kind="video", pixels=pixels, times=tuple(k.t for k in frames), probe=probe)
+                thumbs = np.stack([hash_thumbnail(k.image) for k in frames])
+                times = tuple(k.t for k in frames)
+                return replace(w, kind="video", pixels=pixels, thumbs=thumbs, times=times, probe=probe)
             if probe.has_audio:
                 return replace(w, kind="audio", probe=probe)
             return replace(w, failure=Failure("decode", "no video or audio stream"))
         except DecodeError as exc:
             return replace(w, failure=Failure("decode", exc.reason))
+
+
+class Hash:
+    """Perceptual hashes of every image and keyframe (:mod:`enrich.phash`), for near-duplicates.
+
+    Reads the small greyscale copies decoding made (the whole frame: the model's input is a
+    centre crop at the model's size) and drops them. No model, no file.
+    """
+
+    name = "hash"
+    resources = Resources(cpus=0.25)
+
+    def open(self) -> None:
+        """Nothing to load."""
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [
+            replace(w, hashes=fingerprints(w.thumbs), thumbs=None)
+            if w.wants("hash") and w.thumbs is not None
+            else w
+            for w in batch
+        ]
 
 
 class Embed:
@@ -191,6 +220,38 @@ class Tag:
         ]
 
 
+class Learned:
+    """Tags from the library's learned classifiers (:mod:`search.learned`), from the vectors.
+
+    A learned tag that replaces a vocabulary tag of its name drops the zero-shot one.
+
+    Args:
+        tags: The classifiers, fitted on the vectors of the model this ingest runs.
+    """
+
+    name = "learned"
+    resources = Resources(cpus=0.25)
+
+    def __init__(self, tags: Sequence[LearnedTag]) -> None:
+        self.tags = tuple(tags)
+        self.replaced = frozenset(t.name for t in tags if t.replaces_vocabulary)
+
+    def open(self) -> None:
+        """Nothing to load: the classifiers travel with the stage."""
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [
+            replace(
+                w,
+                learned=tuple(learned_tags_of(self.tags, w.vectors, w.times)),
+                tags=tuple(t for t in w.tags if t.tag not in self.replaced),
+            )
+            if w.wants("learned") and w.vectors is not None and len(w.vectors)
+            else w
+            for w in batch
+        ]
+
+
 class Transcribe:
     """Whisper segments of a file's speech (an audio file, a video's sound track).
 
@@ -238,10 +299,17 @@ class Transcribe:
 
 
 def ingest_stages(
-    decode: Decode, embed: Embed, scorer: TagScorer, transcribe: WhisperSettings | None
+    decode: Decode,
+    embed: Embed,
+    scorer: TagScorer,
+    transcribe: WhisperSettings | None,
+    learned: Sequence[LearnedTag] = (),
 ) -> list[Stage]:
-    """The stages of an ingest, in order (``transcribe`` None: no speech recognition)."""
-    stages: list[Stage] = [decode, embed, Tag(scorer)]
+    """The stages of an ingest, in order (``transcribe`` None: no speech recognition; ``learned``:
+    the library's learned classifiers of this model)."""
+    stages: list[Stage] = [decode, Hash(), embed, Tag(scorer)]
+    if learned:
+        stages.append(Learned(learned))
     if transcribe is not None:
         stages.append(Transcribe(transcribe))
     return stages

@@ -152,6 +152,11 @@ class Writer:
         asset_id = store.upsert_asset(values)
         store.replace_vectors(asset_id, self.model_id, vectors, list(w.times))
         store.replace_tags(asset_id, "clip", list(w.tags))
+        store.replace_tags(asset_id, "learned", list(w.learned))
+        if w.hashes is not None:
+            store.duplicates.replace_hashes(asset_id, w.hashes, list(w.times))
+        else:
+            store.duplicates.forget(asset_id)
         self._write_transcript(asset_id, w)
         self._images += len(vectors)
         self.report.added += existing is None

@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from assetlens.search.vectors.ann import IndexConfig
 
+# Near-duplicate decision, measured on a generated set (tests/benchmarks/bench_duplicates.py):
+# least CLIP similarity, and most differing perceptual-hash bits (of 128). Both must hold.
+VOCABULARY_FILE = "vocabulary.txt"
+DUPLICATES_THRESHOLD = 0.90
+DUPLICATES_MAX_DISTANCE = 26
+
 
 class SearchSettings(BaseSettings):
     """Where the library lives, and how its vector index is built.
@@ -55,15 +61,19 @@ class SearchSettings(BaseSettings):
     index_rerank: int | None = Field(default=None, ge=1, le=100_000)
     index_max_deleted_fraction: float | None = Field(default=None, gt=0, le=1)
     index_max_delta: int | None = Field(default=None, ge=0)
-    # Defaults measured on a generated set (tests/benchmarks/bench_duplicates.py); the bounds are
-    # those of the pairs kept (search.duplicates.PAIR_MIN_SIMILARITY, PAIR_MAX_DISTANCE).
-    duplicates_threshold: float = Field(default=0.90, ge=0.80, le=1.0)
-    duplicates_max_distance: int = Field(default=26, ge=0, le=40)
+    # The bounds are those of the pairs kept (search.duplicates.PAIR_MIN_SIMILARITY, PAIR_MAX_DISTANCE).
+    duplicates_threshold: float = Field(default=DUPLICATES_THRESHOLD, ge=0.80, le=1.0)
+    duplicates_max_distance: int = Field(default=DUPLICATES_MAX_DISTANCE, ge=0, le=40)
 
     @property
     def db_path(self) -> Path:
         """The SQLite file."""
         return self.data_dir / "assetlens.db"
+
+    @property
+    def vocabulary_path(self) -> Path:
+        """The vocabulary file given once and kept for later runs (``enrich.vocabulary``)."""
+        return self.data_dir / VOCABULARY_FILE
 
     @property
     def legacy_weights_dir(self) -> Path:

@@ -74,7 +74,9 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) 
     return np.asarray(image, np.float64)
 
 
-def _shape(rng: np.random.Generator, w: int, h: int) -> tuple[int, tuple[int, int, int, int], tuple[int, ...]]:
+def _shape(
+    rng: np.random.Generator, w: int, h: int
+) -> tuple[int, tuple[int, int, int, int], tuple[int, ...]]:
     sw, sh = int(rng.integers(w // 12, w // 3)), int(rng.integers(h // 12, h // 3))
     x, y = int(rng.integers(0, w - sw)), int(rng.integers(0, h - sh))
     return int(rng.integers(0, 3)), (x, y, x + sw, y + sh), tuple(int(c) for c in rng.integers(0, 256, 3))
@@ -165,8 +167,11 @@ def watermark(text: str = "© ACME Studio 2024") -> Callable[[Image.Image], Imag
     def edit(im: Image.Image) -> Image.Image:
         layer = Image.new("RGBA", im.size, (0, 0, 0, 0))
         font = ImageFont.load_default(size=max(10, im.height // 10))
-        ImageDraw.Draw(layer).text((im.width // 12, im.height * 2 // 3), text, font=font,
-                                   fill=(255, 255, 255, 170), stroke_width=1, stroke_fill=(0, 0, 0, 120))  # fmt: skip
+        where = (im.width // 12, im.height * 2 // 3)
+        draw = ImageDraw.Draw(layer)
+        draw.text(
+            where, text, font=font, fill=(255, 255, 255, 170), stroke_width=1, stroke_fill=(0, 0, 0, 120)
+        )
         return Image.alpha_composite(im.convert("RGBA"), layer).convert("RGB")
 
     return edit

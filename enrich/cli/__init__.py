@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from assetlens.enrich.cli import assets, catalog, ingest, models, query, server, vectors
+from assetlens.enrich.cli import assets, catalog, hygiene, ingest, models, query, server, vectors
 from assetlens.enrich.cli.root import add_global_options, cli
 
 __all__ = ["cli", "main"]
@@ -16,7 +16,7 @@ __all__ = ["cli", "main"]
 
 def register_commands(group: click.Group) -> None:
     """Add every command to the root group, each with ``--data-dir`` and ``--json``."""
-    for module in (ingest, vectors, query, assets, catalog, models, server):
+    for module in (ingest, vectors, query, assets, catalog, hygiene, models, server):
         for command in module.COMMANDS:
             group.add_command(command)
     add_global_options(group)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from assetlens.enrich.facade.catalog import CatalogMethods
+from assetlens.enrich.facade.hygiene import HygieneMethods
 from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image
 from assetlens.enrich.lock import writer_lock
 from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
@@ -28,6 +29,8 @@ from assetlens.enrich.writer import IngestProgress, IngestReport
 from assetlens.models.settings import ModelSettings, WhisperSettings
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
+from assetlens.search.learned import apply as apply_learned
+from assetlens.search.learned import relearn_all
 from assetlens.search.library import LibraryCore
 from assetlens.search.query import Mode, Query, open_query_image, parse_text
 from assetlens.search.settings import SearchSettings
@@ -53,7 +56,7 @@ def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = 
     return Library(data_dir, model=model)
 
 
-class Library(CatalogMethods):
+class Library(CatalogMethods, HygieneMethods):
     """One AssetLens library: ingest media, search it, read and edit its assets.
 
     Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI.
@@ -139,9 +142,9 @@ class Library(CatalogMethods):
         )  # fmt: skip
         with self._writing("ingest", wait):
             whisper = WhisperSettings() if transcribe else None
-            ingester = Ingester(
-                self.core.store, self.core.encoder, self._tagger(vocab, save=True), self.core.index, whisper
-            )
+            tagger = self._tagger(vocab, save=True)
+            core = self.core
+            ingester = Ingester(core.store, core.encoder, tagger, core.index, whisper, core.duplicates)
             return ingester.ingest(roots, options)
 
     def reembed(
@@ -149,20 +152,26 @@ class Library(CatalogMethods):
     ) -> IngestReport:
         """Switch the library to the configured model: drop the old vectors, re-encode every asset.
 
-        Interrupted, it resumes where it stopped when run again. Transcripts are kept.
+        Interrupted, it resumes where it stopped when run again. Transcripts are kept; learned
+        tags are fitted again on their examples' new vectors.
         """
         with self._writing("reembed", wait):
-            ingester = Ingester(
-                self.core.store, self.core.encoder, self._tagger(None, save=False), self.core.index
-            )
-            return reembed_library(ingester, _ingest_options(progress, transcribe=False))
+            core = self.core
+            tagger = self._tagger(None, save=False)
+            ingester = Ingester(core.store, core.encoder, tagger, core.index, duplicates=core.duplicates)
+            report = reembed_library(ingester, _ingest_options(progress, transcribe=False))
+            relearn_all(core.store)
+            return report
 
     def retag(
         self, *, vocab: str | os.PathLike[str] | None = None, wait: bool = False, progress: bool = False
     ) -> int:
         """Re-tag every asset from its stored vectors (no file is read); returns how many."""
         with self._writing("tag", wait):
-            return retag_library(self.core.store, self._tagger(vocab, save=True), progress)
+            count = retag_library(self.core.store, self._tagger(vocab, save=True), progress)
+            with self.core.store.transaction():
+                self.core.store.learned.drop_replaced_clip_tags()  # learned tags replace these
+            return count
 
     def transcribe(
         self,
@@ -229,7 +238,11 @@ class Library(CatalogMethods):
 
         roots = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
         with self._writing("import", wait):
-            report = import_vectors(self.core.store, roots, model, batch_rows=batch_rows, progress=progress)
+            store = self.core.store
+            report = import_vectors(store, roots, model, batch_rows=batch_rows, progress=progress)
+            if tags := store.learned.all():  # imported assets get the learned tags too
+                with store.transaction():
+                    apply_learned(store, tags)
             if index:
                 self.core.index.sync(progress=index_progress)
         return report
@@ -250,6 +263,7 @@ class Library(CatalogMethods):
         cursor: str | None = None,
         min_relevance: float | None = None,
         sort: str | None = None,
+        collapse_duplicates: bool = False,
     ) -> SearchPage:
         """Search by text, an example image, asset or embedding, and a filter (any combination).
 
@@ -264,6 +278,8 @@ class Library(CatalogMethods):
             limit: Results per page; ``cursor`` continues from a page's ``next_cursor``.
             min_relevance: Drop results below this calibrated relevance (0-1).
             sort: ``score`` (default) or ``FIELD[:asc|:desc]``.
+            collapse_duplicates: One result per near-duplicate group (the best-ranked member;
+                the others are listed in its explanation's ``near_duplicates``).
 
         Raises:
             QueryError: Nothing to search for, a bad cursor, sort or limit; a vector of the wrong
@@ -278,7 +294,7 @@ class Library(CatalogMethods):
             text=positives, negative=negatives, image=as_image(image), filter=as_filter(filter), mode=mode,
             asset_id=None if asset is None else self.find(asset).id, limit=limit, cursor=cursor,
             vector=None if vector is None else np.asarray(vector, dtype=np.float32),
-            min_relevance=min_relevance, sort=sort,
+            min_relevance=min_relevance, sort=sort, collapse_duplicates=collapse_duplicates,
         )  # fmt: skip
         return self.core.engine.search(query)
 

@@ -35,7 +35,9 @@ def frame_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.minimum(ab, ba)
 
 
-def measure(vectors_a: np.ndarray, hashes_a: np.ndarray, vectors_b: np.ndarray, hashes_b: np.ndarray) -> tuple[float, int]:
+def measure(
+    vectors_a: np.ndarray, hashes_a: np.ndarray, vectors_b: np.ndarray, hashes_b: np.ndarray
+) -> tuple[float, int]:
     """(similarity, distance) of two assets: medians, over the frames of the one with fewer, of
     each frame's best cosine and fewest bits to the other's frames."""
     sims = np.asarray(vectors_a, np.float32) @ np.asarray(vectors_b, np.float32).T
@@ -88,7 +90,9 @@ class Frames:
                          [assets[a].kind or "" for a in held])  # fmt: skip
 
     @classmethod
-    def build(cls, assets: list[int], vectors: list[np.ndarray], hashes: list[np.ndarray], kinds: list[str]) -> Frames:
+    def build(
+        cls, assets: list[int], vectors: list[np.ndarray], hashes: list[np.ndarray], kinds: list[str]
+    ) -> Frames:
         """Frames from per-asset arrays (``assets`` sorted)."""
         # An asset keeps its fewest frames: vectors and hashes of a video may differ in number
         # when they were computed in different runs (hashes filled in later).
@@ -138,6 +142,8 @@ def verify(frames: Frames, a: np.ndarray, b: np.ndarray, min_similarity: float, 
     for i in np.flatnonzero(~single):
         ra = slice(frames.start[pa[i]], frames.start[pa[i] + 1])
         rb = slice(frames.start[pb[i]], frames.start[pb[i] + 1])
-        sims[i], dists[i] = measure(frames.vectors[ra], frames.hashes[ra], frames.vectors[rb], frames.hashes[rb])
+        sims[i], dists[i] = measure(
+            frames.vectors[ra], frames.hashes[ra], frames.vectors[rb], frames.hashes[rb]
+        )
     ok = (sims >= min_similarity) & (dists <= max_distance)
     return Pairs(frames.assets[pa[ok]], frames.assets[pb[ok]], sims[ok], dists[ok])

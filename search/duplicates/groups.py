@@ -24,6 +24,7 @@ import numpy as np
 from assetlens.search.duplicates.candidates import index_pairs, neighbour_pairs
 from assetlens.search.duplicates.compare import Frames, measure, verify
 from assetlens.search.errors import QueryError
+from assetlens.search.settings import DUPLICATES_MAX_DISTANCE, DUPLICATES_THRESHOLD
 from assetlens.search.store import Asset, Store
 from assetlens.search.vectors.index import VectorIndex
 
@@ -117,11 +118,18 @@ class NearDuplicates:
         max_distance: Most differing hash bits of near-duplicates (the library's setting).
     """
 
-    def __init__(self, store: Store, threshold: float, max_distance: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        threshold: float = DUPLICATES_THRESHOLD,
+        max_distance: int = DUPLICATES_MAX_DISTANCE,
+    ) -> None:
         _check(threshold, max_distance)
         self.store, self.threshold, self.max_distance = store, threshold, max_distance
 
-    def update(self, index: VectorIndex | None = None, progress: Callable[[str], None] | None = None) -> DuplicateUpdate:
+    def update(
+        self, index: VectorIndex | None = None, progress: Callable[[str], None] | None = None
+    ) -> DuplicateUpdate:
         """Compare the assets hashed since the last update with the library, then regroup.
 
         Args:

@@ -92,7 +92,8 @@ class DuplicateStore:
         last = 0
         while True:
             rows = self.db.execute(
-                "SELECT id, asset_id, hashes FROM frame_hashes WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+                "SELECT id, asset_id, hashes FROM frame_hashes WHERE id > ? ORDER BY id LIMIT ?",
+                (last, batch),
             ).fetchall()
             if not rows:
                 return
@@ -127,7 +128,9 @@ class DuplicateStore:
 
     def counts(self) -> dict[str, int]:
         """``{"frames", "assets", "pairs", "grouped", "groups"}``."""
-        frames, assets = self.db.execute("SELECT count(*), count(DISTINCT asset_id) FROM frame_hashes").fetchone()
+        frames, assets = self.db.execute(
+            "SELECT count(*), count(DISTINCT asset_id) FROM frame_hashes"
+        ).fetchone()
         pairs = self.db.execute("SELECT count(*) FROM near_duplicate_pairs").fetchone()[0]
         grouped, groups = self.db.execute(
             "SELECT count(*), count(DISTINCT group_id) FROM near_duplicates"
@@ -158,7 +161,8 @@ class DuplicateStore:
     def pairs(self, min_similarity: float, max_distance: int) -> Pairs:
         """Every stored pair at least this similar and at most this far apart."""
         rows = self.db.execute(
-            "SELECT a, b, similarity, distance FROM near_duplicate_pairs WHERE similarity >= ? AND distance <= ?",
+            "SELECT a, b, similarity, distance FROM near_duplicate_pairs "
+            "WHERE similarity >= ? AND distance <= ?",
             (min_similarity, max_distance),
         ).fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]

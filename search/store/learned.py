@@ -16,7 +16,9 @@ import numpy as np
 
 from assetlens.search.store.records import now_iso
 
-_COLUMNS = "name, model, method, weights, bias, threshold, replaces_vocabulary, report, created_at, trained_at"
+_COLUMNS = (
+    "name, model, method, weights, bias, threshold, replaces_vocabulary, report, created_at, trained_at"
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ class LearnedTagStore:
 
     def save(self, tag: LearnedTag) -> None:
         """Store a tag's classifier and its examples (replacing what was stored under its name)."""
-        created = self.db.execute("SELECT created_at FROM learned_tags WHERE name = ?", (tag.name,)).fetchone()
+        created = self.db.execute(
+            "SELECT created_at FROM learned_tags WHERE name = ?", (tag.name,)
+        ).fetchone()
         now = now_iso()
         self.db.execute(
             f"INSERT OR REPLACE INTO learned_tags ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -102,7 +106,8 @@ class LearnedTagStore:
         for row in self.db.execute(f"SELECT {_COLUMNS} FROM learned_tags {where}", params).fetchall():
             name = row[0]
             examples = self.db.execute(
-                "SELECT asset_id, positive FROM learned_tag_examples WHERE name = ? ORDER BY asset_id", (name,)
+                "SELECT asset_id, positive FROM learned_tag_examples WHERE name = ? ORDER BY asset_id",
+                (name,),
             ).fetchall()
             out.append(LearnedTag(
                 name, row[1], row[2], np.frombuffer(row[3], "<f4").astype(np.float32), float(row[4]),
@@ -117,28 +122,47 @@ class LearnedTagStore:
         self.db.execute("DELETE FROM tags WHERE source = 'learned' AND tag = ?", (name,))
 
     def replace_tagged(
-        self, tag: LearnedTag, asset_ids: Sequence[int], scores: Sequence[float], times: Sequence[float | None]
+        self,
+        tag: LearnedTag,
+        asset_ids: Sequence[int],
+        scores: Sequence[float],
+        times: Sequence[float | None],
     ) -> None:
         """Make ``asset_ids`` (with their scores and best frames) the assets holding the learned tag."""
         self.db.execute("DELETE FROM tags WHERE source = 'learned' AND tag = ?", (tag.name,))
         self.add_tagged(tag, asset_ids, scores, times)
 
     def add_tagged(
-        self, tag: LearnedTag, asset_ids: Sequence[int], scores: Sequence[float], times: Sequence[float | None]
+        self,
+        tag: LearnedTag,
+        asset_ids: Sequence[int],
+        scores: Sequence[float],
+        times: Sequence[float | None],
     ) -> None:
         """Give the learned tag to more assets (their earlier score, if any, is replaced)."""
         self.db.executemany(
-            "INSERT OR REPLACE INTO tags (asset_id, tag, score, source, model, t) VALUES (?, ?, ?, 'learned', ?, ?)",
-            [(int(a), tag.name, float(s), tag.model, t) for a, s, t in zip(asset_ids, scores, times, strict=True)],
+            "INSERT OR REPLACE INTO tags (asset_id, tag, score, source, model, t) "
+            "VALUES (?, ?, ?, 'learned', ?, ?)",
+            [
+                (int(a), tag.name, float(s), tag.model, t)
+                for a, s, t in zip(asset_ids, scores, times, strict=True)
+            ],
         )
 
     def copy_tags(self, source: int, target: int) -> None:
         """Give ``target`` (same content: an exact duplicate) the learned tags of ``source``."""
         self.db.execute("DELETE FROM tags WHERE asset_id = ? AND source = 'learned'", (target,))
         self.db.execute(
-            "INSERT INTO tags (asset_id, tag, score, source, model, t) SELECT ?, tag, score, source, model, t "
-            "FROM tags WHERE asset_id = ? AND source = 'learned'",
+            "INSERT INTO tags (asset_id, tag, score, source, model, t) "
+            "SELECT ?, tag, score, source, model, t FROM tags WHERE asset_id = ? AND source = 'learned'",
             (target, source),
+        )
+
+    def drop_replaced_clip_tags(self) -> None:
+        """Drop the zero-shot tags that a learned tag of the same name replaces."""
+        self.db.execute(
+            "DELETE FROM tags WHERE source = 'clip' AND lower(tag) IN "
+            "(SELECT lower(name) FROM learned_tags WHERE replaces_vocabulary = 1)"
         )
 
     def tagged_count(self, name: str) -> int:
