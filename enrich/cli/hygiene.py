@@ -93,6 +93,10 @@ negatives = click.option(
 )
 
 
+def _figure(value: float | None) -> str:
+    return "n/a (no negative examples)" if value is None else f"{value:.2f}"
+
+
 def _print_report(report: LearnReport) -> None:
     r = report.tag.report
     click.echo(
@@ -100,7 +104,8 @@ def _print_report(report: LearnReport) -> None:
         f"{r['background']} background assets"
     )
     click.echo(
-        f"cross-validated ({r['folds']} folds): precision {r['precision']:.2f}, recall {r['recall']:.2f}"
+        f"cross-validated ({r['folds']} folds): precision {_figure(r['precision'])}, "
+        f"recall {_figure(r['recall'])}; went to {r['background_tagged']:.0%} of held-out background assets"
     )
     click.echo(f"tagged {report.tagged} assets (score >= {report.tag.threshold})")
 
@@ -149,7 +154,7 @@ def list_tags(ctx: click.Context) -> None:
             r = t.report
             click.echo(
                 f"{t.name}: {len(t.positives)}+/{len(t.negatives)}- examples, "
-                f"precision {r.get('precision', 0):.2f}, recall {r.get('recall', 0):.2f}, model {t.model}"
+                f"precision {_figure(r.get('precision'))}, recall {_figure(r.get('recall'))}, model {t.model}"
             )
 
     emit(ctx, {"learned": [t.summary() for t in found]}, human)

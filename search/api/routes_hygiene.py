@@ -103,9 +103,10 @@ class LearnRequest(BaseModel):
 
 class LearnedReport(BaseModel):
     folds: int
-    precision: float
+    precision: float | None = Field(description="On held-out marked examples; null without negatives.")
     recall: float
-    f1: float
+    f1: float | None
+    background_tagged: float = Field(description="Share of held-out background assets the tag went to.")
     positives: int
     negatives: int
     background: int
