@@ -166,7 +166,7 @@ def test_cli_learns_lists_shows_relearns_and_forgets(
     def run(*args: str) -> dict:
         result = CliRunner().invoke(cli, [*data, *args, "--json"])
         assert result.exit_code == 0, result.output
-        return json.loads(result.output)
+        return json.loads(result.stdout)
 
     ids = [library.find(tmp_path / "shoot" / f"packshot {i}.jpg").id for i in (1, 2, 3, 4)]
     learned = run(

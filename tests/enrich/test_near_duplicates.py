@@ -8,6 +8,7 @@ its original, and nothing else may: distinct photos and other shots of one scene
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from collections.abc import Iterator
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from duplicate_set import VARIANTS, generated_scenes, other_shot, real_photos, variants_of
 
 import assetlens
+from assetlens.enrich.cli import cli
 from assetlens.enrich.phash import ANCHORS, fingerprint, hash_thumbnail
 from assetlens.enrich.stages import Hash
 from assetlens.enrich.work import FileWork
@@ -208,3 +211,31 @@ def test_hash_stage_pickles_and_hashes_the_whole_frame(tmp_path: Path) -> None:
     assert done.thumbs is None and done.hashes is not None
     assert done.hashes.shape == (1, len(ANCHORS), 2) and done.hashes.dtype == np.uint64
     assert (done.hashes[0] == fingerprint(thumbs[0])).all()
+
+
+def test_cli_json_document_and_collapsed_search(
+    library: assetlens.Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSETLENS_CLIP_MODEL", "tiny")
+    data = ["--data-dir", str(library.data_dir)]
+    result = CliRunner().invoke(cli, [*data, "duplicates", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert len(doc["groups"]) == 8 + SCENES
+    for group in doc["groups"]:
+        assert group["representative"] == group["assets"][0]["asset_id"]
+        assert all({"asset_id", "uri", "similarity"} <= set(a) for a in group["assets"])
+    strict = json.loads(
+        CliRunner().invoke(cli, [*data, "duplicates", "--json", "--threshold", "0.999"]).output
+    )
+    assert sum(len(g["assets"]) for g in strict["groups"]) < sum(len(g["assets"]) for g in doc["groups"])
+    assert CliRunner().invoke(cli, [*data, "duplicates", "--threshold", "0.5"]).exit_code == 2
+    human = CliRunner().invoke(cli, [*data, "duplicates", "--filter", "filename:cat*"])
+    assert human.exit_code == 0 and human.output.startswith("group 1: 13 assets")
+    found = CliRunner().invoke(
+        cli, [*data, "search", "a photo", "--collapse-duplicates", "--limit", "100", "--json"]
+    )
+    results = json.loads(found.stdout)["results"]
+    assert (
+        len(results) == library.count("ingest_status:ok") - library.count("near_duplicate:true") + 8 + SCENES
+    )
