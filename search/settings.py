@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # least CLIP similarity, and most differing perceptual-hash bits (of 128). Both must hold.
 VOCABULARY_FILE = "vocabulary.txt"
 DUPLICATES_THRESHOLD = 0.90
-DUPLICATES_MAX_DISTANCE = 26
+DUPLICATES_MAX_DISTANCE = 22
 
 
 class SearchSettings(BaseSettings):

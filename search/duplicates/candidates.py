@@ -28,7 +28,7 @@ from assetlens.search.vectors.index import VectorIndex
 
 faiss: Any = _faiss
 
-EXACT_MAX = 200_000
+EXACT_MAX = 20_000
 """Frames up to which the candidate search is exact (a flat index)."""
 MAX_NEIGHBOURS = 1024
 """Most neighbours one frame is compared with."""
