@@ -73,6 +73,7 @@ class IngestOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     engine: Literal["local", "ray", "auto"] = "local"
     ray_address: str | None = None
+    ray_actors: int = 0  # 0: one per node, or per GPU
     progress: Callable[[IngestProgress], None] | None = None
 
 
@@ -150,6 +151,8 @@ class Ingester:
             writer.write_scan_failures(plan.failures)
             executor = self._executor(options)
             try:
+                # No file with sound, no speech model (on Ray, no actor holding cores for nothing).
+                transcribe = transcribe and any(w.candidate.kind in ("audio", "video") for w in plan.work)
                 redo = self._run(executor, self._stages(options, transcribe, known=True), plan.work, writer)
                 if redo:  # known content whose source vanished meanwhile: decode it after all
                     self._run(executor, self._stages(options, transcribe, known=False), redo, writer)
@@ -182,8 +185,9 @@ class Ingester:
         from assetlens.enrich.executors.ray_cluster import RayExecutor  # Ray is an optional extra
 
         return RayExecutor.connect(
-            options.ray_address, options.batch_size, options.workers, required=options.engine == "ray"
-        )
+            options.ray_address, options.batch_size, options.workers, required=options.engine == "ray",
+            actors=options.ray_actors,
+        )  # fmt: skip
 
     def _stages(self, options: IngestOptions, transcribe: bool, known: bool) -> list[Stage]:
         size = self.encoder.image_size

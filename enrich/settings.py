@@ -18,6 +18,7 @@ class EnrichSettings(BaseSettings):
         engine: Where the stages run: ``local`` (this process), ``ray`` (a Ray cluster: the one
             at ``ray_address``, else a new local one), ``auto`` (a running cluster, else local).
         ray_address: The Ray cluster to join (the head's ``HOST:PORT``).
+        ray_actors: Actors per model stage on Ray (0: one per node, or one per GPU).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
@@ -27,3 +28,4 @@ class EnrichSettings(BaseSettings):
     workers: int = Field(default=0, ge=0, le=64)
     engine: Literal["local", "ray", "auto"] = "local"
     ray_address: str | None = None
+    ray_actors: int = Field(default=0, ge=0, le=1024)

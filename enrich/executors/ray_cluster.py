@@ -1,18 +1,26 @@
-"""The Ray executor: the same stage objects, run on a Ray cluster with Ray Data.
+"""The Ray executor: the same stage objects, run on a Ray cluster.
 
-The plan's files become a Ray dataset; each stage becomes one operator of it: a stage that holds a
-model runs on an actor pool (one model per actor, opened once, fed batches; with ``num_gpus``
-when the cluster has GPUs), any other stage runs as plain tasks. Results stream back to the
-driver batch by batch as they finish, and the driver's writer stores them: the SQLite library
-stays the one truth whatever the cluster size.
+The plan's files go in blocks (``batch_size`` files). Each block flows through the stages as a
+chain of Ray calls whose inputs are the previous call's results, so blocks move from worker to
+worker without passing through the driver: a stage that holds a model runs on an actor pool (one
+model per actor, opened once, then fed blocks; with ``num_gpus`` when the cluster has GPUs), any
+other stage runs as plain tasks (decoding spreads over every node). A model stage that wants
+smaller batches (transcription: long, uneven files, one at a time) gets the block in pieces,
+spread over its pool. Finished blocks stream back to the driver as they complete, a bounded
+number in flight, and the driver's writer stores them: the SQLite library stays the one truth
+whatever the cluster size.
+
+Why not Ray Data: on this 2-core machine its streaming executor delivered 500 images at 0.58x
+the local run's rate (first results after 8-11 s, long stalls from its resource budgeting),
+where these chained calls reach about 0.8x (see BENCHMARKS.md, issue 11).
 
 Workers read the files by path: the cluster must see them at the same path on every node (a
 shared filesystem). A worker that cannot read a file says so, naming its node.
 
-Faults: Ray Data retries the task of a worker that died and restarts a dead actor, retrying its
-batch (its defaults: ``max_retries``, ``max_restarts`` and ``max_task_retries`` of -1), so a killed
-worker costs time, not results. A killed driver loses at most the batches
-not yet written; the next run resumes like a local one.
+Faults: a dead actor is restarted and its calls retried (``max_restarts``/``max_task_retries``
+-1); a task whose worker died is retried :data:`TASK_RETRIES` times. A block whose worker keeps
+dying (a file that crashes the decoder, say) fails its files with the reason, and the run goes
+on. A killed driver loses at most the blocks not yet written; the next run resumes.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import logging
 import math
 import os
 import socket
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,13 +39,12 @@ from assetlens.enrich.errors import EnrichError
 from assetlens.enrich.executors import Executor
 from assetlens.enrich.executors.local import LocalExecutor
 from assetlens.enrich.stages import Stage
-from assetlens.enrich.work import FileWork
-
-log = logging.getLogger(__name__)
+from assetlens.enrich.work import Failure, FileWork
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` keeps the cluster's token
-FILES_PER_BLOCK = 16  # rows of the input dataset per block: small, so decoding spreads over the cluster
 CONNECT_TIMEOUT_S = 5.0
+TASK_RETRIES = 3
+BLOCKS_PER_WORKER = 3  # blocks in flight per model actor: enough to keep it fed, little memory
 
 
 class RayUnavailableError(EnrichError):
@@ -47,28 +55,26 @@ class RayExecutor:
     """Runs stages on the Ray cluster this process is connected to.
 
     Args:
-        batch_size: Files per batch handed to a model stage (a video brings many frames).
+        batch_size: Files per block (a model call's batch; a video brings many frames).
+        owns_connection: :meth:`close` disconnects (the connection was made for this run).
+        actors: Actors per model stage (0: one per node, or per GPU when the stage can use one).
     """
 
-    def __init__(self, batch_size: int, owns_connection: bool = False) -> None:
-        self.batch_size, self.owns_connection = batch_size, owns_connection
-
-    def close(self) -> None:
-        """Disconnect from the cluster if :meth:`connect` connected (a local cluster stops)."""
-        if self.owns_connection:
-            import ray
-
-            ray.shutdown()
+    def __init__(self, batch_size: int, owns_connection: bool = False, actors: int = 0) -> None:
+        self.batch_size, self.owns_connection, self.actors = batch_size, owns_connection, actors
 
     @classmethod
-    def connect(cls, address: str | None, batch_size: int, workers: int, *, required: bool) -> Executor:
+    def connect(
+        cls, address: str | None, batch_size: int, workers: int, *, required: bool, actors: int = 0
+    ) -> Executor:
         """Join a cluster, or start a local one.
 
         Args:
             address: The head's ``HOST:PORT``; None: a running cluster if ``required`` is False
                 (``auto``: else run locally), a new local cluster if it is True (``ray``).
-            batch_size: Files per batch of a model stage.
+            batch_size: Files per block.
             workers: Decode threads of the local executor, when ``auto`` finds no cluster.
+            actors: Actors per model stage (0: one per node or GPU).
 
         Raises:
             RayUnavailableError: Ray is not installed, or the cluster at ``address`` cannot be
@@ -86,12 +92,8 @@ class RayExecutor:
             raise RayUnavailableError(
                 "the Ray engine needs Ray: pip install 'assetlens[ray]' (or run with --engine local)"
             ) from exc
-        _quiet(ray)
         if ray.is_initialized():
-            return cls(batch_size)
-        # Ray's core logs at ERROR that Ray Data's own actors keep their arguments in the object
-        # store, on every run: true and harmless here.
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+            return cls(batch_size, actors=actors)
         if address is not None:
             _check_reachable(address)
         try:
@@ -103,40 +105,144 @@ class RayExecutor:
                 except ConnectionError:
                     return LocalExecutor(workers, batch_size)
             else:
-                ray.init(include_dashboard=False, **_JOIN)
+                ray.init(address="local", include_dashboard=False, **_JOIN)  # a new one, always
         except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RayUnavailableError(
                 f"cannot reach the Ray cluster at {address or 'auto'}: {reason}"
             ) from exc
-        return cls(batch_size, owns_connection=True)
+        return cls(batch_size, owns_connection=True, actors=actors)
+
+    def close(self) -> None:
+        """Disconnect from the cluster if :meth:`connect` connected (a local cluster stops)."""
+        if self.owns_connection:
+            import ray
+
+            ray.shutdown()
 
     def run(self, stages: Sequence[Stage], work: Sequence[FileWork]) -> Iterator[list[FileWork]]:
-        """Every file through every stage on the cluster, yielded batch by batch as they finish."""
+        """Every file through every stage on the cluster, yielded block by block as they finish."""
         if not work:
             return
         import ray
-        import ray.data
+
+        chain = _Chain(stages, self.actors)
+        blocks = deque(list(work[i : i + self.batch_size]) for i in range(0, len(work), self.batch_size))
+        in_flight: dict[Any, list[FileWork]] = {}
+        window = max(2, BLOCKS_PER_WORKER * chain.widest)
+        while blocks or in_flight:
+            while blocks and len(in_flight) < window:
+                block = blocks.popleft()
+                in_flight[chain.submit(block)] = block
+            [ready], _ = ray.wait(list(in_flight), num_returns=1)
+            block = in_flight.pop(ready)
+            try:
+                yield ray.get(ready)
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError) as exc:
+                reason = (
+                    f"the Ray worker handling it kept dying ({type(exc).__name__}); see the cluster's logs"
+                )
+                yield [
+                    replace(w, failure=Failure("worker", reason)) if w.failure is None else w for w in block
+                ]
+            except ray.exceptions.RayTaskError as exc:  # a bug in a stage: as the local executor, stop
+                raise exc.as_instanceof_cause() from None
+
+
+class _Chain:
+    """The stages as Ray calls: a task function per plain stage, an actor pool per model stage.
+
+    Every call takes the previous calls' results as its inputs (Ray passes them worker to worker)
+    and concatenates them, so a block may be cut into slices for a pool and joined by the next call.
+    """
+
+    def __init__(self, stages: Sequence[Stage], actors: int) -> None:
+        import ray
 
         cluster = ray.cluster_resources()
-        scale = _cpu_scale(stages, float(cluster.get("CPU", 1.0)))
-        gpus = int(cluster.get("GPU", 0))
-        blocks = max(1, math.ceil(len(work) / FILES_PER_BLOCK))
-        ds = ray.data.from_items([{"work": w} for w in work], override_num_blocks=blocks)
-        for stage, cpus in zip(stages, _cpus(stages, scale), strict=True):
-            batch = stage.resources.batch or (self.batch_size if stage.resources.model else FILES_PER_BLOCK)
-            if stage.resources.model:
-                use_gpu = gpus > 0 and stage.resources.gpus > 0
-                pool = max(1, gpus if use_gpu else len(ray.nodes()))
-                ds = ds.map_batches(
-                    _worker_class(stage), batch_size=batch, batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool), num_cpus=cpus,
-                    num_gpus=stage.resources.gpus if use_gpu else 0,
-                )  # fmt: skip
-            else:
-                ds = ds.map_batches(_StageTask(stage), batch_size=batch, batch_format="numpy", num_cpus=cpus)
-        for rows in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            yield list(rows["work"])
+        gpus, nodes = int(cluster.get("GPU", 0)), sum(1 for n in ray.nodes() if n.get("Alive"))
+        on_gpu = [gpus > 0 and stage.resources.gpus > 0 for stage in stages]
+        sizes = [
+            (actors or max(1, gpus if gpu else nodes)) if stage.resources.model else 1
+            for stage, gpu in zip(stages, on_gpu, strict=True)
+        ]
+        shares = _cpu_shares(stages, sizes, float(cluster.get("CPU", 1.0)))
+        task = ray.remote(_run_task)
+        self._join = ray.remote(_join).options(num_cpus=0)
+        self.steps: list[tuple[Stage, Any, list[Any]]] = []  # (stage, task function or None, refs)
+        for stage, gpu, size, share in zip(stages, on_gpu, sizes, shares, strict=True):
+            if not stage.resources.model:
+                self.steps.append(
+                    (stage, task.options(num_cpus=share, max_retries=TASK_RETRIES), [ray.put(stage)])
+                )
+                continue
+            worker = ray.remote(_worker_class(stage)).options(
+                num_cpus=share,
+                num_gpus=stage.resources.gpus if gpu else 0,
+                max_restarts=-1,
+                max_task_retries=-1,
+            )
+            self.steps.append((stage, None, [worker.remote() for _ in range(size)]))
+        self.widest = max([len(pool) for _, fn, pool in self.steps if fn is None] or [1])
+        self._turn = 0
+
+    def submit(self, block: list[FileWork]) -> Any:
+        """The block's chain of calls; returns the reference of its final result."""
+        parts: list[Any] = [block]
+        for stage, fn, refs in self.steps:
+            if fn is not None:
+                parts = [fn.remote(refs[0], *parts)]
+                continue
+            size = stage.resources.batch or len(block)
+            slices = [(start, start + size) for start in range(0, len(block), size)]
+            parts = [
+                refs[(self._turn + n) % len(refs)].run.remote(piece, *parts) for n, piece in enumerate(slices)
+            ]
+        self._turn += 1
+        return parts[0] if len(parts) == 1 else self._join.remote(*parts)
+
+
+def _join(*parts: list[FileWork]) -> list[FileWork]:
+    return [w for part in parts for w in part]
+
+
+def _run_task(stage: Stage, *parts: list[FileWork]) -> list[FileWork]:
+    stage.open()  # nothing to load for a stage without a model
+    return _annotated(stage(_join(*parts)))
+
+
+class _StageActor:
+    """One worker of a model stage: opens the stage (loads its model) once, then takes blocks.
+
+    The stage is a class attribute (see :func:`_worker_class`), not a constructor argument: Ray
+    keeps those in the object store, where a restarted actor might not find them.
+    """
+
+    stage: Stage
+
+    def __init__(self) -> None:
+        self.stage.open()
+
+    def run(self, piece: tuple[int, int], *parts: list[FileWork]) -> list[FileWork]:
+        """The stage over files ``piece`` (start, stop) of the joined parts."""
+        start, stop = piece
+        return _annotated(self.stage(_join(*parts)[start:stop]))
+
+
+def _worker_class(stage: Stage) -> type[_StageActor]:
+    """An actor class carrying its stage, named after it (``EmbedWorker``: its processes' title)."""
+    return type(f"{stage.name.title()}Worker", (_StageActor,), {"stage": stage})
+
+
+def _annotated(works: list[FileWork]) -> list[FileWork]:
+    """A file this node cannot read may be there on others: the message names the node."""
+    where = f"on node {socket.gethostname()} (pid {os.getpid()})"
+    return [
+        replace(w, failure=replace(w.failure, reason=f"{w.failure.reason} {where}"))
+        if w.failure is not None and w.failure.stage == "read" and " on node " not in w.failure.reason
+        else w
+        for w in works
+    ]
 
 
 def _check_reachable(address: str) -> None:
@@ -155,90 +261,17 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
-def _cpu_scale(stages: Sequence[Stage], cluster_cpus: float) -> float:
-    """Shrink every stage's CPU request so one worker of each fits the cluster at once.
+def _cpu_shares(stages: Sequence[Stage], sizes: Sequence[int], cluster_cpus: float) -> list[float]:
+    """Each stage's CPU request, shrunk so that all its actors and one task of each plain stage fit.
 
     On a small cluster (a laptop, 2 cores) an actor per model stage would otherwise hold every
-    core and leave none to decode: CPU counts are Ray's bookkeeping, the threads share the cores.
+    core and leave none to decode, and a second actor could never start (its blocks would wait
+    for it forever). CPU counts are Ray's bookkeeping: the threads share the cores anyway.
     """
-    wanted = sum(stage.resources.cpus for stage in stages)
-    return min(1.0, cluster_cpus / wanted) if wanted else 1.0
+    wanted = sum(stage.resources.cpus * size for stage, size in zip(stages, sizes, strict=True))
+    scale = min(1.0, cluster_cpus / wanted) if wanted else 1.0
+    return [math.floor(stage.resources.cpus * scale * 1000) / 1000 for stage in stages]  # never above
 
 
-def _cpus(stages: Sequence[Stage], scale: float) -> list[float]:
-    """Each stage's CPU request, scaled; a task stage never asks exactly what the model stage
-    after it asks: Ray Data would fuse the two (same remote arguments), and the tasks' work
-    (decoding) would then run inside the model's actor, queued behind the model."""
-    cpus = [round(stage.resources.cpus * scale, 3) for stage in stages]
-    for i in range(len(stages) - 1):
-        if not stages[i].resources.model and stages[i + 1].resources.model and cpus[i] == cpus[i + 1]:
-            cpus[i] = round(cpus[i] * 0.9, 3)
-    return cpus
-
-
-def _where() -> str:
-    return f"node {socket.gethostname()} (pid {os.getpid()})"
-
-
-def _run(stage: Stage, batch: dict[str, Any]) -> dict[str, Any]:
-    works = stage(list(batch["work"]))
-    # A file this node cannot read may be there on others: the message names the node.
-    works = [
-        replace(w, failure=replace(w.failure, reason=f"{w.failure.reason} on {_where()}"))
-        if w.failure is not None and w.failure.stage == "read" and "on node" not in w.failure.reason
-        else w
-        for w in works
-    ]
-    return {"work": _objects(works)}
-
-
-def _objects(works: list[FileWork]) -> Any:
-    import numpy as np
-
-    out = np.empty(len(works), dtype=object)
-    out[:] = works
-    return out
-
-
-class _StageTask:
-    """A stage without a model, as the function of Ray tasks (opened in each task: nothing to load)."""
-
-    def __init__(self, stage: Stage) -> None:
-        self.stage = stage
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        self.stage.open()
-        return _run(self.stage, batch)
-
-
-class _StageActor:
-    """One worker of a model stage: opens the stage (loads its model) once, then takes batches."""
-
-    stage: Stage
-
-    def __init__(self) -> None:
-        self.stage.open()
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return _run(self.stage, batch)
-
-
-def _worker_class(stage: Stage) -> type[_StageActor]:
-    """An actor class that carries its stage (``EmbedWorker``...), which then needs no constructor
-    argument: Ray would keep one in the object store, and warn that a restarted actor may lose it."""
-    return type(f"{stage.name.title()}Worker", (_StageActor,), {"stage": stage})
-
-
+# Ray's own logging (token auth is on, and so on) asks nothing of the user; errors still show.
 _JOIN: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-
-
-def _quiet(ray: Any) -> None:
-    """Ray Data logs every operator's progress at INFO: the ingest has its own progress bar."""
-    import ray.data
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    # Its warnings speak of Ray's choices (the FileWork column is pickled, token auth is on).
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)

@@ -347,7 +347,7 @@ def _ingest_options(progress: Callable[[IngestProgress], None] | None, **given: 
     settings = EnrichSettings()
     defaults = {
         "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
-        "engine": settings.engine, "ray_address": settings.ray_address,
+        "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
     }  # fmt: skip
     chosen = {k: v for k, v in given.items() if v is not None}
     return IngestOptions(progress=progress, **{**defaults, **chosen})
