@@ -4,15 +4,17 @@ A DAM team's own taxonomy ("hero shot", "on-brand background") is no zero-shot v
 few assets marked as examples teach it. :func:`learn` fits an L2-regularised logistic regression
 on the asset vectors (a still's vector, a video's mean keyframe): the positives against the
 negatives given and a background of other assets drawn at random (presumed negatives, as a
-library holds few of any one tag). Classes are weighted to equal mass, so the output is a
-calibrated probability at an even prior; an asset gets the tag at :data:`THRESHOLD` or above,
+library holds few of any one tag). Classes are weighted to equal mass, the marked negatives
+holding up to half of theirs (a few look-alikes marked "not a hero shot" must outweigh 2,000
+background assets, or the tag learns the product line, not the look), so the output is a calibrated
+probability at an even prior; an asset gets the tag at :data:`THRESHOLD` or above,
 scored with that probability (``tag:hero-shot>=0.8`` asks for confident ones). A video is scored
 frame by frame and keeps its best frame (as zero-shot tags do).
 
-Chosen by measurement (``tests/benchmarks/bench_duplicates.py``): on generated two-class sets,
-logistic regression beat a prototype (the positives' mean against the negatives' mean, Platt-
-calibrated) in cross-validated F1 once negatives or background are seen, at the same cost.
-numpy only: Newton's method on a 512-d problem of a few thousand rows takes milliseconds.
+Chosen by measurement (``bench_duplicates.py methods``, BENCHMARKS.md): on generated two-class
+sets logistic regression's F1 is at least a Platt-calibrated prototype's (the positives' mean
+against the negatives') in every case, and far above it with 3-10 positives; it costs under 2 s
+(numpy only: Newton's method on 513 weights and ~2,000 rows).
 
 The report is stratified k-fold cross-validation (k = min(5, positives)): precision and recall at
 the threshold on the held-out marked examples (precision needs negative examples: without them
@@ -39,8 +41,12 @@ MIN_POSITIVES = 3
 THRESHOLD = 0.5
 BACKGROUND = 2000
 """Assets drawn at random from the library as presumed negatives."""
-BACKGROUND_WEIGHT = 0.25
-"""Weight of one background asset against one negative example (it may be an unmarked positive)."""
+MARKED_SHARE = 0.5
+"""Most of the negative class's weight held by the marked negatives (the background holds the
+rest): a few marked look-alikes must count against 2,000 background assets. Less when they are
+fewer than the positives (one marked asset does not outweigh the library) or the positives fewer
+than :data:`FULL_POSITIVES` (they cannot carry a fine distinction yet)."""
+FULL_POSITIVES = 10
 L2 = 30.0
 """Regularisation: the weights' squared norm costs this much against the classes' mean loss x rows."""
 METHOD = "logistic"
@@ -91,16 +97,18 @@ class TrainingSet:
 
     @classmethod
     def of(cls, positives: np.ndarray, negatives: np.ndarray, background: np.ndarray) -> TrainingSet:
-        """Rows with class weights making both classes' total weight equal."""
+        """Rows weighted so both classes weigh the same, the marked negatives holding up to
+        :data:`MARKED_SHARE` of their class (all of it without a background)."""
         x = np.vstack([v for v in (positives, negatives, background) if len(v)])
         y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives) + len(background))])
-        raw = np.concatenate(
-            [np.ones(len(positives) + len(negatives)), np.full(len(background), BACKGROUND_WEIGHT)]
-        )
-        negative_mass = raw[y == 0].sum()
-        w = raw.copy()
-        if negative_mass > 0:
-            w[y == 0] *= len(positives) / negative_mass
+        mass = float(len(positives))
+        share = MARKED_SHARE * min(1.0, len(negatives) / mass) * min(1.0, mass / FULL_POSITIVES)
+        share = share if len(background) else 1.0
+        w = np.concatenate([
+            np.ones(len(positives)),
+            np.full(len(negatives), share * mass / max(len(negatives), 1)),
+            np.full(len(background), (1 - share) * mass / max(len(background), 1)),
+        ])  # fmt: skip
         is_background = np.concatenate(
             [np.zeros(len(positives) + len(negatives), bool), np.ones(len(background), bool)]
         )

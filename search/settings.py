@@ -11,9 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from assetlens.search.vectors.ann import IndexConfig
 
+VOCABULARY_FILE = "vocabulary.txt"
 # Near-duplicate decision, measured on a generated set (tests/benchmarks/bench_duplicates.py):
 # least CLIP similarity, and most differing perceptual-hash bits (of 128). Both must hold.
-VOCABULARY_FILE = "vocabulary.txt"
 DUPLICATES_THRESHOLD = 0.90
 DUPLICATES_MAX_DISTANCE = 22
 

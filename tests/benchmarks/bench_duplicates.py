@@ -2,9 +2,10 @@
 
 Run on demand (not collected by pytest)::
 
-    python tests/benchmarks/bench_duplicates.py decision [--scenes 30] [--packshots 30] [--json]
+    python tests/benchmarks/bench_duplicates.py decision [--scenes 30] [--packshots 30]
     python tests/benchmarks/bench_duplicates.py grouping [--sizes 100000 1000000] [--baseline 20000]
     python tests/benchmarks/bench_duplicates.py learned [--size 1000000] [--workdir .bench/learned]
+    python tests/benchmarks/bench_duplicates.py methods [--set-size 20000] [--seeds 5]
 
 ``decision``: the generated set of ``tests/duplicate_set.py`` (the sample photos, generated scenes
 and packshots on white, 12 edits each, another shot of each generated original), written as JPEG
@@ -16,7 +17,8 @@ users see), per family; the same for each measure alone; and the hash candidates
 average hash, wavelet hash, with and without the 90% crop rows) by their worst variant distance
 against their closest distinct pair.
 
-``grouping`` and ``learned``: see :mod:`duplicates_scale` (synthetic vectors and hashes).
+``grouping``, ``learned`` and ``methods`` (logistic regression against a calibrated prototype for
+learned tags, on generated two-class sets): see :mod:`duplicates_scale` (synthetic vectors).
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def decision(args: argparse.Namespace) -> dict[str, Any]:
         hashed = time.perf_counter()
         hashes = np.stack([fingerprint(hash_thumbnail(p)) for p in pictures])
         hash_ms = (time.perf_counter() - hashed) / len(pictures) * 1000
-        encoder = ClipEncoder(resolve_model("tiny"), ModelSettings(clip_model="tiny", device="cpu"))
+        encoder = ClipEncoder(resolve_model(args.model), ModelSettings(clip_model=args.model, device="cpu"))
         vectors = np.concatenate(
             [encoder.encode_images(pictures[s : s + 64]) for s in range(0, len(pictures), 64)]
         )
@@ -129,7 +131,7 @@ def decision(args: argparse.Namespace) -> dict[str, Any]:
     packs = (family[i] == "packshot") & (family[j] == "packshot")
     direct = truth & (_is_original(owner, i, pictures_of=owners) | _is_original(owner, j, pictures_of=owners))
     out: dict[str, Any] = {
-        "cpu": cpu_name(), "pictures": len(pictures), "pairs": len(i), "positives": int(truth.sum()),
+        "cpu": cpu_name(), "model": args.model, "pictures": len(pictures), "pairs": len(i), "positives": int(truth.sum()),
         "hash_ms_per_picture": round(hash_ms, 3), "seconds": round(time.perf_counter() - started, 1),
         "grid": [], "clip_only": [], "hash_only": [], "families": {}, "hash_candidates": candidates,
     }  # fmt: skip
@@ -257,6 +259,7 @@ def main() -> None:
     d.add_argument("--packshots", type=int, default=30)
     d.add_argument("--threshold", type=float, default=0.90)
     d.add_argument("--max-distance", type=int, default=22)
+    d.add_argument("--model", default="tiny", help="CLIP model (tiny, ViT-B-32@random, ...).")
     g = sub.add_parser("grouping")
     g.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     g.add_argument("--baseline", type=int, default=20_000, help="Brute-force O(n^2) on this many assets.")
@@ -264,20 +267,18 @@ def main() -> None:
     lt = sub.add_parser("learned")
     lt.add_argument("--size", type=int, default=1_000_000)
     lt.add_argument("--workdir", type=Path, default=Path(".bench/learned"))
-    lt.add_argument("--grid", action="store_true", help="Also compare methods on generated two-class sets.")
-    for p in (d, g, lt):
-        p.add_argument("--json", action="store_true")
+    m = sub.add_parser("methods")
+    m.add_argument("--set-size", type=int, default=20_000)
+    m.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     if args.part == "decision":
         result = decision(args)
     else:
         import duplicates_scale
 
-        result = (
-            duplicates_scale.grouping(args)
-            if args.part == "grouping"
-            else duplicates_scale.learned_tags(args)
-        )
+        parts = {"grouping": duplicates_scale.grouping, "learned": duplicates_scale.learned_tags,
+                 "methods": duplicates_scale.compare_methods}  # fmt: skip
+        result = {"cpu": cpu_name(), **parts[args.part](args)}
     print(json.dumps(result, indent=2))
 
 

@@ -15,6 +15,7 @@ generator, a topic of ~0.5% as the tag) is what :func:`search.learned.learn` fit
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -33,19 +34,19 @@ from assetlens.search.store.vectors import encode_vector
 DIM, TOPICS = 512, 2000
 
 
-def vectors_of(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, 512)`` float16 unit vectors and each one's topic."""
+def vectors_of(n: int, seed: int, topics: int = TOPICS) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 512)`` float16 unit vectors and each one's topic (of ``topics``)."""
     rng = np.random.default_rng(seed)
     common = rng.normal(size=DIM)
     common /= np.linalg.norm(common)
-    topics = rng.normal(size=(TOPICS, DIM)).astype(np.float32)
-    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
-    topic = rng.integers(0, TOPICS, n)
+    directions = rng.normal(size=(topics, DIM)).astype(np.float32)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    topic = rng.integers(0, topics, n)
     out = np.empty((n, DIM), np.float16)
     for s in range(0, n, 50_000):
         t = topic[s : s + 50_000]
         noise = rng.normal(size=(len(t), DIM)).astype(np.float32) / np.sqrt(DIM)
-        v = 0.55 * common + 0.75 * topics[t] + rng.uniform(0.45, 0.8, (len(t), 1)) * noise
+        v = 0.55 * common + 0.75 * directions[t] + rng.uniform(0.45, 0.8, (len(t), 1)) * noise
         out[s : s + 50_000] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return out, topic
 
@@ -213,3 +214,91 @@ def learned_tags(args: argparse.Namespace) -> dict[str, Any]:
            "recall": round(len(tagged & truth) / len(truth), 4), "report": report.tag.report}  # fmt: skip
     store.close()
     return out
+
+
+# --- learned tags: which classifier (measured on generated two-class sets) -----------------
+
+
+def two_class(n: int, hard: bool, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A library of ``n`` vectors, whether each has the tag, and the hard negatives' rows.
+
+    Easy: the tag is one topic (a product line). Hard: the tag is a look within one topic (a hero
+    shot among the product line's pictures): both halves of the topic share everything but a
+    small style direction, and the other half's pictures are the negatives a user would mark.
+    """
+    rng = np.random.default_rng(seed)
+    vectors, topic = vectors_of(n, seed, topics=100)  # a topic holds ~1% of the library
+    chosen = int(np.argmax(np.bincount(topic)))
+    members = np.flatnonzero(topic == chosen)
+    if not hard:
+        truth = topic == chosen
+        return vectors, truth, np.flatnonzero(~truth)
+    style = rng.normal(size=DIM)
+    style /= np.linalg.norm(style)
+    look = rng.random(len(members)) < 0.5
+    v = vectors[members].astype(np.float32) + np.where(look, 0.12, -0.12)[:, None] * style
+    vectors[members] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    truth = np.zeros(n, bool)
+    truth[members[look]] = True
+    return vectors, truth, members[~look]
+
+
+def fit_prototype(data: learned.TrainingSet) -> tuple[np.ndarray, float]:
+    """The alternative: positives' mean minus negatives' mean, Platt-calibrated on the training rows."""
+    positive = data.x[data.y == 1].mean(axis=0)
+    negative = np.average(data.x[data.y == 0], axis=0, weights=data.weights[data.y == 0])
+    direction = (positive - negative).astype(np.float32)
+    slope, bias = learned.fit_logistic((data.x @ direction)[:, None], data.y, data.weights, l2=0.0)
+    return direction * slope[0], bias
+
+
+def compare_methods(args: argparse.Namespace) -> dict[str, Any]:
+    """Precision, recall and F1 on the whole generated library (its truth known), per method,
+    positives given and negatives given, mean over seeds."""
+    out: list[dict[str, Any]] = []
+    methods = {
+        "logistic": lambda d: learned.fit_logistic(d.x, d.y, d.weights),
+        "prototype": fit_prototype,
+        "logistic, marked negatives weighed as background": lambda d: learned.fit_logistic(
+            d.x, d.y, as_background(d)
+        ),
+    }
+    for hard, positives, negatives in itertools.product((False, True), (3, 5, 10, 30), (0, 10, 30)):
+        scores: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in methods}
+        for seed in range(args.seeds):
+            vectors, truth, hard_negatives = two_class(args.set_size, hard, seed)
+            rng = np.random.default_rng(seed + 100)
+            pos = rng.choice(np.flatnonzero(truth), positives, replace=False)
+            neg = rng.choice(hard_negatives, negatives, replace=False) if negatives else np.zeros(0, np.int64)
+            rest = np.setdiff1d(np.arange(len(vectors)), np.concatenate([pos, neg]))
+            background = rng.choice(rest, learned.BACKGROUND, replace=False)
+            x = vectors.astype(np.float32)
+            data = learned.TrainingSet.of(x[pos], x[neg], x[background])
+            for name, fit in methods.items():
+                t0 = time.perf_counter()
+                w, b = fit(data)
+                fit_s = time.perf_counter() - t0
+                tagged = learned._sigmoid(x[rest] @ w + b) >= learned.THRESHOLD
+                hits = int((tagged & truth[rest]).sum())
+                p, r = hits / max(int(tagged.sum()), 1), hits / max(int(truth[rest].sum()), 1)
+                scores[name].append((p, r, 2 * p * r / (p + r) if p + r else 0.0, fit_s))
+        for name, rows in scores.items():
+            p, r, f1, fit_s = np.mean(rows, axis=0)
+            out.append({"set": "hard" if hard else "easy", "positives": positives, "negatives": negatives,
+                        "method": name, "precision": round(p, 3), "recall": round(r, 3), "f1": round(f1, 3),
+                        "fit_ms": round(fit_s * 1000, 1)})  # fmt: skip
+    wins = {m: sum(1 for row in out if row["method"] == m and row["f1"] >= _best(out, row)) for m in methods}
+    return {"set_size": args.set_size, "seeds": args.seeds, "rows": out, "f1_best_or_tied": wins}
+
+
+def as_background(data: learned.TrainingSet) -> np.ndarray:
+    """The earlier weighting: a marked negative weighs as 4 background assets (so 10 marked ones
+    hold ~2% of the negative class)."""
+    raw = np.where(data.y == 1, 1.0, np.where(data.background, 0.25, 1.0))
+    raw[data.y == 0] *= (data.y == 1).sum() / raw[data.y == 0].sum()
+    return raw
+
+
+def _best(rows: list[dict[str, Any]], row: dict[str, Any]) -> float:
+    key = ("set", "positives", "negatives")
+    return max(r["f1"] for r in rows if all(r[k] == row[k] for k in key))
