@@ -131,10 +131,12 @@ def decision(args: argparse.Namespace) -> dict[str, Any]:
     packs = (family[i] == "packshot") & (family[j] == "packshot")
     direct = truth & (_is_original(owner, i, pictures_of=owners) | _is_original(owner, j, pictures_of=owners))
     out: dict[str, Any] = {
-        "cpu": cpu_name(), "model": args.model, "pictures": len(pictures), "pairs": len(i), "positives": int(truth.sum()),
+        "cpu": cpu_name(), "model": args.model, "pictures": len(pictures), "pairs": len(i),
+        "positives": int(truth.sum()),
         "hash_ms_per_picture": round(hash_ms, 3), "seconds": round(time.perf_counter() - started, 1),
         "grid": [], "clip_only": [], "hash_only": [], "families": {}, "hash_candidates": candidates,
     }  # fmt: skip
+    tested = direct & textured  # a variant against its original
     for t, d in itertools.product(THRESHOLDS, DISTANCES):
         decided = (sims >= t) & (dists <= d)
         together = grouped(i, j, decided)
@@ -143,7 +145,7 @@ def decision(args: argparse.Namespace) -> dict[str, Any]:
         kp, kr = precision_recall(together[packs], truth[packs])
         out["grid"].append({
             "threshold": t, "max_distance": d, "precision": round(p, 4), "recall": round(r, 4),
-            "variant_recall": round(precision_recall(decided[direct & textured], truth[direct & textured])[1], 4),
+            "variant_recall": round(precision_recall(decided[tested], truth[tested])[1], 4),
             "group_precision": round(gp, 4), "group_recall": round(gr, 4),
             "packshot_group_precision": round(kp, 4), "packshot_group_recall": round(kr, 4),
         })  # fmt: skip
@@ -157,6 +159,7 @@ def decision(args: argparse.Namespace) -> dict[str, Any]:
         out["hash_only"].append(
             {"max_distance": d, "group_precision": round(gp, 4), "group_recall": round(gr, 4)}
         )
+    clip_alone = sims >= args.threshold
     for name in ("photo", "scene", "packshot"):
         inside = (family[i] == name) & (family[j] == name)
         decided = (sims >= args.threshold) & (dists <= args.max_distance)
@@ -167,7 +170,7 @@ def decision(args: argparse.Namespace) -> dict[str, Any]:
             "precision": round(p, 4), "recall": round(r, 4), "worst_positive_distance": worst_positive,
             "closest_negative_distance": closest_negative,
             "least_positive_similarity": round(float(sims[inside & truth].min()), 4),
-            "clip_only_precision": round(precision_recall((sims >= args.threshold)[inside], truth[inside])[0], 4),
+            "clip_only_precision": round(precision_recall(clip_alone[inside], truth[inside])[0], 4),
         }  # fmt: skip
     return out
 

@@ -153,7 +153,8 @@ def grouping(args: argparse.Namespace) -> dict[str, Any]:
             run = group(frames, force_ann=n > candidates.EXACT_MAX, nprobe=nprobe)
             q = quality(run.pop("roots"), planted)
             brute_estimate = base["seconds"] * (n / args.baseline) ** 2
-            out["runs"].append({"n": n, "nprobe": nprobe or candidates.NPROBE, **run, **q, "planted": len(planted),
+            out["runs"].append({"n": n, "nprobe": nprobe or candidates.NPROBE, **run, **q,
+                                "planted": len(planted),
                                 "brute_force_estimate_s": round(brute_estimate, 1),
                                 "speedup": round(brute_estimate / run["seconds"], 1)})  # fmt: skip
         del frames
@@ -177,7 +178,8 @@ def library(path: Path, n: int) -> tuple[Store, np.ndarray]:
                 ((i + 1, f"/lib/{i}.jpg") for i in range(n)),
             )
             store.db.executemany(
-                "INSERT INTO vectors (id, asset_id, t, model, vector) VALUES (?, ?, NULL, 'synthetic-512', ?)",
+                "INSERT INTO vectors (id, asset_id, t, model, vector) "
+                "VALUES (?, ?, NULL, 'synthetic-512', ?)",
                 ((i + 1, i + 1, encode_vector(vectors[i])) for i in range(n)),
             )
     return store, topic
