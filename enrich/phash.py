@@ -7,13 +7,12 @@ crops keeping 90% of each side (a 3x3 grid of positions: corners, edge middles, 
 frames' distance is the fewest differing bits (of 128) between the whole of one and any row of
 the other: a crop of a picture matches the original's row at that crop (``search.duplicates``).
 
-Chosen by measurement (``tests/benchmarks/bench_duplicates.py``, BENCHMARKS.md): over the real
-sample photos and generated scenes, every variant (half, quarter and 1.5x size, JPEG quality 30,
-brightness +-15%, a text watermark, 90% crops) stays within 16 bits of its original while
-distinct pictures and other shots of one scene stay 37 or more apart. Alone, dHash keeps
-watermarks close (<= 6 of 64) but drifts on crops, pHash the reverse (watermarks up to 12);
-block-mean and wavelet hashes let distinct pictures come within 9 bits; without the crop rows,
-a 90% crop is 20-36 bits from its original.
+Chosen by measurement (``bench_duplicates.py decision``, BENCHMARKS.md): over the real sample
+photos and generated scenes, every variant (half, quarter and 1.5x size, JPEG quality 30,
+brightness +-15%, a text watermark, 90% crops) stays within 15 bits of its original while
+distinct pictures stay 30 or more apart and other shots of one scene 28. Each 64-bit hash alone
+has no such gap (worst variant against closest distinct picture: dHash 7/8, pHash 10/14, block
+mean 14/5, Haar wavelet 10/5); without the crop rows a 90% crop is up to 49 bits away.
 
 Everything is computed from a 64x64 greyscale copy of the frame (:func:`hash_thumbnail`, made
 while decoding): small enough to travel with a file's work record between processes.

@@ -87,17 +87,25 @@ def _index(vectors: np.ndarray) -> Any:
 
 
 def _search(index: Any, queries: np.ndarray, floor: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(query row, neighbour row)`` of the up-to-``k`` best neighbours at ``floor`` or above."""
+    """``(query row, neighbour row)`` of the up-to-``k`` best neighbours at ``floor`` or above;
+    a query whose ``k`` all pass asks again for 4 times as many (up to :data:`MAX_NEIGHBOURS`),
+    alone: the others keep what they found."""
+    found_q: list[np.ndarray] = []
+    found_h: list[np.ndarray] = []
+    rows = np.arange(len(queries))
     want = min(k, index.ntotal)
-    while True:
-        scores, hits = index.search(queries, want)
-        full = (scores[:, -1] >= floor) & (hits[:, -1] >= 0)
-        if not full.any() or want >= min(MAX_NEIGHBOURS, index.ntotal):
-            break
+    while len(rows):
+        scores, hits = index.search(queries[rows], want)
+        keep = (scores >= floor) & (hits >= 0)
+        full = keep[:, -1]
+        if want >= min(MAX_NEIGHBOURS, index.ntotal):
+            full[:] = False
+        qi, col = np.nonzero(keep & ~full[:, None])
+        found_q.append(rows[qi])
+        found_h.append(hits[qi, col])
+        rows = rows[full]
         want = min(want * 4, MAX_NEIGHBOURS, index.ntotal)
-    keep = (scores >= floor) & (hits >= 0)
-    qi, col = np.nonzero(keep)
-    return qi, hits[qi, col]
+    return np.concatenate(found_q), np.concatenate(found_h)
 
 
 def index_pairs(
