@@ -50,7 +50,7 @@ from assetlens.search.duplicates.compare import popcount
 from assetlens.search.duplicates.groups import components
 
 THRESHOLDS = (0.80, 0.85, 0.90, 0.95, 0.98)
-DISTANCES = (8, 12, 16, 20, 24, 26, 28, 32, 36, 40)
+DISTANCES = (8, 12, 16, 20, 22, 24, 26, 28, 32, 36, 40)
 
 
 def cpu_name() -> str:

@@ -198,6 +198,9 @@ def learned_tags(args: argparse.Namespace) -> dict[str, Any]:
     positives, negatives = members[:10].tolist(), rng.choice(others, 10, replace=False).tolist()
     with store.transaction():
         store.learned.forget("bench")
+    t0 = time.perf_counter()  # baseline: one read of every vector, as applying a tag needs
+    read = sum(len(ids) for ids, _, _ in store.iter_vector_rows(batch=16384))
+    scan_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     report = learned.learn(store, "bench", positives, negatives, update=True)
     total = time.perf_counter() - t0
@@ -209,7 +212,8 @@ def learned_tags(args: argparse.Namespace) -> dict[str, Any]:
         a for (a,) in store.db.execute("SELECT asset_id FROM tags WHERE source = 'learned' AND tag = 'bench'")
     }
     truth = set(members.tolist())
-    out = {"n": args.size, "library_build_s": round(build_s, 1), "learn_s": round(total, 2),
+    out = {"n": args.size, "library_build_s": round(build_s, 1), "read_vectors_s": round(scan_s, 2),
+           "vectors_read": read, "apply_x_read": round(apply_s / scan_s, 2), "learn_s": round(total, 2),
            "fit_and_cross_validate_s": round(total - apply_s, 2), "apply_s": round(apply_s, 2),
            "tagged": counts_applied["bench"], "topic_size": len(truth),
            "precision": round(len(tagged & truth) / max(len(tagged), 1), 4),
