@@ -27,30 +27,69 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
+    from assetlens.enrich.errors import PathNotFoundError
     from assetlens.enrich.facade import (
         AssetRecord,
+        IngestProgress,
         IngestReport,
         Library,
+        LibrarySettings,
         SearchPage,
         SearchResult,
         open,
     )
+    from assetlens.enrich.lock import LibraryBusyError
+    from assetlens.models.errors import SettingsError, WeightsMissingError
+    from assetlens.search.errors import (
+        AssetNotFoundError,
+        FilterError,
+        LibraryNotFoundError,
+        ModelMismatchError,
+        QueryError,
+    )
 
-_FACADE = ("open", "Library", "IngestReport", "SearchPage", "SearchResult", "AssetRecord")
+_FACADE = "assetlens.enrich.facade"
+_LAZY = {
+    **dict.fromkeys(
+        ("open", "Library", "LibrarySettings", "IngestReport", "IngestProgress", "SearchPage", "SearchResult",
+         "AssetRecord"),
+        _FACADE,
+    ),
+    # The errors a program most often tells apart; all are AssetLensError.
+    "PathNotFoundError": "assetlens.enrich.errors",
+    "LibraryBusyError": "assetlens.enrich.lock",
+    "SettingsError": "assetlens.models.errors",
+    "WeightsMissingError": "assetlens.models.errors",
+    **dict.fromkeys(
+        ("AssetNotFoundError", "FilterError", "LibraryNotFoundError", "ModelMismatchError", "QueryError"),
+        "assetlens.search.errors",
+    ),
+}  # fmt: skip
 
-__all__ = [
+__all__ = [  # what _LAZY names, and the two names defined here
     "AssetLensError",
+    "AssetNotFoundError",
     "AssetRecord",
+    "FilterError",
+    "IngestProgress",
     "IngestReport",
     "Library",
+    "LibraryBusyError",
+    "LibraryNotFoundError",
+    "LibrarySettings",
+    "ModelMismatchError",
+    "PathNotFoundError",
+    "QueryError",
     "SearchPage",
     "SearchResult",
+    "SettingsError",
+    "WeightsMissingError",
     "__version__",
     "open",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FACADE:
-        return getattr(import_module("assetlens.enrich.facade"), name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'assetlens' has no attribute {name!r}")

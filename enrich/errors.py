@@ -31,6 +31,21 @@ class DecodeError(EnrichError):
         return (type(self), (self.path, self.reason))
 
 
+class PathNotFoundError(EnrichError, FileNotFoundError):
+    """A file or folder given to ingest does not exist (also a :class:`FileNotFoundError`).
+
+    Attributes:
+        path: The path as given.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(f"no such file or folder: {os.fspath(path)}")
+        self.path = os.fspath(path)
+
+    def __reduce__(self) -> tuple[type["PathNotFoundError"], tuple[str]]:
+        return (type(self), (self.path,))
+
+
 class DiskFullError(EnrichError):
     """The library could not be written: the disk, a quota or the file size limit ran out.
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+from assetlens.enrich.errors import PathNotFoundError
+
 Kind = Literal["image", "video", "audio"]
 
 HEAD_SIZE = 512  # 64 bytes settle every format but MPEG-TS, whose sync bytes repeat every 188
@@ -236,13 +238,13 @@ def scan(
         A lazy iterator of candidates and failures.
 
     Raises:
-        FileNotFoundError: At call time, if a root does not exist (a usage error).
+        PathNotFoundError: At call time, if a root does not exist (a usage error).
     """
     # Checked here, not in the generator, so a typo fails before any work starts.
     abs_roots = list(dict.fromkeys(os.path.abspath(os.fspath(r)) for r in roots))
     for root in abs_roots:
         if not os.path.lexists(root):
-            raise FileNotFoundError(errno.ENOENT, "scan root does not exist", root)
+            raise PathNotFoundError(root)
     inc = _compile(include) if include else None
     return _walk(abs_roots, inc, _compile(exclude), include_hidden)
 

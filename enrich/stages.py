@@ -180,7 +180,7 @@ class Embed:
         todo = [i for i, w in enumerate(batch) if w.wants("embed") and w.pixels is not None]
         if not todo:
             return list(batch)
-        frames = np.concatenate([batch[i].pixels for i in todo])  # type: ignore[misc]
+        frames = np.concatenate([batch[i].pixels for i in todo])
         vectors = np.concatenate(
             [
                 self._encoder.encode_prepared(frames[i : i + self.batch_size])

@@ -100,9 +100,9 @@ class Tagger:
             if labels.shape == (len(self.tags), self.encoder.dim) and labels.dtype == np.float32:
                 self._labels = labels
                 return labels
-        self._labels = self._compute_labels()
+        self._labels = computed = self._compute_labels()
         try:
-            publish_file(path, lambda f: np.save(f, self._labels, allow_pickle=False))
+            publish_file(path, lambda f: np.save(f, computed, allow_pickle=False))
         except OSError as exc:  # a read-only or full cache costs time, not the run
             log.warning("label embeddings not cached in %s (%s): computed again next run", path, exc)
         return self._labels
@@ -155,7 +155,7 @@ class TagScorer:
     """
 
     model_id: str
-    tags: list[str]
+    tags: Sequence[str]
     labels: np.ndarray
     ancestors: dict[str, tuple[str, ...]]
     min_z: float = DEFAULT_MIN_Z

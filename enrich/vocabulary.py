@@ -13,24 +13,27 @@ from assetlens.models.vocab import Vocabulary, load_vocabulary
 from assetlens.search.settings import VOCABULARY_FILE as SAVED_VOCABULARY
 
 
-def library_vocabulary(data_dir: Path, vocab: Path | None, save: bool) -> Vocabulary:
-    """The vocabulary to tag with: ``vocab`` (kept for later runs when ``save``), else the kept one.
+def library_vocabulary(data_dir: Path, vocab: Path | None) -> Vocabulary:
+    """The vocabulary to tag with: ``vocab`` (with the default one), else the one kept.
 
     Raises:
-        VocabularyError: The file is malformed.
+        VocabularyError: The file is missing or malformed.
     """
     saved = data_dir / SAVED_VOCABULARY
     if vocab is None:
         return load_vocabulary(saved if saved.exists() else None)
-    vocabulary = load_vocabulary(vocab)
-    if save:
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: a half-written copy (full disk, crash) would silently tag every
-        # later run with part of the vocabulary.
-        tmp = saved.with_name(f".{saved.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(vocab.read_bytes())
-            os.replace(tmp, saved)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return vocabulary
+    return load_vocabulary(vocab)
+
+
+def keep_vocabulary(data_dir: Path, vocab: Path) -> None:
+    """Keep a copy of ``vocab`` in the library, for every later run (call under the writer lock)."""
+    saved = data_dir / SAVED_VOCABULARY
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename: a half-written copy (full disk, crash) would silently tag every later
+    # run with part of the vocabulary.
+    tmp = saved.with_name(f".{saved.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(vocab.read_bytes())
+        os.replace(tmp, saved)
+    finally:
+        tmp.unlink(missing_ok=True)

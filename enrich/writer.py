@@ -56,12 +56,14 @@ class IngestProgress:
     Attributes:
         done: Files finished (written, skipped, failed). total: Files found by the scan.
         images: Images and keyframes embedded so far. elapsed_s: Seconds since the run began.
+        job_id: The run's job (its report's ``job_id``), known from the first call on.
     """
 
     done: int
     total: int
     images: int
     elapsed_s: float
+    job_id: int
 
     @property
     def files_per_s(self) -> float:
@@ -132,7 +134,8 @@ class Writer:
 
     def progress(self) -> IngestProgress:
         """Where the run stands now."""
-        return IngestProgress(self.report.done, self.total, self._images, time.monotonic() - self._started)
+        elapsed = time.monotonic() - self._started
+        return IngestProgress(self.report.done, self.total, self._images, elapsed, self.report.job_id)
 
     def _record_progress(self) -> None:
         now = self.progress()

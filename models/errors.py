@@ -9,6 +9,10 @@ class AssetLensError(Exception):
     """Base class of every error AssetLens raises on purpose; the message says what to do."""
 
 
+class SettingsError(AssetLensError):
+    """An ``ASSETLENS_*`` setting out of range; one line per bad setting, naming the variable."""
+
+
 class ModelError(AssetLensError):
     """Base class for model-layer errors."""
 

@@ -3,10 +3,20 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assetlens.models.cache import default_cache_dir
+from assetlens.models.errors import SettingsError
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """The error of a settings class that refused its ``ASSETLENS_*`` variables, one line per variable."""
+    lines = []
+    for error in exc.errors():
+        name = "ASSETLENS_" + "_".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"invalid setting {name}={error.get('input')!r}: {error['msg']}")
+    return SettingsError("\n".join(lines))
 
 
 class ModelSettings(BaseSettings):

@@ -13,6 +13,16 @@ class StoreError(SearchError):
     """The store cannot be opened or is inconsistent."""
 
 
+class LibraryNotFoundError(StoreError):
+    """A library to read from that does not exist yet (no ``assetlens.db`` in its folder)."""
+
+    def __init__(self, data_dir: object) -> None:
+        super().__init__(
+            f"no AssetLens library in {data_dir} yet: ingest some files first "
+            f"(`assetlens ingest FOLDER`), or point --data-dir (ASSETLENS_DATA_DIR) at a library"
+        )
+
+
 class ModelMismatchError(StoreError):
     """Vectors of a second model would be mixed into a store holding another model's vectors."""
 

@@ -87,6 +87,9 @@ class LibraryCore:
         return SearchEngine(self.store, self.index, self.encoder)
 
     def close(self) -> None:
-        """Close the store if it was opened."""
-        if "store" in self.__dict__:
-            self.store.close()
+        """Close the store and let go of the index and query engine (a later use opens them again)."""
+        for part in ("engine", "index"):
+            self.__dict__.pop(part, None)
+        store = self.__dict__.pop("store", None)
+        if store is not None:
+            store.close()

@@ -275,6 +275,9 @@ class SearchEngine:
             raise QueryError(f"unknown mode {query.mode!r}: use semantic, lexical or hybrid")
         if query.min_relevance is not None and not 0.0 <= query.min_relevance <= 1.0:
             raise QueryError(f"min_relevance must be between 0 and 1, got {query.min_relevance}")
+        _, colon, direction = str(query.sort).partition(":")
+        if colon and direction not in ("asc", "desc"):
+            raise QueryError(f"sort direction must be asc or desc (FIELD:asc, FIELD:desc), got {direction!r}")
         stored = self.store.model_id
         if (
             stored is not None

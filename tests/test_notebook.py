@@ -1,7 +1,9 @@
-"""The demo notebook runs top to bottom (real ingest with the tiny CLIP model and Whisper tiny.en)."""
+"""The demo notebook runs top to bottom (real ingest with the tiny CLIP model and Whisper tiny.en),
+through the public API alone."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -9,6 +11,14 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "search_demo.ipynb"
+
+
+def test_the_notebook_uses_only_the_public_api() -> None:
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    ours = re.findall(r"^\s*(?:from|import) (assetlens\S*|enrich|search|models)\b.*$", code, re.M)
+    assert ours == ["assetlens"], ours  # `import assetlens`, nothing below it
+    assert "CliRunner" not in code and "click" not in code and ".core" not in code
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from assetlens.enrich.cli.common import echo_fields, emit
@@ -53,7 +55,28 @@ def transcript(ctx: click.Context, ref: str, fmt: str | None) -> None:
 def stats(ctx: click.Context) -> None:
     """Library counts: assets by kind, failures, vectors, transcripts, tags, index state."""
     doc = library(ctx).stats()
-    emit(ctx, doc, lambda: echo_fields(doc))
+    emit(ctx, doc, lambda: _print_stats(doc))
+
+
+def _print_stats(doc: dict[str, Any]) -> None:
+    assets, index, ocr, job = doc["assets"], doc["index"], doc["ocr"], doc["last_job"]
+    kinds = ", ".join(f"{n} {kind}" for kind, n in assets.items() if kind != "failed" and n)
+    total = sum(n for kind, n in assets.items() if kind != "failed")
+    click.echo(
+        f"library: {doc['data_dir']} (model {doc['model'] or 'none yet'}, schema {doc['schema_version']})"
+    )
+    click.echo(f"assets: {total}" + (f" ({kinds})" if kinds else "") + f", {assets['failed']} failed")
+    click.echo(
+        f"vectors: {doc['vectors']}, transcribed: {doc['transcribed']}, text read in {ocr['with_text']}"
+    )
+    click.echo(f"failures recorded: {doc['failures']}")
+    if doc["top_tags"]:
+        click.echo("top tags: " + ", ".join(f"{tag} ({n})" for tag, n in list(doc["top_tags"].items())[:10]))
+    level = "level with the store" if index["in_step"] else "behind the store (the next search catches up)"
+    click.echo(f"index: {index['kind']}, {index['vectors']} vectors, {level}")
+    if job is not None:
+        when = job["finished_at"] or job["started_at"]
+        click.echo(f"last job: #{job['id']} {job['kind']} {job['status']} at {when}")
 
 
 COMMANDS = (show, transcript, stats)

@@ -10,6 +10,7 @@ import click
 
 from assetlens.enrich.cli.common import echo_fields, emit
 from assetlens.enrich.cli.root import library, state
+from assetlens.enrich.facade.catalog import ExportFormat
 from assetlens.search.catalog import export as exporting
 from assetlens.search.catalog.csv_cells import cell_text
 from assetlens.search.catalog.meta import BUCKETS
@@ -194,8 +195,8 @@ def facets_command(ctx: click.Context, field: str, filter_text: str | None, limi
 )  # fmt: skip
 @click.pass_context
 def export_command(
-    ctx: click.Context, fmt: str | None, filter_text: str | None, output: str, sidecar_dir: Path | None,
-    naming: Literal["ext", "base"], overwrite: bool, min_score: float,
+    ctx: click.Context, fmt: ExportFormat | None, filter_text: str | None, output: str,
+    sidecar_dir: Path | None, naming: Literal["ext", "base"], overwrite: bool, min_score: float,
 ) -> None:  # fmt: skip
     """Export assets (fields, meta, tags with scores, file metadata, transcript) as CSV, JSON Lines or XMP.
 
@@ -207,7 +208,9 @@ def export_command(
     program is skipped unless --overwrite. Parquet writes every vector (one row per keyframe,
     with the asset's meta and tags) to --output, for `assetlens import`.
     """
-    suffixes = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+    suffixes: dict[str, ExportFormat] = {
+        ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"
+    }  # fmt: skip
     fmt = fmt or suffixes.get(Path(output).suffix.lower())
     if fmt is None:
         raise click.UsageError("give --format csv, jsonl or xmp (or an --output ending in .csv or .jsonl)")
@@ -226,9 +229,9 @@ def export_command(
             "xmp", sidecar_dir, filter_text, naming=naming, overwrite=overwrite, min_score=min_score
         )
     elif output == "-":
-        report = lib.export(fmt, sys.stdout, filter_text)  # type: ignore[arg-type]
+        report = lib.export(fmt, sys.stdout, filter_text)
     else:
-        report = lib.export(fmt, Path(output), filter_text)  # type: ignore[arg-type]
+        report = lib.export(fmt, Path(output), filter_text)
 
     def human() -> None:
         where = {None: "beside the files", "-": "stdout"}.get(report.output, report.output)

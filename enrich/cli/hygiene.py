@@ -166,7 +166,12 @@ def list_tags(ctx: click.Context) -> None:
 def show(ctx: click.Context, name: str) -> None:
     """Show learned tag NAME: examples, cross-validation report, assets tagged."""
     doc = library(ctx).learned_tag(name)
-    emit(ctx, doc, lambda: [click.echo(f"{k}: {v}") for k, v in doc.items()])
+
+    def human() -> None:
+        for key, value in doc.items():
+            click.echo(f"{key}: {value}")
+
+    emit(ctx, doc, human)
 
 
 @tags.command("forget")

@@ -97,7 +97,7 @@ def _interruptible(ctx: click.Context, lib: Library, run: Any) -> IngestReport:
     try:
         report: IngestReport = run()
     except KeyboardInterrupt:
-        job = lib.core.store.last_job() or {}
+        job = lib.job() or {}
         saved = f"interrupted: finished batches are saved (job {job.get('id')})"
         click.echo(f"{saved}; run the same command again to resume", err=True)
         ctx.exit(130)
@@ -107,7 +107,7 @@ def _interruptible(ctx: click.Context, lib: Library, run: Any) -> IngestReport:
 def _print_report(report: IngestReport, lib: Library) -> None:
     d = report.as_dict()
     click.echo(", ".join(f"{k} {d[k]}" for k in REPORTED) + f" (job {report.job_id})")
-    for f in lib.core.store.failures(report.job_id, limit=20):
+    for f in lib.failures(report.job_id, limit=20):
         click.echo(f"  failed [{f['stage']}] {f['uri']}: {f['reason']}")
 
 

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from assetlens.enrich.cli.common import cursor_option, emit, filter_option, limit_option
 from assetlens.enrich.cli.root import library
-from assetlens.search.errors import QueryVectorError
 from assetlens.search.query import Page, Result
 
 
@@ -29,7 +27,7 @@ def _print_results(results: list[Result]) -> None:
 def _emit_page(ctx: click.Context, page: Page) -> None:
     doc: dict[str, Any] = {
         "query": page.query,
-        "model": library(ctx).core.store.model_id or library(ctx).core.encoder.model_id,
+        "model": library(ctx).model_id,
         "results": [r.as_dict() for r in page.results],
         "next_cursor": page.next_cursor,
         "took_ms": page.took_ms,
@@ -81,26 +79,11 @@ def search(
     if image is not None and asset_id is not None:
         raise click.UsageError("give --image or --asset, not both")
     page = library(ctx).search(
-        text, negative=negative, image=image, asset=asset_id, vector=_vector_file(vector_file),
+        text, negative=negative, image=image, asset=asset_id, vector=vector_file,
         filter=filter_text, mode=mode, limit=limit, cursor=cursor, min_relevance=min_relevance, sort=sort,
         collapse_duplicates=collapse_duplicates,
     )  # fmt: skip
     _emit_page(ctx, page)
-
-
-def _vector_file(path: Path | None) -> np.ndarray | None:
-    """The one embedding a .npy file holds (shape ``(dim,)`` or ``(1, dim)``)."""
-    if path is None:
-        return None
-    try:
-        vector = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise QueryVectorError(f"{path}: not a readable .npy array ({exc})") from exc
-    if vector.ndim == 2 and vector.shape[0] == 1:
-        vector = vector[0]
-    if vector.ndim != 1 or not np.issubdtype(vector.dtype, np.number):
-        raise QueryVectorError(f"{path}: holds an array of shape {vector.shape}, not one embedding")
-    return vector
 
 
 @click.command()

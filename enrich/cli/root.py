@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from assetlens.enrich.errors import disk_full
 from assetlens.enrich.facade import Library
 from assetlens.models.errors import AssetLensError
+from assetlens.models.settings import settings_error
 
 DEFAULT_DATA_DIR = Path("assetlens-data")
 DATA_DIR_HELP = "Library folder (SQLite store and index). Env: ASSETLENS_DATA_DIR."
@@ -98,9 +99,8 @@ def _json_option() -> click.Option:
 def add_global_options(group: click.Group) -> None:
     """Give every command and group below ``group`` its own ``--data-dir`` and ``--json``."""
     for command in group.commands.values():
-        command.params.append(_data_dir_option())
-        if command.name not in NO_JSON:
-            command.params.append(_json_option())
+        # Commands of NO_JSON get --json too, to refuse it by name rather than as unknown.
+        command.params += [_data_dir_option(), _json_option()]
         if isinstance(command, click.Group):
             add_global_options(command)
 
@@ -115,25 +115,15 @@ class Root(click.Group):
             raise
         except Exception as exc:
             if isinstance(exc, ValidationError):  # an ASSETLENS_* variable out of range
-                for line in _settings_errors(exc):
-                    click.echo(f"error: {line}", err=True)
-                ctx.exit(1)
+                exc = settings_error(exc)
             cli_state = ctx.obj if isinstance(ctx.obj, CliState) else None
             # Checked first: a full disk also surfaces wrapped, e.g. as a StoreError at open.
             full = disk_full(exc, cli_state.folder) if cli_state else None
             if full is None and not isinstance(exc, AssetLensError | FileNotFoundError):
                 raise
-            click.echo(f"error: {full or exc}", err=True)
+            for line in str(full or exc).splitlines():
+                click.echo(f"error: {line}", err=True)
             ctx.exit(1)
-
-
-def _settings_errors(exc: ValidationError) -> list[str]:
-    """One line per bad setting, named as the user set it (``ASSETLENS_NAME``)."""
-    lines = []
-    for error in exc.errors():
-        name = "ASSETLENS_" + "_".join(str(part) for part in error["loc"]).upper()
-        lines.append(f"invalid setting {name}={error.get('input')!r}: {error['msg']}")
-    return lines
 
 
 class _QuietOpenClip(logging.Filter):
@@ -153,12 +143,15 @@ class _QuietOpenClip(logging.Filter):
 def cli(ctx: click.Context, data_dir: Path, as_json: bool) -> None:
     """AssetLens: AI enrichment and semantic search for digital asset libraries.
 
-    --data-dir and --json may also be given after the command.
+    Start with `assetlens ingest FOLDER` (it creates the library), then `assetlens search TEXT`.
+    --data-dir and --json may also be given after the command. `assetlens COMMAND --help` says more.
     """
     handler = logging.StreamHandler()
     handler.addFilter(_QuietOpenClip())
     handler.setFormatter(logging.Formatter("warning: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    if as_json and ctx.invoked_subcommand in NO_JSON:
+        raise click.UsageError(f"--json does not apply to {ctx.invoked_subcommand}")
     cli_state = CliState(data_dir, as_json)
     # A --data-dir after the command is parsed later: it must agree with one given here.
     if ctx.get_parameter_source("data_dir") == click.core.ParameterSource.COMMANDLINE:

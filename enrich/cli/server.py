@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
 from assetlens.enrich.cli.common import echo_fields, emit
 from assetlens.enrich.cli.root import library
-from assetlens.search.api.keys import SCOPES, create_key, key_doc
+from assetlens.enrich.facade.admin import Scope
+from assetlens.search.api.keys import SCOPES
 
 
 @click.command()
@@ -37,17 +39,23 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, log_level: str
     """
     import uvicorn
 
+    from assetlens.enrich.jobs import api_app
     from assetlens.search.api.settings import ApiSettings
 
-    core = library(ctx).core
+    lib = library(ctx)
     settings = ApiSettings()
-    # Worker processes build their app from the environment: hand them this command's library.
-    os.environ["ASSETLENS_DATA_DIR"] = str(core.settings.data_dir)
-    if core.model_settings.clip_model:
-        os.environ["ASSETLENS_CLIP_MODEL"] = core.model_settings.clip_model
+    app: Any = "assetlens.enrich.jobs:app_from_env"
+    if workers == 1:
+        app = api_app(lib.settings, settings)
+    else:
+        # uvicorn starts each worker process itself and has it import the app by name, so the
+        # library and model reach them through the environment (one process needs none of this).
+        os.environ["ASSETLENS_DATA_DIR"] = str(lib.data_dir)
+        if lib.settings.models.clip_model:
+            os.environ["ASSETLENS_CLIP_MODEL"] = lib.settings.models.clip_model
     uvicorn.run(
-        "assetlens.search.api.app:app_from_env",
-        factory=True,
+        app,
+        factory=workers > 1,
         host=host,
         port=port,
         workers=workers,
@@ -69,11 +77,9 @@ def keys() -> None:
 @click.option("--scope", required=True, type=click.Choice(SCOPES), help="read, write or admin.")
 @click.option("--name", default="", help="A label: who or what uses the key.")
 @click.pass_context
-def keys_create(ctx: click.Context, scope: str, name: str) -> None:
+def keys_create(ctx: click.Context, scope: Scope, name: str) -> None:
     """Create a key and print it. It is shown this once: only its hash is stored."""
-    store = library(ctx).core.store
-    with store.transaction():
-        key_id, key = create_key(store, scope, name)
+    key_id, key = library(ctx).create_api_key(scope, name)
     doc = {"id": key_id, "key": key, "scopes": scope, "name": name}
 
     def human() -> None:
@@ -87,7 +93,7 @@ def keys_create(ctx: click.Context, scope: str, name: str) -> None:
 @click.pass_context
 def keys_list(ctx: click.Context) -> None:
     """List keys (id, name, scopes, dates); never the keys themselves."""
-    rows = [key_doc(r) for r in library(ctx).core.store.api_keys()]
+    rows = library(ctx).api_keys()
 
     def human() -> None:
         if not rows:
@@ -110,8 +116,7 @@ def keys_list(ctx: click.Context) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: int) -> None:
     """Revoke key ID: the API refuses it from the next request on."""
-    store = library(ctx).core.store
-    if not store.revoke_api_key(key_id):
+    if not library(ctx).revoke_api_key(key_id):
         raise click.BadParameter(f"no key with id {key_id} (see `assetlens keys list`)", param_hint="ID")
     doc = {"id": key_id, "revoked": True}
     emit(ctx, doc, lambda: echo_fields(doc))

@@ -12,6 +12,7 @@ import click
 
 from assetlens.enrich.cli.common import echo_fields, emit, show_progress, wait_option
 from assetlens.enrich.cli.root import library
+from assetlens.enrich.facade.admin import IndexKind
 
 
 @contextmanager
@@ -89,9 +90,7 @@ def index() -> None:
 @click.pass_context
 def index_status(ctx: click.Context) -> None:
     """Show whether the index file is level with the store."""
-    vectors = library(ctx).core.index
-    vectors.sync(save=False)
-    status = vectors.status()
+    status = library(ctx).index_status()
     emit(ctx, status, lambda: echo_fields(status))
 
 
@@ -102,17 +101,15 @@ def index_status(ctx: click.Context) -> None:
     help="Index kind (default: by size).",
 )
 @click.pass_context
-def index_build(ctx: click.Context, kind: str | None) -> None:
+def index_build(ctx: click.Context, kind: IndexKind | None) -> None:
     """Rebuild the index from every vector in the store and save it.
 
     The kind is chosen by size (exact flat search for small libraries, IVF-PQ with a float16
     re-rank file above), or forced with --kind. Searches (a running `assetlens serve`) go on
     against the old index while it builds, and switch to the new one when it is saved.
     """
-    vectors = library(ctx).core.index
     with _bar(ctx, "vec", "index") as draw:
-        vectors.build(kind, progress=_build_progress(draw))
-    status = vectors.status()
+        status = library(ctx).rebuild_index(kind, progress=_build_progress(draw))
     emit(ctx, status, lambda: click.echo(f"index rebuilt: {status['vectors']} vectors"))
 
 

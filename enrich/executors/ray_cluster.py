@@ -42,6 +42,7 @@ from assetlens.enrich.stages import Stage
 from assetlens.enrich.work import Failure, FileWork
 
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` keeps the cluster's token
+_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # or the token comes from these (KubeRay)
 CONNECT_TIMEOUT_S = 5.0
 TASK_RETRIES = 3
 BLOCKS_PER_WORKER = 3  # blocks in flight per model actor: enough to keep it fed, little memory
@@ -80,7 +81,7 @@ class RayExecutor:
             RayUnavailableError: Ray is not installed, or the cluster at ``address`` cannot be
                 reached (one line naming the address).
         """
-        if address is not None and TOKEN_FILE.exists():
+        if address is not None and (TOKEN_FILE.exists() or any(map(os.environ.get, _TOKEN_VARS))):
             # `ray start` turns token auth on; a client joining by address must say so before
             # Ray is imported (its core reads the mode once), or the head refuses it.
             os.environ.setdefault("RAY_AUTH_MODE", "token")

@@ -19,6 +19,16 @@ is at fault and what to do.
 
 from assetlens.enrich.facade.library import Library, open
 from assetlens.enrich.facade.records import AssetRecord, SearchPage, SearchResult
+from assetlens.enrich.facade.settings import LibrarySettings
 from assetlens.enrich.writer import IngestProgress, IngestReport
 
-__all__ = ["AssetRecord", "IngestProgress", "IngestReport", "Library", "SearchPage", "SearchResult", "open"]
+__all__ = [
+    "AssetRecord",
+    "IngestProgress",
+    "IngestReport",
+    "Library",
+    "LibrarySettings",
+    "SearchPage",
+    "SearchResult",
+    "open",
+]

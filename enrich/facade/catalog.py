@@ -19,17 +19,37 @@ from assetlens.search.catalog.meta import (
     set_meta,
 )
 from assetlens.search.catalog.meta_import import ImportReport
-from assetlens.search.errors import AssetNotFoundError, QueryError
+from assetlens.search.errors import AssetNotFoundError, LibraryNotFoundError, QueryError
 from assetlens.search.filters import Filter
 from assetlens.search.library import LibraryCore
 from assetlens.search.store import Asset
 from assetlens.search.transcripts import FORMATS, format_transcript
 
+ExportFormat = Literal["csv", "jsonl", "xmp", "parquet"]
 
-class CatalogMethods:
-    """Reading and editing what the library holds (mixed into :class:`Library`)."""
+
+class LibraryParts:
+    """What the parts of :class:`Library` share: its core, and the check that it exists."""
 
     core: LibraryCore
+
+    def _existing(self) -> LibraryCore:
+        """The core of a library that exists: reading never creates one.
+
+        Raises:
+            LibraryNotFoundError: The folder holds no library (yet).
+        """
+        if not self._exists():
+            raise LibraryNotFoundError(self.core.settings.data_dir)
+        return self.core
+
+    def _exists(self) -> bool:
+        """Whether the library is made (or open): asking never creates it."""
+        return "store" in self.core.__dict__ or self.core.settings.db_path.is_file()
+
+
+class CatalogMethods(LibraryParts):
+    """Reading and editing what the library holds (mixed into :class:`Library`)."""
 
     def asset(self, id_or_path: AssetRef) -> AssetRecord:
         """One asset with its tags, transcript and the text read in its pictures.
@@ -38,7 +58,7 @@ class CatalogMethods:
             AssetNotFoundError: No asset has this id, or no ingested file this path.
         """
         found = self.find(id_or_path)
-        store = self.core.store
+        store = self._existing().store
         tags, segments = store.tags_of([found.id])[found.id], store.segments_of(found.id)
         return AssetRecord(found, tuple(tags), tuple(segments), tuple(store.ocr.lines_of(found.id)))
 
@@ -65,7 +85,9 @@ class CatalogMethods:
         and invalid values are reported with their line numbers (``strict``: then nothing is
         written). See ``assetlens meta import --help`` for the formats.
         """
-        return import_meta(self.core.store, Path(path), fmt=format, dry_run=dry_run, strict=strict)
+        if format not in (None, "csv", "jsonl"):
+            raise QueryError(f"unknown meta file format {format!r}: use csv or jsonl (None: by its content)")
+        return import_meta(self._existing().store, Path(path), fmt=format, dry_run=dry_run, strict=strict)
 
     def declare_fields(self, **types: str) -> SchemaUpdate:
         """Declare meta field types (``rating="number"``, ``rights_expires="date"``); ``""`` undeclares."""
@@ -73,12 +95,14 @@ class CatalogMethods:
 
     def field_types(self) -> dict[str, str]:
         """The declared meta field types."""
+        if not self._exists():
+            return {}  # a library not made yet has no declared fields
         return dict(load_schema(self.core.store).as_dict())
 
     def facets(
         self,
         field: str,
-        filter: FilterArg = None,
+        filter: FilterArg | Filter = None,
         *,
         limit: int = 50,
         by: Literal["year", "month", "day"] | None = None,
@@ -89,11 +113,11 @@ class CatalogMethods:
         """
         if by is not None and by not in BUCKETS:
             raise QueryError(f"by must be one of {', '.join(BUCKETS)}, got {by!r}")
-        return facets(self.core.store, field, as_filter(filter), limit, by=by)
+        return facets(self._existing().store, field, as_filter(filter), limit, by=by)
 
     def export(
         self,
-        format: Literal["csv", "jsonl", "xmp"],
+        format: ExportFormat,
         path: str | os.PathLike[str] | IO[str] | None = None,
         filter: FilterArg = None,
         **xmp: Any,
@@ -111,7 +135,7 @@ class CatalogMethods:
             raise QueryError(
                 f"unknown export format {format!r}: use {', '.join(exporting.FORMATS)} or parquet"
             )
-        store, parsed = self.core.store, as_filter(filter)
+        store, parsed = self._existing().store, as_filter(filter)
         if format == "parquet":  # every vector, for `assetlens import` into another library
             if not isinstance(path, str | os.PathLike) or filter is not None or xmp:
                 raise QueryError("parquet export writes every vector to a file: give a path, no filter")
@@ -121,7 +145,7 @@ class CatalogMethods:
         if format == "xmp":
             if hasattr(path, "write"):
                 raise QueryError("XMP export writes sidecar files: give a folder (or None), not a stream")
-            sidecars = None if path is None else Path(path)  # type: ignore[arg-type]
+            sidecars = None if path is None else Path(path)
             return exporting.export_xmp(store, parsed, sidecar_dir=sidecars, **xmp)
         if path is None:
             raise QueryError(f"export as {format} needs a file or a stream to write to")
@@ -146,11 +170,16 @@ class CatalogMethods:
         return format_transcript(self.core.store.segments_of(found.id), format)
 
     def stats(self) -> dict[str, Any]:
-        """Counts: assets by kind, failures, vectors, transcripts, top tags, index state, last job."""
-        store, index = self.core.store, self.core.index
+        """Counts: assets by kind, failures, vectors, transcripts, top tags, index state, last job.
+
+        Raises:
+            LibraryNotFoundError: No library in the folder yet.
+        """
+        core = self._existing()
+        store, index = core.store, core.index
         index.sync(save=False)
         return {
-            "data_dir": str(self.data_dir),
+            "data_dir": str(core.settings.data_dir),
             "model": store.model_id,
             "schema_version": store.schema_version,
             "assets": store.count_assets(),
@@ -160,8 +189,19 @@ class CatalogMethods:
             "failures": store.count_failures(),
             "top_tags": dict(store.tag_counts(20)),
             "index": index.status(),
-            "last_job": store.last_job(),
+            "last_job": self.job(),
         }
+
+    def job(self, job_id: int | None = None) -> dict[str, Any] | None:
+        """A run's record (the latest one without an id): ``id, kind, status, started_at,
+        finished_at, args, counts``, or None. An interrupted ingest's counts say what it kept."""
+        store = self._existing().store
+        if job_id is None:
+            last = store.last_job()
+            if last is None:
+                return None
+            job_id = int(last["id"])
+        return store.job(job_id)
 
     def find(self, ref: AssetRef) -> Asset:
         """An asset's stored fields, by id, by a string of digits, or by the path of its file.
@@ -173,12 +213,13 @@ class CatalogMethods:
             raise AssetNotFoundError(
                 f"no asset for {ref!r}: give an asset id or the path of an ingested file"
             )
+        store = self._existing().store
         if isinstance(ref, int):
-            return self.core.store.asset(ref)
+            return store.asset(ref)
         text = os.fspath(ref)
         if isinstance(ref, str) and text.isdigit():
-            return self.core.store.asset(int(text))
-        found = self.core.store.asset_by_uri(os.path.abspath(text))
+            return store.asset(int(text))
+        found = store.asset_by_uri(os.path.abspath(text))
         if found is None:
             raise AssetNotFoundError(
                 f"no asset for {text!r}: give an asset id or the path of an ingested file"
@@ -187,5 +228,6 @@ class CatalogMethods:
 
     def count(self, filter: FilterArg | Filter = None) -> int:
         """How many assets pass a filter (all assets without one)."""
-        where, params = filter_sql(self.core.store, as_filter(filter))
-        return self.core.store.count_matching(where, params)
+        store = self._existing().store
+        where, params = filter_sql(store, as_filter(filter))
+        return store.count_matching(where, params)

@@ -125,7 +125,7 @@ class HygieneMethods:
         with self._writing("learn", wait):
             pos = learned.resolve_examples(store, positive, "positive")
             neg = learned.resolve_examples(store, negative, "negative")
-            vocabulary = library_vocabulary(self.core.settings.data_dir, None, save=False).tags()
+            vocabulary = library_vocabulary(self.core.settings.data_dir, None).tags()
             return learned.learn(store, name, pos, neg, vocabulary=vocabulary, replace_vocabulary=replace)
 
     def relearn_tag(

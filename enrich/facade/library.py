@@ -15,25 +15,25 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
+from assetlens.enrich.errors import PathNotFoundError
+from assetlens.enrich.facade.admin import AdminMethods
 from assetlens.enrich.facade.catalog import CatalogMethods
 from assetlens.enrich.facade.hygiene import HygieneMethods
-from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image
+from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image, as_vector
+from assetlens.enrich.facade.settings import LibrarySettings
 from assetlens.enrich.lock import writer_lock
 from assetlens.enrich.pipeline import Ingester, IngestOptions, reembed_library
-from assetlens.enrich.settings import EnrichSettings
 from assetlens.enrich.tagging import Tagger, retag_library
 from assetlens.enrich.transcribe import TranscribeReport, needs_transcript, transcribe_assets
 from assetlens.enrich.video import KeyframeOptions
-from assetlens.enrich.vocabulary import library_vocabulary
+from assetlens.enrich.vocabulary import keep_vocabulary, library_vocabulary
 from assetlens.enrich.writer import IngestProgress, IngestReport
-from assetlens.models.settings import ModelSettings, WhisperSettings
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
 from assetlens.search.learned import apply as apply_learned
 from assetlens.search.learned import relearn_all
 from assetlens.search.library import LibraryCore
 from assetlens.search.query import Mode, Query, open_query_image, parse_text
-from assetlens.search.settings import SearchSettings
 
 if TYPE_CHECKING:  # pyarrow loads with the importer: only `import` pays for it
     from assetlens.search.catalog.vector_import import VectorImportReport
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = None) -> Library:
-    """Open (or create on first write) the library in ``data_dir``.
+    """Open the library in ``data_dir`` (created by the first ingest or import).
 
     Args:
         data_dir: The library folder; default ``ASSETLENS_DATA_DIR`` or ``./assetlens-data``.
@@ -52,21 +52,34 @@ def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = 
 
     Returns:
         The library; close it (or use ``with``) to release the store and index.
+
+    Raises:
+        SettingsError: An ``ASSETLENS_*`` variable out of range.
     """
     return Library(data_dir, model=model)
 
 
-class Library(CatalogMethods, HygieneMethods):
+class Library(CatalogMethods, AdminMethods, HygieneMethods):
     """One AssetLens library: ingest media, search it, read and edit its assets.
 
-    Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI.
-    Models load on first use: opening a library is cheap.
+    Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI, read
+    once when the library is opened (or given whole as ``settings``). Models load on first use:
+    opening a library is cheap, and creates nothing: the first ingest or import creates the
+    folder, and reading a library that does not exist yet raises :class:`LibraryNotFoundError`.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *, model: str | None = None) -> None:
-        search = SearchSettings() if data_dir is None else SearchSettings(data_dir=Path(data_dir))
-        models = ModelSettings() if model is None else ModelSettings(clip_model=model)
-        self.core = LibraryCore(search, models)
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        model: str | None = None,
+        settings: LibrarySettings | None = None,
+    ) -> None:
+        if settings is not None and (data_dir is not None or model is not None):
+            raise TypeError("give data_dir and model, or settings, not both")
+        self.settings = settings or LibrarySettings.load(data_dir, model=model)
+        """Every setting this library's work reads (resolved when it was opened)."""
+        self.core = LibraryCore(self.settings.library, self.settings.models)
         """The engine's parts (store, index, encoder, query engine) for the CLI, the API and experts."""
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -76,8 +89,20 @@ class Library(CatalogMethods, HygieneMethods):
         """The library folder."""
         return self.core.settings.data_dir
 
+    @property
+    def model_id(self) -> str:
+        """The CLIP model of the library's vectors, else the one its next ingest will use.
+
+        Neither loads the model nor creates the library.
+        """
+        stored = self.core.store.model_id if self._exists() else None
+        return stored or self.core.spec.model_id
+
     def close(self) -> None:
-        """Close the store (the index is saved by the writers that change it)."""
+        """Close the store and release the index (saved by the writers that change it).
+
+        The library may be used again afterwards: it opens them anew.
+        """
         self.core.close()
 
     def __enter__(self) -> Library:
@@ -125,27 +150,37 @@ class Library(CatalogMethods, HygieneMethods):
         later runs. ``progress`` is called after each batch with an :class:`IngestProgress`.
 
         Raises:
-            FileNotFoundError: A path does not exist.
+            PathNotFoundError: A path does not exist (nothing is created).
             LibraryBusyError: Another process writes to the library (and ``wait`` is False).
             ModelMismatchError: The library holds another model's vectors (see :meth:`reembed`).
             KeyboardInterrupt: Finished batches are kept; run again to resume.
         """
-        roots = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+        roots = _paths(paths)
         if not roots:
             raise QueryError("nothing to ingest: give at least one file or folder")
-        options = _ingest_options(
+        for root in roots:
+            if not os.path.lexists(root):
+                raise PathNotFoundError(root)
+        options = self._ingest_options(
             progress,
             include=tuple(include), exclude=tuple(exclude), include_hidden=hidden, prune=prune, force=force,
             batch_size=batch_size, workers=workers, video=video, audio=audio, transcribe=transcribe,
             keyframes=_keyframes(keyframes_max, keyframes_min_gap, keyframes_max_gap), engine=engine,
             ray_address=ray_address,
         )  # fmt: skip
+        tagger = self._tagger(vocab)  # a bad vocabulary fails before the library is made
+        if options.engine == "local" and not self._exists():
+            # So do missing weights (the first run's likeliest error): the run loads them anyway.
+            self.core.encoder.load()
         with self._writing("ingest", wait):
-            whisper = WhisperSettings() if transcribe else None
-            tagger = self._tagger(vocab, save=True)
+            self._keep(vocab)
+            whisper = self.settings.whisper if transcribe else None
             core = self.core
             ingester = Ingester(core.store, core.encoder, tagger, core.index, whisper, core.duplicates)
-            return ingester.ingest(roots, options)
+            report = ingester.ingest(roots, options)
+        if report.done == 0 and not report.pruned:
+            log.warning("found no image, video or audio file in %s", ", ".join(map(str, roots)))
+        return report
 
     def reembed(
         self, *, wait: bool = False, progress: Callable[[IngestProgress], None] | None = None
@@ -155,11 +190,12 @@ class Library(CatalogMethods, HygieneMethods):
         Interrupted, it resumes where it stopped when run again. Transcripts are kept; learned
         tags are fitted again on their examples' new vectors.
         """
+        self._existing()
         with self._writing("reembed", wait):
             core = self.core
-            tagger = self._tagger(None, save=False)
+            tagger = self._tagger(None)
             ingester = Ingester(core.store, core.encoder, tagger, core.index, duplicates=core.duplicates)
-            report = reembed_library(ingester, _ingest_options(progress, transcribe=False))
+            report = reembed_library(ingester, self._ingest_options(progress, transcribe=False))
             relearn_all(core.store)
             return report
 
@@ -167,8 +203,11 @@ class Library(CatalogMethods, HygieneMethods):
         self, *, vocab: str | os.PathLike[str] | None = None, wait: bool = False, progress: bool = False
     ) -> int:
         """Re-tag every asset from its stored vectors (no file is read); returns how many."""
+        self._existing()
+        tagger = self._tagger(vocab)
         with self._writing("tag", wait):
-            count = retag_library(self.core.store, self._tagger(vocab, save=True), progress)
+            self._keep(vocab)
+            count = retag_library(self.core.store, tagger, progress)
             with self.core.store.transaction():
                 self.core.store.learned.drop_replaced_clip_tags()  # learned tags replace these
             return count
@@ -191,7 +230,7 @@ class Library(CatalogMethods, HygieneMethods):
         Returns:
             The job id and what was done.
         """
-        store = self.core.store
+        store = self._existing().store
         with self._writing("transcribe", wait):
             if isinstance(assets, str):
                 every = assets == "all"
@@ -202,7 +241,9 @@ class Library(CatalogMethods, HygieneMethods):
                 chosen = [a for a in store.assets_with_sound() if every or needs_transcript(a)]
             else:
                 chosen = [self.find(ref) for ref in assets]
-            settings = WhisperSettings() if model is None else WhisperSettings(whisper_model=model)
+            settings = self.settings.whisper
+            if model is not None:
+                settings = settings.model_copy(update={"whisper_model": model})
             job = store.start_job("transcribe", {"assets": [a.id for a in chosen], "model": model})
             try:
                 report = transcribe_assets(store, Transcriber(settings), chosen, job, progress)
@@ -236,7 +277,7 @@ class Library(CatalogMethods, HygieneMethods):
         """
         from assetlens.search.catalog.vector_import import import_vectors
 
-        roots = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+        roots = _paths(paths)
         with self._writing("import", wait):
             store = self.core.store
             report = import_vectors(store, roots, model, batch_rows=batch_rows, progress=progress)
@@ -256,7 +297,7 @@ class Library(CatalogMethods, HygieneMethods):
         negative: Sequence[str] = (),
         image: str | os.PathLike[str] | bytes | Image.Image | None = None,
         asset: AssetRef | None = None,
-        vector: Sequence[float] | np.ndarray | None = None,
+        vector: Sequence[float] | np.ndarray | str | os.PathLike[str] | None = None,
         filter: FilterArg = None,
         mode: Mode = "hybrid",
         limit: int = 20,
@@ -272,7 +313,8 @@ class Library(CatalogMethods, HygieneMethods):
             negative: More phrases the results should not look like.
             image: An example image (path, bytes or PIL image).
             asset: A stored asset (id or path) as the example.
-            vector: An embedding of the library's model, computed elsewhere (normalised for you).
+            vector: An embedding of the library's model, computed elsewhere (normalised for you),
+                or a ``.npy`` file holding one.
             filter: The compact form (``kind:image region:(DE OR AT)``) or the JSON form.
             mode: ``semantic`` (CLIP), ``lexical`` (full text) or ``hybrid``.
             limit: Results per page; ``cursor`` continues from a page's ``next_cursor``.
@@ -288,15 +330,16 @@ class Library(CatalogMethods, HygieneMethods):
         """
         if image is not None and asset is not None:
             raise QueryError("give an example image or an asset, not both")
+        core = self._existing()
         positives, negatives = parse_text(text or "")
         negatives += tuple((phrase, 1.0) for phrase in negative)
         query = Query(
             text=positives, negative=negatives, image=as_image(image), filter=as_filter(filter), mode=mode,
             asset_id=None if asset is None else self.find(asset).id, limit=limit, cursor=cursor,
-            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
-            min_relevance=min_relevance, sort=sort, collapse_duplicates=collapse_duplicates,
+            vector=as_vector(vector), min_relevance=min_relevance, sort=sort,
+            collapse_duplicates=collapse_duplicates,
         )  # fmt: skip
-        return self.core.engine.search(query)
+        return core.engine.search(query)
 
     def similar(
         self,
@@ -310,29 +353,48 @@ class Library(CatalogMethods, HygieneMethods):
 
         An ingested file counts as its stored asset: its vectors are used and it is excluded.
         """
+        core = self._existing()
         image, asset_id = None, None
         if isinstance(path_or_asset_id, Image.Image):
             image = as_image(path_or_asset_id)
-        elif isinstance(path_or_asset_id, int):
-            asset_id = self.core.store.asset(path_or_asset_id).id
+        elif isinstance(path_or_asset_id, int) or (
+            isinstance(path_or_asset_id, str) and path_or_asset_id.isdigit()
+        ):
+            asset_id = self.find(path_or_asset_id).id
         else:
             path = Path(path_or_asset_id)
             if not path.exists():
                 raise QueryError(f"no such file: {path}")
-            stored = self.core.store.asset_by_uri(os.path.abspath(path))
+            stored = core.store.asset_by_uri(os.path.abspath(path))
             if stored is not None and stored.status == "ok":
                 asset_id = stored.id
             else:
                 image = open_query_image(path)
         query = Query(image=image, asset_id=asset_id, filter=as_filter(filter), mode="semantic", limit=limit,
                       cursor=cursor)  # fmt: skip
-        return self.core.engine.search(query)
+        return core.engine.search(query)
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _tagger(self, vocab: str | os.PathLike[str] | None, save: bool) -> Tagger:
-        vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab), save)
+    def _tagger(self, vocab: str | os.PathLike[str] | None) -> Tagger:
+        vocabulary = library_vocabulary(self.data_dir, None if vocab is None else Path(vocab))
         return Tagger(self.core.encoder, vocabulary)
+
+    def _keep(self, vocab: str | os.PathLike[str] | None) -> None:
+        if vocab is not None:
+            keep_vocabulary(self.data_dir, Path(vocab))
+
+    def _ingest_options(
+        self, progress: Callable[[IngestProgress], None] | None, **given: Any
+    ) -> IngestOptions:
+        """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
+        settings = self.settings.enrich
+        defaults = {
+            "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
+            "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
+        }  # fmt: skip
+        chosen = {k: v for k, v in given.items() if v is not None}
+        return IngestOptions(progress=progress, **{**defaults, **chosen})
 
     def _writing(self, command: str, wait: bool) -> Any:
         def waiting(holder: str) -> None:
@@ -342,15 +404,8 @@ class Library(CatalogMethods, HygieneMethods):
         return writer_lock(self.core.store, command, wait=wait, on_wait=waiting)
 
 
-def _ingest_options(progress: Callable[[IngestProgress], None] | None, **given: Any) -> IngestOptions:
-    """Ingest options: the arguments given over ``ASSETLENS_*`` settings over defaults."""
-    settings = EnrichSettings()
-    defaults = {
-        "max_pixels": settings.max_pixels, "batch_size": settings.batch_size, "workers": settings.workers,
-        "engine": settings.engine, "ray_address": settings.ray_address, "ray_actors": settings.ray_actors,
-    }  # fmt: skip
-    chosen = {k: v for k, v in given.items() if v is not None}
-    return IngestOptions(progress=progress, **{**defaults, **chosen})
+def _paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    return [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
 
 
 def _keyframes(most: int | None, min_gap: float | None, max_gap: float | None) -> KeyframeOptions:

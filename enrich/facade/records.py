@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
-from assetlens.search.errors import QueryError
+from assetlens.search.errors import QueryError, QueryVectorError
 from assetlens.search.filters import Filter, parse_filter
 from assetlens.search.query import Page, Result, open_query_image
 from assetlens.search.store import Asset, Tag
@@ -84,3 +85,28 @@ def as_image(value: str | os.PathLike[str] | bytes | Image.Image | None) -> Imag
     if not path.is_file():
         raise QueryError(f"no such image file: {path}")
     return open_query_image(path)
+
+
+def as_vector(value: Any) -> np.ndarray | None:
+    """A query embedding given as numbers, an array, or the path of a ``.npy`` file holding one.
+
+    Raises:
+        QueryVectorError: A file that is not a readable ``.npy`` array of one embedding, or
+            values that are not numbers.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str | os.PathLike):
+        path = Path(value)
+        try:
+            value = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise QueryVectorError(f"{path}: not a readable .npy array ({exc})") from exc
+        if value.ndim == 2 and value.shape[0] == 1:
+            value = value[0]
+        if value.ndim != 1 or not np.issubdtype(value.dtype, np.number):
+            raise QueryVectorError(f"{path}: holds an array of shape {value.shape}, not one embedding")
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise QueryVectorError(f"a query vector must be a sequence of numbers ({exc})") from exc

@@ -30,7 +30,7 @@ from assetlens.search.api import errors
 from assetlens.search.api.auth import Authenticator
 from assetlens.search.api.batcher import TextBatcher
 from assetlens.search.api.errors import ApiError, CatchAll, Problem, problem_response
-from assetlens.search.api.jobs import JobRunner
+from assetlens.search.api.jobs import JobRunner, JobWorker
 from assetlens.search.api.metrics import Metrics, MetricsMiddleware
 from assetlens.search.api.routes_assets import router as assets_router
 from assetlens.search.api.routes_catalog import router as catalog_router
@@ -102,24 +102,9 @@ def _too_large(limit: int, multipart: bool) -> str:
     return f"request body larger than {limit} bytes ({setting})"
 
 
-def _model_env(library: LibraryCore) -> dict[str, str]:
-    """Environment that makes a subprocess run the model this API runs."""
-    settings = library.model_settings
-    env: dict[str, str] = {
-        "ASSETLENS_CLIP_PRECISION": settings.clip_precision,
-        "ASSETLENS_DEVICE": settings.device,
-    }
-    if settings.clip_model:
-        env["ASSETLENS_CLIP_MODEL"] = settings.clip_model
-    if settings.clip_checkpoint:
-        env["ASSETLENS_CLIP_CHECKPOINT"] = str(settings.clip_checkpoint)
-    env["ASSETLENS_CACHE_DIR"] = str(settings.cache_dir)
-    if settings.hub_offline:
-        env["ASSETLENS_HUB_OFFLINE"] = "true"
-    return env
-
-
-def _open_state(settings: ApiSettings, library: LibraryCore, metrics: Metrics) -> ApiState:
+def _open_state(
+    settings: ApiSettings, library: LibraryCore, metrics: Metrics, worker: JobWorker | None
+) -> ApiState:
     db_path = library.settings.db_path
     library.store  # noqa: B018 - opens and migrates the store before any pooled connection
     # Shared by every pooled session, each thread-safe with its own connection: the index, and
@@ -131,14 +116,7 @@ def _open_state(settings: ApiSettings, library: LibraryCore, metrics: Metrics) -
         store = Store(db_path)
         return Session(store, SearchEngine(store, index, library.encoder, columns=columns))
 
-    jobs = JobRunner(
-        Store(db_path),
-        library.settings.data_dir,
-        _model_env(library),
-        metrics,
-        settings.max_jobs,
-        settings.job_grace_s,
-    )
+    jobs = JobRunner(Store(db_path), metrics, worker, settings.max_jobs, settings.job_grace_s)
     return ApiState(
         settings=settings,
         library=library,
@@ -168,21 +146,30 @@ def _warm_up(state: ApiState) -> None:
     state.ready = True
 
 
-def create_app(settings: ApiSettings, library: LibraryCore | None = None) -> FastAPI:
+def create_app(
+    settings: ApiSettings,
+    library: LibraryCore | None = None,
+    worker: JobWorker | None = None,
+    *,
+    own_library: bool = False,
+) -> FastAPI:
     """The API for one library.
 
     Args:
         settings: Limits and switches of the HTTP edge.
         library: The library to serve; default: the one ``ASSETLENS_DATA_DIR`` and the model
             settings of the environment name. The app closes only a library it opened.
+        worker: Runs ingest and tag jobs (``assetlens serve`` gives one that runs the enrichment
+            pipeline); None: those routes answer 503.
+        own_library: Close ``library`` when the app stops (one it opens itself is always closed).
     """
-    own_library = library is None
+    own_library = own_library or library is None
     lib = library or LibraryCore(SearchSettings(), ModelSettings())
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await run_in_threadpool(_open_state, settings, lib, metrics)
+        state = await run_in_threadpool(_open_state, settings, lib, metrics, worker)
         app.state.api = state
         try:
             await run_in_threadpool(_warm_up, state)
@@ -252,8 +239,3 @@ def create_app(settings: ApiSettings, library: LibraryCore | None = None) -> Fas
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-def app_from_env() -> FastAPI:
-    """The app for ``assetlens serve``: library, model and API settings from the environment."""
-    return create_app(ApiSettings())

@@ -1,4 +1,4 @@
-"""Jobs: ingest (server paths or uploads), re-tag, and their status."""
+"""Jobs: ingest (server paths or uploads), re-tag, and their status (see :mod:`.jobs`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from assetlens.models.vocab import load_vocabulary
 from assetlens.search.api.auth import Reader, Writer, check_scope
 from assetlens.search.api.common import api_state, client_of, json_body, media_type, require_json, validated
 from assetlens.search.api.errors import ApiError, problems
+from assetlens.search.api.jobs import IngestJob, JobRequest, JobRunner, TagJob
 from assetlens.search.api.paths import resolve
 from assetlens.search.api.schemas import MAX_ID, IngestRequest, JobAccepted, JobOut, TagRequest
 from assetlens.search.api.uploads import check_media, display_name, store_upload, unprocessable, upload_folder
@@ -33,12 +34,19 @@ _UPLOAD_SCHEMA = {
 }
 
 
-def _flags(force: bool, prune: bool, transcribe: bool) -> list[str]:
-    return [
-        *(["--force"] if force else []),
-        *(["--prune"] if prune else []),
-        *([] if transcribe else ["--no-transcribe"]),
-    ]
+def _jobs(request: Request) -> JobRunner:
+    """This server's job runner (503 when the server was built without a worker to run jobs)."""
+    jobs = api_state(request).jobs
+    if not jobs.available:
+        raise ApiError(
+            503, "this server runs no ingest or tag jobs (serve it with `assetlens serve`)", "unavailable",
+            title="Jobs unavailable",
+        )  # fmt: skip
+    return jobs
+
+
+async def _submit(request: Request, job: JobRequest) -> int:
+    return await run_in_threadpool(_jobs(request).submit, job)
 
 
 def _truthy(value: Any) -> bool:
@@ -70,6 +78,7 @@ async def ingest(request: Request, principal: Writer) -> Any:
       ingested; each must be an image, video or audio file (422) within the size limit (413).
     """
     state = api_state(request)
+    _jobs(request)  # before any upload is stored
     content_type = media_type(request)
     if content_type == "multipart/form-data":
         return await _ingest_uploads(request)
@@ -78,9 +87,10 @@ async def ingest(request: Request, principal: Writer) -> Any:
     check_scope(principal, "admin")
     roots, client = state.settings.roots, client_of(request)
     paths = await run_in_threadpool(lambda: [str(resolve(p, roots, client)) for p in body.paths])
-    job_id = await run_in_threadpool(
-        state.jobs.submit_ingest, list(dict.fromkeys(paths)), _flags(body.force, body.prune, body.transcribe)
+    job = IngestJob(
+        tuple(dict.fromkeys(paths)), force=body.force, prune=body.prune, transcribe=body.transcribe
     )
+    job_id = await _submit(request, job)
     return {"job_id": job_id, "status": "queued", "uploads": None}
 
 
@@ -108,12 +118,13 @@ async def _ingest_uploads(request: Request) -> dict[str, Any]:
         for name_on_disk in stored:
             FilePath(name_on_disk).unlink(missing_ok=True)
         raise
-    flags = _flags(
-        _truthy(options.get("force")),
-        False,
-        not options.get("transcribe") or _truthy(options.get("transcribe")),
+    job = IngestJob(
+        tuple(stored),
+        force=_truthy(options.get("force")),
+        transcribe=not options.get("transcribe") or _truthy(options.get("transcribe")),
+        uploads=tuple(stored.items()),
     )
-    job_id = await run_in_threadpool(state.jobs.submit_ingest, list(stored), flags, stored)
+    job_id = await _submit(request, job)
     return {"job_id": job_id, "status": "queued", "uploads": {name: path for path, name in stored.items()}}
 
 
@@ -125,6 +136,7 @@ async def retag(body: TagRequest, request: Request, _: Writer) -> Any:
     is kept for later ingests, as with ``assetlens tag --vocab``.
     """
     state = api_state(request)
+    _jobs(request)
     vocab_file = None
     if body.vocab is not None and body.vocab.strip():
         vocab_file = state.data_dir / "api" / f"vocab-{uuid.uuid4().hex}.txt"
@@ -135,7 +147,7 @@ async def retag(body: TagRequest, request: Request, _: Writer) -> Any:
         except BaseException:
             vocab_file.unlink(missing_ok=True)
             raise
-    job_id = await run_in_threadpool(state.jobs.submit_tag, vocab_file)
+    job_id = await _submit(request, TagJob(vocab_file))
     return {"job_id": job_id, "status": "queued", "uploads": None}
 
 

@@ -83,7 +83,7 @@ def _gauges(state: ApiState) -> list[tuple[str, str, str, list[tuple[Labels, flo
         (
             "assetlens_jobs_running",
             "gauge",
-            "Job subprocesses this process runs now.",
+            "Jobs (worker processes) this server runs now.",
             [((), float(state.jobs.running()))],
         ),
         (

@@ -92,7 +92,7 @@ class ApiState:
         pool: Sessions for request threads.
         auth: Checks API keys.
         batcher: Encodes concurrent query texts together.
-        jobs: Runs ingest and tag subprocesses.
+        jobs: Queues and runs ingest and tag jobs (with the worker the app was given).
         metrics: Request and job counters.
         model_error: Why the model could not be loaded at startup (None: loaded).
         ready: Startup finished.

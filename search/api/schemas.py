@@ -302,7 +302,7 @@ class FailureOut(BaseModel):
 
 
 class JobOut(BaseModel):
-    """A job: an API request's subprocess, or any run of the CLI."""
+    """A job: an API request run by a worker process, or any run of the CLI."""
 
     id: int
     kind: str
@@ -313,9 +313,7 @@ class JobOut(BaseModel):
     counts: dict[str, int | bool]
     failures: list[FailureOut] = Field(description="The first 100 failures.")
     failure_count: int
-    run_job_id: int | None = Field(
-        description="The job the ingest subprocess recorded (its failures are these)."
-    )
+    run_job_id: int | None = Field(description="The job the ingest run recorded (its failures are these).")
     error: str | None
 
 

@@ -37,7 +37,7 @@ class ApiSettings(BaseSettings):
         batch_window_ms: Concurrent query texts arriving within this window are encoded together.
         batch_max: Most texts encoded in one batch (a full batch goes at once).
         db_connections: SQLite connections in the pool (one request uses one at a time).
-        max_jobs: Ingest and tag subprocesses running at once (more wait, ``queued``).
+        max_jobs: Ingest and tag jobs (worker processes) running at once (more wait, ``queued``).
         metrics_public: Serve ``/metrics`` without a key (it holds counts, no asset data).
         max_header_kb: Largest request head the server accepts (``assetlens serve``).
         job_grace_s: On shutdown, seconds running jobs get to stop after an interrupt.

@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from assetlens.search.errors import StoreError
-from assetlens.search.store.schema import MIGRATIONS, SQL_FUNCTIONS, _split_sql
+from assetlens.search.store.schema import CATCH_UP_WORDS, MIGRATIONS, SQL_FUNCTIONS, _split_sql
 
 
 class StoreBase:
@@ -23,6 +23,7 @@ class StoreBase:
         if readonly and not self.path.exists():
             raise StoreError(f"no library at {self.path}: run `assetlens ingest PATH` first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._defer_words = False  # once the schema has `touched` (the migrations come first)
         try:
             uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -37,6 +38,7 @@ class StoreBase:
                 # can lose the last commits, never corrupt the file.
                 self.db.execute("PRAGMA synchronous = NORMAL")
                 self._migrate()
+                self._defer_words = True
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open the library database {self.path}: {exc}") from exc
 
@@ -66,10 +68,19 @@ class StoreBase:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic write: everything inside commits together or not at all."""
+        """One atomic write: everything inside commits together or not at all.
+
+        The full-text words and change log of the tags and OCR lines written inside are brought
+        up to date once per asset at the end, not once per row (see the schema's last migration).
+        """
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            if self._defer_words:
+                self.db.execute("INSERT OR REPLACE INTO state VALUES ('deferred_words', '1')")
             yield
+            if self._defer_words:
+                for statement in CATCH_UP_WORDS:
+                    self.db.execute(statement)
             self.db.execute("COMMIT")
         except BaseException:
             # A full disk makes SQLite roll back by itself: a second ROLLBACK would then fail

@@ -216,7 +216,7 @@ def test_fifo_is_ignored_without_blocking(tmp_path: Path) -> None:
 
 
 def test_nonexistent_root_raises_at_call_time(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="scan root does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
         scan([tmp_path, tmp_path / "missing"])  # not even iterated
 
 

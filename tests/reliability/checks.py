@@ -59,6 +59,13 @@ def check_store(data_dir: Path, *, index: bool = True, finished: bool = True) ->
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         for fts in ("segments_fts", "assets_fts", "ocr_fts"):
             conn.execute(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")
+        # Words written in bulk were caught up before their transaction committed.
+        assert conn.execute("SELECT count(*) FROM touched").fetchone()[0] == 0
+        stale = conn.execute(
+            "SELECT a.id FROM assets a JOIN assets_fts f ON f.rowid = a.id WHERE f.tags IS NOT "
+            "coalesce((SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = a.id), '')"
+        ).fetchall()
+        assert stale == [], f"assets whose tag words are stale: {[r[0] for r in stale]}"
         # One OCR full-text document per asset with text read in its pictures, none for others.
         documents = {r[0] for r in conn.execute("SELECT rowid FROM ocr_fts")}
         assert documents == {r[0] for r in conn.execute("SELECT DISTINCT asset_id FROM ocr_lines")}

@@ -72,6 +72,7 @@ class _Searcher(threading.Thread):
     def __init__(self, data: Path) -> None:
         super().__init__(name="searcher", daemon=True)
         self.data, self.done = data, 0
+        self.sizes: list[int] = []  # how many assets each broad semantic query found
         self.errors: list[str] = []
         self.stop = threading.Event()
 
@@ -85,6 +86,8 @@ class _Searcher(threading.Thread):
                     lib = LibraryCore(SearchSettings(data_dir=self.data), ModelSettings(clip_model="tiny"))
                 for query in _queries():
                     page = lib.engine.search(query)
+                    if query.limit == 100 and query.mode == "semantic":
+                        self.sizes.append(len(page.results))
                     _verify(self.data, [r.as_dict() for r in page.results], query.mode == "semantic")
                 self.done += 1
         except Exception as exc:  # reported by the test, with its type
@@ -123,7 +126,10 @@ def test_searches_stay_consistent_while_an_ingest_writes(
     assert written.returncode == 0, written.stderr
     assert written.json()["added"] == len(files)
     assert searcher.errors == []
-    assert searcher.done >= 3 and during >= 1  # they really overlapped the writes
+    # They really overlapped the writes: a search saw a library part-written, or a CLI search
+    # ended while the ingest still ran (on a loaded machine one CLI start can outlast it).
+    assert searcher.done >= 3
+    assert during >= 1 or any(0 < n < len(files) for n in searcher.sizes), searcher.sizes
     for result in searches:
         assert result.returncode == 0, result.stderr
         _verify(data, result.json()["results"], semantic=True)

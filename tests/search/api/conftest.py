@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import ingester_for
+from helpers import ingester_for, library_settings
 
+from assetlens.enrich.jobs import ProcessJobWorker
 from assetlens.search.api import ApiSettings, create_app
 from assetlens.search.api.keys import create_key
 from assetlens.search.library import LibraryCore
@@ -72,7 +73,7 @@ def make_api(lib: LibraryCore, photos: Path) -> Iterator[Callable[..., Api]]:
 
         def make(**settings: Any) -> Api:
             settings.setdefault("roots", (photos,))
-            app = create_app(ApiSettings(**settings), lib)
+            app = create_app(ApiSettings(**settings), lib, ProcessJobWorker(library_settings(lib)))
             client = stack.enter_context(TestClient(app))
             api = Api(client, lib, photos)
             with lib.store.transaction():

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import schemathesis
-from helpers import PHOTOS, ingester_for, open_library
+from helpers import PHOTOS, ingester_for, library_settings, open_library
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -60,6 +60,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """The app over a library of the sample photos, an admin key and its id; shut down after the module."""
     from schemathesis.python import asgi
 
+    from assetlens.enrich.jobs import ProcessJobWorker
     from assetlens.search.api.app import create_app
     from assetlens.search.api.auth import create_key
     from assetlens.search.api.settings import ApiSettings
@@ -75,7 +76,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     ingester_for(lib).ingest([root / "spare.jpg"])
     spare = lib.store.max_asset_id()
     key_id, key = create_key(lib.store, "admin", "fuzz")
-    app = create_app(ApiSettings(roots=(root / "roots",), max_upload_mb=2, job_grace_s=2), lib)
+    settings = ApiSettings(roots=(root / "roots",), max_upload_mb=2, job_grace_s=2)
+    app = create_app(settings, lib, ProcessJobWorker(library_settings(lib)))
     try:
         yield Target(app, key, key_id, spare)
     finally:

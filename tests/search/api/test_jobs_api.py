@@ -1,16 +1,28 @@
-"""Ingest and tag jobs: path confinement to the library roots, uploads, subprocess jobs end to end."""
+"""Ingest and tag jobs: path confinement to the library roots, uploads, worker-process jobs end to end,
+interruption on shutdown, recovery after a crash."""
 
 from __future__ import annotations
 
 import io
 import logging
 import os
+import shutil
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from helpers import ingester_for, library_settings
 from PIL import Image
+
+from assetlens.enrich.jobs import ProcessJobWorker
+from assetlens.enrich.lock import library_lock
+from assetlens.enrich.settings import EnrichSettings
+from assetlens.search.api import ApiSettings, create_app
+from assetlens.search.api.keys import create_key
 
 
 @pytest.fixture
@@ -147,7 +159,7 @@ def test_jobs_report_cli_runs_and_404(api: Any, problem: Any) -> None:
 
 
 @pytest.mark.slow
-def test_ingest_folder_through_a_subprocess_job(api: Any, tmp_path: Path) -> None:
+def test_ingest_folder_through_a_worker_process_job(api: Any, tmp_path: Path) -> None:
     campaign = api.photos / "campaign"
     campaign.mkdir()
     for name, color in (("red.png", "red"), ("teal.png", "teal")):
@@ -197,3 +209,99 @@ def test_upload_ingest_and_retag_jobs(api: Any) -> None:
     assert doc["status"] == "done" and doc["kind"] == "tag" and doc["counts"]["retagged"] == 10, doc
     assert (api.lib.settings.data_dir / "vocabulary.txt").read_text() == vocab
     assert not list((api.lib.settings.data_dir / "api").glob("vocab-*"))
+
+
+def test_a_server_without_a_worker_refuses_jobs_and_keeps_no_upload(
+    lib: Any, photos: Path, problem: Any
+) -> None:
+    ingester_for(lib).ingest([photos])
+    with TestClient(create_app(ApiSettings(roots=(photos,), anonymous_read=True), lib)) as client:
+        with lib.store.transaction():
+            key = create_key(lib.store, "admin")[1]
+        auth = {"Authorization": f"Bearer {key}"}
+        body = problem(client.post("/v1/ingest", headers=auth, json={"paths": ["cat.jpg"]}), 503)
+        assert "assetlens serve" in body["detail"]
+        files = [("files", ("a.png", _png(), "image/png"))]
+        problem(client.post("/v1/ingest", headers=auth, files=files), 503)
+        problem(client.post("/v1/tag", headers=auth, json={}), 503)
+        assert client.get(f"/v1/jobs/{lib.store.last_job()['id']}").json()["source"] == "cli"
+    assert not (lib.settings.data_dir / "uploads").exists()
+    assert lib.store.jobs_after("api:ingest", 0) == []
+
+
+def _server(lib: Any, photos: Path, **enrich: Any) -> TestClient:
+    settings = library_settings(lib)
+    worker = ProcessJobWorker(replace(settings, enrich=EnrichSettings(**enrich)))
+    return TestClient(create_app(ApiSettings(roots=(photos,), job_grace_s=60), lib, worker))
+
+
+@pytest.mark.slow
+def test_shutdown_interrupts_a_running_ingest_and_keeps_its_finished_batches(lib: Any, photos: Path) -> None:
+    many = photos / "many"
+    many.mkdir()
+    for i in range(60):
+        Image.new("RGB", (96, 96), (i * 4, 255 - i * 4, 128)).save(many / f"square-{i:02d}.png")
+    with lib.store.transaction():
+        key = create_key(lib.store, "admin")[1]
+    auth = {"Authorization": f"Bearer {key}"}
+    with _server(lib, photos, batch_size=1, workers=1) as client:
+        job_id = client.post("/v1/ingest", headers=auth, json={"paths": ["many"]}).json()["job_id"]
+        deadline = time.monotonic() + 180
+        while True:  # running, linked to its ingest run, with a batch or two written
+            doc = client.get(f"/v1/jobs/{job_id}", headers=auth).json()
+            if doc["status"] == "running" and doc["counts"].get("done", 0) >= 2:
+                break
+            assert doc["status"] in ("queued", "running") and time.monotonic() < deadline, doc
+            time.sleep(0.05)
+        assert doc["run_job_id"] > job_id and doc["counts"]["total"] == 60
+    # The client's exit stopped the server: the job was interrupted, not killed.
+    api_job, run = lib.store.job(job_id), lib.store.job(doc["run_job_id"])
+    assert api_job["status"] == "interrupted" and run["status"] == "interrupted", (api_job, run)
+    assert (
+        api_job["counts"]["interrupted"] is True and "finished batches are kept" in api_job["args"]["error"]
+    )
+    kept = sum(1 for _, uri in lib.store.uris() if "/many/" in uri)
+    assert 2 <= kept < 60 and run["counts"]["added"] == api_job["counts"]["added"] == kept
+    with _server(lib, photos) as client:  # running the job again resumes where it stopped
+        job_id = client.post("/v1/ingest", headers=auth, json={"paths": ["many"]}).json()["job_id"]
+        doc = _wait(_Client(client, auth), job_id)
+    assert (
+        doc["status"] == "done" and doc["counts"]["added"] == 60 - kept and doc["counts"]["skipped"] == kept
+    )
+
+
+def test_jobs_of_a_crashed_server_are_marked_interrupted_at_start(lib: Any, photos: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with lib.store.transaction():
+        key = create_key(lib.store, "read")[1]
+        orphan = lib.store.start_job("api:ingest", {"paths": [str(photos)], "server_pid": gone.pid})
+        alive = lib.store.start_job("api:ingest", {"paths": [str(photos)], "server_pid": os.getpid()})
+    with _server(lib, photos) as client:
+        doc = client.get(f"/v1/jobs/{orphan}", headers={"Authorization": f"Bearer {key}"}).json()
+    assert doc["status"] == "interrupted" and "the server stopped" in doc["error"] and doc["finished_at"]
+    assert lib.store.job(alive)["status"] == "running"  # its server (this process) still runs
+
+
+@pytest.mark.slow
+def test_a_job_whose_files_vanished_fails_with_the_reason(api: Any) -> None:
+    folder = api.photos / "soon-gone"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), "red").save(folder / "red.png")
+    blocker = api.lib.store  # holding the writer lock makes the job wait, so the folder can go first
+    with library_lock(api.lib.settings.data_dir, "test"):
+        accepted = api.post("/v1/ingest", scope="admin", json={"paths": ["soon-gone"]}).json()
+        shutil.rmtree(folder)
+    doc = _wait(api, accepted["job_id"])
+    assert doc["status"] == "failed" and doc["error"] == f"no such file or folder: {folder}", doc
+    assert blocker.job(accepted["job_id"])["finished_at"]
+
+
+class _Client:
+    """``get`` with a key, as :func:`_wait` expects."""
+
+    def __init__(self, client: TestClient, auth: dict[str, str]) -> None:
+        self.client, self.auth = client, auth
+
+    def get(self, url: str) -> Any:
+        return self.client.get(url, headers=self.auth)
