@@ -356,24 +356,28 @@ def resolve_examples(store: Store, refs: Sequence[int | str], role: str = "examp
     ids: list[int] = []
     unknown: list[str] = []
     for ref in refs:
+        if isinstance(ref, int) and not 0 < ref < _MAX_ID:  # no SQLite rowid (nor a printable one)
+            unknown.append("id out of range")
+            continue
         text = str(ref).strip()
-        if isinstance(ref, int) or text.isdigit():
-            found = store.assets([int(text)]).get(int(text))
+        if isinstance(ref, int) or (text.isascii() and text.isdigit()):
+            asset_id = int(text) if len(text) < 20 else _MAX_ID
+            found = store.assets([asset_id]).get(asset_id) if 0 < asset_id < _MAX_ID else None
             if found is None or found.status != "ok":
-                unknown.append(f"id {text}")
+                unknown.append(f"id {_cut(text)}")
             else:
                 ids.append(found.id)
         elif os.path.exists(text) or not _FILTER_SIGN.search(text):
             asset = store.asset_by_uri(os.path.abspath(text))
             if asset is None or asset.status != "ok":
-                unknown.append(f"path {text!r}")
+                unknown.append(f"path {_cut(text)!r}")
             else:
                 ids.append(asset.id)
         else:
             where, params = filter_sql(store, text)
             matched = store.matching_asset_ids(f"({where}) AND a.status = 'ok'", params).tolist()
             if not matched:
-                unknown.append(f"filter {text!r} (matches no asset)")
+                unknown.append(f"filter {_cut(text)!r} (matches no asset)")
             ids.extend(int(a) for a in matched)
     if unknown:
         raise LearnedTagError(f"unknown {role} examples: {'; '.join(unknown)}")
@@ -391,6 +395,11 @@ def require_vectors(store: Store) -> None:
 
 
 _FILTER_SIGN = re.compile(r"[:<>={]")
+_MAX_ID = 2**63
+
+
+def _cut(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else f"{text[:most]}... ({len(text)} characters)"
 
 
 def _background(store: Store, exclude: set[int], seed: int) -> np.ndarray:

@@ -95,4 +95,8 @@ def test_learn_a_tag_names_bad_examples(api: Any, problem: Callable[[Any, int], 
     vocab = {"name": "cat", "positive": [1, 2, 3]}
     assert "vocabulary" in problem(api.post("/v1/tags/learned", scope="write", json=vocab), 422)["detail"]
     problem(api.post("/v1/tags/learned", scope="write", json={"name": "", "positive": [1]}), 422)
+    # Ids no SQLite row can have (a 64-bit overflow, 9,999 digits, other scripts' digits) are unknown.
+    huge = {"name": "x", "positive": [1, 2, 3, 2**70, "9" * 9999, "٣"]}
+    detail = problem(api.post("/v1/tags/learned", scope="write", json=huge), 422)["detail"]
+    assert "id out of range" in detail and "(9999 characters)" in detail and "'٣'" in detail
     assert api.get("/v1/tags/learned").json() == {"learned": []}
