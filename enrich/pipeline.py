@@ -33,6 +33,7 @@ from assetlens.enrich.writer import IngestProgress, IngestReport, Writer
 from assetlens.models.clip import ClipEncoder
 from assetlens.models.ocr import TextReader
 from assetlens.models.settings import WhisperSettings
+from assetlens.search.duplicates import NearDuplicates
 from assetlens.search.store import Store
 from assetlens.search.vectors.index import VectorIndex
 
@@ -88,6 +89,8 @@ class Ingester:
         transcription: Whisper settings for audio and video sound (None: no transcripts).
         reader: Reads text in images and keyframes, in the mode of its settings (None: no
             OCR; nothing of the OCR engine is then imported).
+        duplicates: The library's near-duplicate groups, which new assets join after each run
+            (default: at the default thresholds).
     """
 
     def __init__(
@@ -98,9 +101,11 @@ class Ingester:
         index: VectorIndex | None = None,
         transcription: WhisperSettings | None = None,
         reader: TextReader | None = None,
+        duplicates: NearDuplicates | None = None,
     ) -> None:
         self.store, self.encoder, self.tagger = store, encoder, tagger
         self.index, self.transcription, self.reader = index, transcription, reader
+        self.duplicates = duplicates or NearDuplicates(store)
 
     def ingest(self, roots: Sequence[Path], options: IngestOptions | None = None) -> IngestReport:
         """Ingest every media file under ``roots``.
@@ -183,6 +188,7 @@ class Ingester:
                 # the error that stopped the run; the next run closes the job and the index.
                 if status == "done":
                     raise
+        self.duplicates.update(self.index)  # the new assets join (or start) near-duplicate groups
         return report
 
     def _stages(self, options: IngestOptions, transcribe: bool, ocr: bool, known: bool) -> list[Stage]:
@@ -193,8 +199,9 @@ class Ingester:
         decode = Decode(size, options.max_pixels, options.keyframes, hashes, side)
         embed = Embed(self.encoder.spec, self.encoder.settings, options.batch_size, self.encoder)
         reading = None if reader is None else Ocr(reader.settings, options.max_pixels, reader)
+        learned = [t for t in self.store.learned.all() if t.model == self.encoder.model_id]
         whisper = self.transcription if transcribe else None
-        return ingest_stages(decode, embed, self.tagger.scorer(), whisper, reading)
+        return ingest_stages(decode, embed, self.tagger.scorer(), whisper, reading, learned)
 
     def _prune(self, roots: Sequence[Path], report: IngestReport) -> None:
         prefixes = [os.path.abspath(r) for r in roots]

@@ -86,6 +86,8 @@ def reuse_known_content(store: Store, p: FileWork) -> Reuse | None:
     )
     store.copy_enrichment(source.id, asset_id)
     store.ocr.copy(source.id, asset_id)
+    store.duplicates.copy_hashes(source.id, asset_id)  # an exact copy joins its original's group
+    store.learned.copy_tags(source.id, asset_id)
     return "duplicate"
 
 

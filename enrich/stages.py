@@ -1,4 +1,4 @@
-"""The enrichment stages: decode -> embed -> tag -> ocr -> transcribe, each a small callable.
+"""The enrichment stages: decode -> hash -> embed -> tag -> learned -> ocr -> transcribe.
 
 A stage takes a batch of :class:`FileWork` and returns it with its own results filled in. It
 knows nothing of threads, Ray or SQLite: an executor (:mod:`assetlens.enrich.executors`) runs the
@@ -27,6 +27,7 @@ from PIL import Image
 from assetlens.enrich.decode import DEFAULT_MAX_PIXELS, decode_image
 from assetlens.enrich.errors import DecodeError
 from assetlens.enrich.ocr import TextStage
+from assetlens.enrich.phash import fingerprints, hash_thumbnail
 from assetlens.enrich.tagging import TagScorer
 from assetlens.enrich.transcribe import transcribe_file
 from assetlens.enrich.video import KeyframeOptions, extract_keyframes, probe_media
@@ -37,6 +38,7 @@ from assetlens.models.ocr import TextReader
 from assetlens.models.registry import ModelSpec, file_digest
 from assetlens.models.settings import ModelSettings, OcrSettings, WhisperSettings
 from assetlens.models.whisper import Transcriber
+from assetlens.search.learned import LearnedTag, learned_tags_of
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +126,14 @@ class Decode:
         if digest in self.known and not w.stored:
             return replace(w, content_hash=digest, known_content=True)
         w = replace(w, content_hash=digest)
-        embed, read = w.wants("embed"), w.wants("ocr")
+        embed, hashed, read = w.wants("embed"), w.wants("hash"), w.wants("ocr")
         try:
             if c.kind == "image":
                 decoded = decode_image(c.path, min_side=self.size, max_pixels=self.max_pixels)
                 return replace(
                     w, kind="image", times=(None,), metadata=decoded.metadata,
                     pixels=prepare_image(decoded.image, self.size)[None] if embed else None,
+                    thumbs=hash_thumbnail(decoded.image)[None] if hashed else None,
                     ocr_pictures=(np.asarray(decoded.image),) if read else (),
                 )  # fmt: skip
             probe = probe_media(c.path)
@@ -140,6 +143,7 @@ class Decode:
                 return replace(
                     w, kind="video", times=tuple(k.t for k in frames), probe=probe,
                     pixels=np.stack([prepare_image(k.image, self.size) for k in frames]) if embed else None,
+                    thumbs=np.stack([hash_thumbnail(k.image) for k in frames]) if hashed else None,
                     ocr_pictures=tuple(np.asarray(k.image) for k in frames) if read else (),
                 )  # fmt: skip
             if probe.has_audio:
@@ -154,6 +158,28 @@ def _failed(w: FileWork, stage: str, reason: str) -> FileWork:
     if w.stored:
         return replace(w, problems=(*w.problems, Failure("ocr", reason)))
     return replace(w, failure=Failure(stage, reason))
+
+
+class Hash:
+    """Perceptual hashes of every image and keyframe (:mod:`enrich.phash`), for near-duplicates.
+
+    Reads the small greyscale copies decoding made (the whole frame: the model's input is a
+    centre crop at the model's size) and drops them. No model, no file.
+    """
+
+    name = "hash"
+    resources = Resources(cpus=0.25)
+
+    def open(self) -> None:
+        """Nothing to load."""
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [
+            replace(w, hashes=fingerprints(w.thumbs), thumbs=None)
+            if w.wants("hash") and w.thumbs is not None
+            else w
+            for w in batch
+        ]
 
 
 class Embed:
@@ -225,6 +251,38 @@ class Tag:
         return [
             replace(w, tags=tuple(self.scorer.tag_asset(w.vectors, w.times)))
             if w.wants("tag") and w.vectors is not None and len(w.vectors)
+            else w
+            for w in batch
+        ]
+
+
+class Learned:
+    """Tags from the library's learned classifiers (:mod:`search.learned`), from the vectors.
+
+    A learned tag that replaces a vocabulary tag of its name drops the zero-shot one.
+
+    Args:
+        tags: The classifiers, fitted on the vectors of the model this ingest runs.
+    """
+
+    name = "learned"
+    resources = Resources(cpus=0.25)
+
+    def __init__(self, tags: Sequence[LearnedTag]) -> None:
+        self.tags = tuple(tags)
+        self.replaced = frozenset(t.name for t in tags if t.replaces_vocabulary)
+
+    def open(self) -> None:
+        """Nothing to load: the classifiers travel with the stage."""
+
+    def __call__(self, batch: Sequence[FileWork]) -> list[FileWork]:
+        return [
+            replace(
+                w,
+                learned=tuple(learned_tags_of(self.tags, w.vectors, w.times)),
+                tags=tuple(t for t in w.tags if t.tag not in self.replaced),
+            )
+            if w.wants("learned") and w.vectors is not None and len(w.vectors)
             else w
             for w in batch
         ]
@@ -345,12 +403,17 @@ def ingest_stages(
     scorer: TagScorer,
     transcribe: WhisperSettings | None,
     ocr: Ocr | None = None,
+    learned: Sequence[LearnedTag] = (),
 ) -> list[Stage]:
-    """The stages of an ingest, in order (``transcribe``/``ocr`` None: no speech/text recognition).
+    """The stages of an ingest, in order.
 
-    OCR comes before transcription so that its pictures are dropped before the longest stage.
+    ``transcribe``/``ocr`` None: no speech/text recognition; ``learned``: the library's learned
+    classifiers of this model. OCR comes before transcription so that its pictures are dropped
+    before the longest stage.
     """
-    stages: list[Stage] = [decode, embed, Tag(scorer)]
+    stages: list[Stage] = [decode, Hash(), embed, Tag(scorer)]
+    if learned:
+        stages.append(Learned(learned))
     if ocr is not None:
         stages.append(ocr)
     if transcribe is not None:

@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 
 from assetlens.models.vocab import Vocabulary, load_vocabulary
-
-SAVED_VOCABULARY = "vocabulary.txt"
+from assetlens.search.settings import VOCABULARY_FILE as SAVED_VOCABULARY
 
 
 def library_vocabulary(data_dir: Path, vocab: Path | None) -> Vocabulary:

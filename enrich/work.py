@@ -18,7 +18,7 @@ from assetlens.enrich.video import MediaProbe
 from assetlens.search.store import Tag, TextLine
 
 # The stages a new or changed file goes through (each stage skips what is not for it).
-FULL = frozenset({"decode", "embed", "tag", "transcribe", "ocr"})
+FULL = frozenset({"decode", "hash", "embed", "tag", "learned", "transcribe", "ocr"})
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,12 @@ class FileWork:
             an image's draft as decoded for CLIP, or a video's keyframes at the OCR frame side;
             empty unless the file wants ``ocr``, and dropped once read.
         metadata: Embedded metadata of an image. probe: Streams and duration of video/audio.
+        thumbs: ``(K, 64, 64)`` greyscale copies of the whole image or keyframes, one per row
+            of ``pixels``, for perceptual hashing; dropped once hashed.
+        hashes: ``(K, rows, 2)`` perceptual hashes of the frames (:mod:`enrich.phash`).
         vectors: ``(K, dim)`` unit vectors, one per row of ``pixels``.
         tags: The asset's tags (best score per tag over its keyframes).
+        learned: Its tags from the library's learned classifiers (source ``learned``).
         segments: Transcript segments (JSON-ready), or None when not transcribed.
         transcript_model: The Whisper model id of ``segments``.
         ocr_lines: Lines of text read in the pictures, or None when not read.
@@ -77,8 +81,11 @@ class FileWork:
     ocr_pictures: tuple[np.ndarray, ...] = ()
     metadata: ImageMetadata | None = None
     probe: MediaProbe | None = None
+    thumbs: np.ndarray | None = None
+    hashes: np.ndarray | None = None
     vectors: np.ndarray | None = None
     tags: tuple[Tag, ...] = ()
+    learned: tuple[Tag, ...] = ()
     segments: tuple[dict[str, Any], ...] | None = None
     transcript_model: str | None = None
     ocr_lines: tuple[TextLine, ...] | None = None

@@ -158,6 +158,11 @@ class Writer:
         asset_id = store.upsert_asset(values)
         store.replace_vectors(asset_id, self.model_id, vectors, list(w.times))
         store.replace_tags(asset_id, "clip", list(w.tags))
+        store.replace_tags(asset_id, "learned", list(w.learned))
+        if w.hashes is not None:
+            store.duplicates.replace_hashes(asset_id, w.hashes, list(w.times))
+        else:
+            store.duplicates.forget(asset_id)
         # What this run did not redo (--no-transcribe, --ocr off, a re-embed) still holds for the
         # same content; for new content it is gone.
         same = existing is not None and existing.content_hash == w.content_hash

@@ -89,3 +89,8 @@ class FieldTypeError(FilterError):
         hint = "; now, today and offsets like now-30d or today+1y also work" if expected == "date" else ""
         text = message or f"{field} must be {described}, got {shown}{hint}"
         super().__init__(text, position=position, path=path)
+
+
+class LearnedTagError(SearchError):
+    """A learned tag that cannot be learned as asked (too few examples, contradictory ones, a
+    name taken by the vocabulary, a library without vectors) or does not exist."""

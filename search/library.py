@@ -12,6 +12,7 @@ from assetlens.models.clip import ClipEncoder
 from assetlens.models.errors import UnknownModelError
 from assetlens.models.registry import ModelSpec, resolve_model
 from assetlens.models.settings import ModelSettings
+from assetlens.search.duplicates import NearDuplicates
 from assetlens.search.query import SearchEngine
 from assetlens.search.settings import SearchSettings
 from assetlens.search.store import Store
@@ -73,6 +74,12 @@ class LibraryCore:
     def encoder(self) -> ClipEncoder:
         """The CLIP encoder (weights load on first use)."""
         return ClipEncoder(self.spec, self.model_settings)
+
+    @cached_property
+    def duplicates(self) -> NearDuplicates:
+        """The near-duplicate groups, at the library's thresholds."""
+        s = self.settings
+        return NearDuplicates(self.store, s.duplicates_threshold, s.duplicates_max_distance)
 
     @cached_property
     def engine(self) -> SearchEngine:

@@ -12,7 +12,9 @@ the tags that match query words, how the words matched, the transcript segment, 
 (text, box and frame time) and text fields that matched, and the filter it passed.
 
 Results are per asset and ordered by (score, asset id), or by a field; pages follow each other
-through a stable cursor (:mod:`search.paging`).
+through a stable cursor (:mod:`search.paging`). ``collapse_duplicates`` keeps the best-ranked
+member of each near-duplicate group (:mod:`search.duplicates`) and lists the others it hides;
+the order being fixed, every page keeps the same member, so paging stays complete.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Query:
     cursor: str | None = None
     min_relevance: float | None = None
     sort: str | None = None  # None/"score", or "FIELD", "FIELD:asc", "FIELD:desc"
+    collapse_duplicates: bool = False  # one result per near-duplicate group
 
     def describe(self) -> dict[str, Any]:
         """What decides the order of results (for the cursor fingerprint and echoing back)."""
@@ -101,7 +104,7 @@ class Query:
             "text": [list(t) for t in self.text], "negative": [list(t) for t in self.negative],
             "image": image, "vector": vector, "asset_id": self.asset_id, "mode": self.mode, "sort": self.sort,
             "filter": None if self.filter is None else to_json(self.filter),
-            "min_relevance": self.min_relevance,
+            "min_relevance": self.min_relevance, "collapse_duplicates": self.collapse_duplicates,
         }  # fmt: skip
 
 
@@ -162,6 +165,7 @@ class _Hit:
     ocr: bool = False  # the text read in its pictures matched the query words
     sort_key: Any = None
     relevance: float | None = None
+    hidden: list[int] = field(default_factory=list)  # its near-duplicates collapsed into it
 
 
 class SearchEngine:
@@ -233,6 +237,24 @@ class SearchEngine:
         hits, plan, scale = self._rank(
             query, vector, (condition, schema, where, params, now), depth, field_sort, cursor
         )
+        if query.collapse_duplicates:
+            wanted = (cursor.served if cursor else 0) + query.limit + 1
+            kept = self._collapse(hits)
+            # A list cut at ``depth`` may hold too few groups: look deeper (hybrid lists and field
+            # sorts have a fixed depth already).
+            while (
+                len(kept) < wanted
+                and len(hits) >= depth
+                and depth < MAX_LIMIT * 10
+                and not (field_sort or query.mode == "hybrid")
+            ):
+                depth = min(depth * 4, MAX_LIMIT * 10)
+                hits, plan, scale = self._rank(
+                    query, vector, (condition, schema, where, params, now), depth, field_sort, cursor
+                )
+                kept = self._collapse(hits)
+            plan["collapsed"] = len(hits) - len(kept)
+            hits = kept
         descending = not (field_sort and str(query.sort).endswith(":asc"))
         if cursor is not None:
             hits = [h for h in hits if after(h.sort_key, h.asset_id, cursor, descending)]
@@ -365,6 +387,22 @@ class SearchEngine:
         ordered = sorted(hits.values(), key=lambda h: (-h.sort_key, h.asset_id))
         return ordered, plan, scale
 
+    def _collapse(self, hits: list[_Hit]) -> list[_Hit]:
+        """The best-ranked hit of each near-duplicate group (``hits`` in order); the others are
+        listed on it."""
+        groups = self.store.duplicates.group_of([h.asset_id for h in hits])
+        first: dict[int, _Hit] = {}
+        out = []
+        for hit in hits:
+            group = groups.get(hit.asset_id)
+            if group is not None and group in first:
+                first[group].hidden.append(hit.asset_id)
+                continue
+            if group is not None:
+                first[group] = hit
+            out.append(hit)
+        return out
+
     def _field_sorted(self, query: Query, hits: dict[int, _Hit], where: str, params: list[Any]) -> list[_Hit]:
         name, _, direction = str(query.sort).partition(":")
         column = _sort_column(name)
@@ -425,6 +463,8 @@ class SearchEngine:
             )
             if line is not None:
                 explanation["ocr"] = line.as_dict()
+            if h.hidden:
+                explanation["near_duplicates"] = list(h.hidden)
             result = Result(h.asset_id, asset.uri, asset.kind, h.score, t, tuple(tags[h.asset_id]),
                             h.segment, match, h.relevance, asset.meta, explanation)  # fmt: skip
             out.append(result)

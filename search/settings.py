@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from assetlens.search.vectors.ann import IndexConfig
 
+VOCABULARY_FILE = "vocabulary.txt"
+# Near-duplicate decision, measured on a generated set (tests/benchmarks/bench_duplicates.py):
+# least CLIP similarity, and most differing perceptual-hash bits (of 128). Both must hold.
+DUPLICATES_THRESHOLD = 0.90
+DUPLICATES_MAX_DISTANCE = 22
+
 
 class SearchSettings(BaseSettings):
     """Where the library lives, and how its vector index is built.
@@ -36,6 +42,9 @@ class SearchSettings(BaseSettings):
         index_max_deleted_fraction: Deleted vectors beyond this share make a writer rebuild.
         index_max_delta: New vectors kept beside an ANN index (scored exactly) before a writer
             folds them in.
+        duplicates_threshold: Least CLIP similarity of two near-duplicates (their perceptual
+            hashes must agree too; see :mod:`search.duplicates`).
+        duplicates_max_distance: Most differing perceptual-hash bits (of 128) of two near-duplicates.
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSETLENS_", extra="ignore")
@@ -52,11 +61,19 @@ class SearchSettings(BaseSettings):
     index_rerank: int | None = Field(default=None, ge=1, le=100_000)
     index_max_deleted_fraction: float | None = Field(default=None, gt=0, le=1)
     index_max_delta: int | None = Field(default=None, ge=0)
+    # The bounds are those of the pairs kept (search.duplicates.PAIR_MIN_SIMILARITY, PAIR_MAX_DISTANCE).
+    duplicates_threshold: float = Field(default=DUPLICATES_THRESHOLD, ge=0.80, le=1.0)
+    duplicates_max_distance: int = Field(default=DUPLICATES_MAX_DISTANCE, ge=0, le=40)
 
     @property
     def db_path(self) -> Path:
         """The SQLite file."""
         return self.data_dir / "assetlens.db"
+
+    @property
+    def vocabulary_path(self) -> Path:
+        """The vocabulary file given once and kept for later runs (``enrich.vocabulary``)."""
+        return self.data_dir / VOCABULARY_FILE
 
     @property
     def legacy_weights_dir(self) -> Path:

@@ -61,11 +61,15 @@ def _emit_page(ctx: click.Context, page: Page) -> None:
     "--min-relevance", type=click.FloatRange(0.0, 1.0), help="Drop results below this relevance (0-1)."
 )
 @click.option("--sort", help="score (default), or FIELD[:asc|:desc], e.g. created:desc or meta.sku.")
+@click.option(
+    "--collapse-duplicates", is_flag=True,
+    help="One result per near-duplicate group (the best-ranked; the others in its explanation).",
+)  # fmt: skip
 @click.pass_context
 def search(
     ctx: click.Context, text: str, negative: tuple[str, ...], image: Path | None, asset_id: int | None,
     vector_file: Path | None, filter_text: str | None, mode: Any, limit: int, cursor: str | None,
-    min_relevance: float | None, sort: str | None,
+    min_relevance: float | None, sort: str | None, collapse_duplicates: bool,
 ) -> None:  # fmt: skip
     """Search the library: TEXT ('"red sneaker" -"blurry" shoe^2'), an example image or embedding, a filter.
 
@@ -77,6 +81,7 @@ def search(
     page = library(ctx).search(
         text, negative=negative, image=image, asset=asset_id, vector=vector_file,
         filter=filter_text, mode=mode, limit=limit, cursor=cursor, min_relevance=min_relevance, sort=sort,
+        collapse_duplicates=collapse_duplicates,
     )  # fmt: skip
     _emit_page(ctx, page)
 

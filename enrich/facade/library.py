@@ -19,6 +19,7 @@ from PIL import Image
 from assetlens.enrich.errors import PathNotFoundError
 from assetlens.enrich.facade.admin import AdminMethods
 from assetlens.enrich.facade.catalog import CatalogMethods
+from assetlens.enrich.facade.hygiene import HygieneMethods
 from assetlens.enrich.facade.records import AssetRef, FilterArg, SearchPage, as_filter, as_image, as_vector
 from assetlens.enrich.facade.settings import LibrarySettings
 from assetlens.enrich.facade.text import TextMethods
@@ -31,6 +32,8 @@ from assetlens.enrich.writer import IngestProgress, IngestReport
 from assetlens.models.ocr import TextReader
 from assetlens.models.whisper import Transcriber
 from assetlens.search.errors import QueryError
+from assetlens.search.learned import apply as apply_learned
+from assetlens.search.learned import relearn_all
 from assetlens.search.library import LibraryCore
 from assetlens.search.query import Mode, Query, open_query_image, parse_text
 
@@ -58,7 +61,7 @@ def open(data_dir: str | os.PathLike[str] | None = None, *, model: str | None = 
     return Library(data_dir, model=model)
 
 
-class Library(CatalogMethods, TextMethods, AdminMethods):
+class Library(CatalogMethods, TextMethods, AdminMethods, HygieneMethods):
     """One AssetLens library: ingest media, search it, read and edit its assets.
 
     Settings not given as arguments come from ``ASSETLENS_*`` variables, as for the CLI, read
@@ -181,7 +184,10 @@ class Library(CatalogMethods, TextMethods, AdminMethods):
             whisper = self.settings.whisper if transcribe else None
             reading = self._ocr_settings(ocr)
             reader = None if reading.ocr == "off" else self._reader(reading)
-            ingester = Ingester(self.core.store, self.core.encoder, tagger, self.core.index, whisper, reader)
+            core = self.core
+            ingester = Ingester(
+                core.store, core.encoder, tagger, core.index, whisper, reader, core.duplicates
+            )
             report = ingester.ingest(roots, options)
         if report.done == 0 and not report.pruned:
             log.warning("found no image, video or audio file in %s", ", ".join(map(str, roots)))
@@ -192,12 +198,17 @@ class Library(CatalogMethods, TextMethods, AdminMethods):
     ) -> IngestReport:
         """Switch the library to the configured model: drop the old vectors, re-encode every asset.
 
-        Interrupted, it resumes where it stopped when run again. Transcripts are kept.
+        Interrupted, it resumes where it stopped when run again. Transcripts are kept; learned
+        tags are fitted again on their examples' new vectors.
         """
         self._existing()
         with self._writing("reembed", wait):
-            ingester = Ingester(self.core.store, self.core.encoder, self._tagger(None), self.core.index)
-            return reembed_library(ingester, self._ingest_options(progress, transcribe=False))
+            core = self.core
+            tagger = self._tagger(None)
+            ingester = Ingester(core.store, core.encoder, tagger, core.index, duplicates=core.duplicates)
+            report = reembed_library(ingester, self._ingest_options(progress, transcribe=False))
+            relearn_all(core.store)
+            return report
 
     def retag(
         self, *, vocab: str | os.PathLike[str] | None = None, wait: bool = False, progress: bool = False
@@ -207,7 +218,10 @@ class Library(CatalogMethods, TextMethods, AdminMethods):
         tagger = self._tagger(vocab)
         with self._writing("tag", wait):
             self._keep(vocab)
-            return retag_library(self.core.store, tagger, progress)
+            count = retag_library(self.core.store, tagger, progress)
+            with self.core.store.transaction():
+                self.core.store.learned.drop_replaced_clip_tags()  # learned tags replace these
+            return count
 
     def transcribe(
         self,
@@ -276,7 +290,11 @@ class Library(CatalogMethods, TextMethods, AdminMethods):
 
         roots = _paths(paths)
         with self._writing("import", wait):
-            report = import_vectors(self.core.store, roots, model, batch_rows=batch_rows, progress=progress)
+            store = self.core.store
+            report = import_vectors(store, roots, model, batch_rows=batch_rows, progress=progress)
+            if tags := store.learned.all():  # imported assets get the learned tags too
+                with store.transaction():
+                    apply_learned(store, tags)
             if index:
                 self.core.index.sync(progress=index_progress)
         return report
@@ -297,6 +315,7 @@ class Library(CatalogMethods, TextMethods, AdminMethods):
         cursor: str | None = None,
         min_relevance: float | None = None,
         sort: str | None = None,
+        collapse_duplicates: bool = False,
     ) -> SearchPage:
         """Search by text, an example image, asset or embedding, and a filter (any combination).
 
@@ -312,6 +331,8 @@ class Library(CatalogMethods, TextMethods, AdminMethods):
             limit: Results per page; ``cursor`` continues from a page's ``next_cursor``.
             min_relevance: Drop results below this calibrated relevance (0-1).
             sort: ``score`` (default) or ``FIELD[:asc|:desc]``.
+            collapse_duplicates: One result per near-duplicate group (the best-ranked member;
+                the others are listed in its explanation's ``near_duplicates``).
 
         Raises:
             QueryError: Nothing to search for, a bad cursor, sort or limit; a vector of the wrong
@@ -327,6 +348,7 @@ class Library(CatalogMethods, TextMethods, AdminMethods):
             text=positives, negative=negatives, image=as_image(image), filter=as_filter(filter), mode=mode,
             asset_id=None if asset is None else self.find(asset).id, limit=limit, cursor=cursor,
             vector=as_vector(vector), min_relevance=min_relevance, sort=sort,
+            collapse_duplicates=collapse_duplicates,
         )  # fmt: skip
         return core.engine.search(query)
 

@@ -34,6 +34,7 @@ from assetlens.search.api.jobs import JobRunner, JobWorker
 from assetlens.search.api.metrics import Metrics, MetricsMiddleware
 from assetlens.search.api.routes_assets import router as assets_router
 from assetlens.search.api.routes_catalog import router as catalog_router
+from assetlens.search.api.routes_hygiene import router as hygiene_router
 from assetlens.search.api.routes_jobs import router as jobs_router
 from assetlens.search.api.routes_keys import router as keys_router
 from assetlens.search.api.routes_ops import STATIC_DIR
@@ -192,7 +193,15 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    routers = (search_router, assets_router, catalog_router, jobs_router, keys_router, ops_router)
+    routers = (
+        search_router,
+        assets_router,
+        catalog_router,
+        hygiene_router,
+        jobs_router,
+        keys_router,
+        ops_router,
+    )
     errors.install(app, [r for router in routers for r in router.routes if isinstance(r, APIRoute)])
     for router in routers:
         app.include_router(router)

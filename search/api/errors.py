@@ -26,6 +26,7 @@ from assetlens.search.errors import (
     AssetNotFoundError,
     FieldTypeError,
     FilterError,
+    LearnedTagError,
     ModelMismatchError,
     QueryError,
     QueryVectorError,
@@ -143,6 +144,8 @@ def domain_error(exc: Exception) -> ApiError:
         return ApiError(400, text, "filter", title="Invalid filter", position=exc.position, path=exc.path)
     if isinstance(exc, AssetNotFoundError):
         return ApiError(404, text, "not-found", title="No such asset")
+    if isinstance(exc, LearnedTagError):
+        return ApiError(422, text, "learned-tag", title="Tag cannot be learned")
     if isinstance(exc, QueryVectorError):
         return ApiError(422, text, "vector", title="Invalid query vector")
     if isinstance(exc, QueryError):

@@ -70,6 +70,7 @@ async def search(body: SearchRequest, request: Request, _: Reader) -> Any:
         cursor=body.cursor,
         min_relevance=body.min_relevance,
         sort=body.sort,
+        collapse_duplicates=body.collapse_duplicates,
     )
     return await run_query(request, query, list(body.include))
 

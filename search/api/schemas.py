@@ -67,6 +67,11 @@ class SearchRequest(_Strict):
         description="`score` (default) or `FIELD[:asc|:desc]` (needs min_relevance with text).",
     )
     include: list[Include] = Field(default=["meta", "tags", "explanation"], max_length=4)
+    collapse_duplicates: bool = Field(
+        default=False,
+        description="One result per near-duplicate group: its best-ranked member, the others listed "
+        "in its explanation's `near_duplicates`.",
+    )
 
 
 class SimilarRequest(_Strict):

@@ -38,6 +38,7 @@ from assetlens.search.filters.ast import (
     And,
     Cmp,
     Filter,
+    NearDuplicateOf,
     Not,
     OcrMatch,
     Or,
@@ -51,12 +52,14 @@ from assetlens.search.filters.ast import (
 from assetlens.search.filters.fields import parse_number
 from assetlens.search.filters.sql import (
     BUILTIN_FIELDS,
+    NEAR_DUPLICATE_OF,
     Builtin,
     _canonical_field,
     _check_builtin,
     _check_text,
     compile_filter,
     fts_query,
+    near_duplicate_ids,
 )
 from assetlens.search.filters.syntax import OCR_FIELD, parse_string
 
@@ -73,6 +76,7 @@ __all__ = [
     "Builtin",
     "Cmp",
     "Filter",
+    "NearDuplicateOf",
     "Not",
     "OcrMatch",
     "Or",
@@ -194,6 +198,8 @@ class _JsonReader:
     def field(self, doc: Mapping[str, Any], path: str) -> Filter:
         if doc["field"] == OCR_FIELD:
             return self.ocr(doc, path)
+        if doc["field"] == NEAR_DUPLICATE_OF:
+            return self.near_duplicate(doc, path)
         try:
             name = _canonical_field(doc["field"])
         except FilterError as exc:
@@ -241,6 +247,24 @@ class _JsonReader:
             raise _relocated(exc, f"{vpath}: ", path=vpath) from None
         return OcrMatch(text) if op == "eq" else Not(OcrMatch(text))
 
+    def near_duplicate(self, doc: Mapping[str, Any], path: str) -> Filter:
+        ops = [k for k in doc if k != "field"]
+        if len(ops) != 1 or ops[0] not in ("eq", "ne", "in", "nin"):
+            raise self.fail(
+                path, f"near_duplicate_of takes one of eq, ne (an asset id), in or nin (ids), found {ops}"
+            )
+        op, vpath = ops[0], f"{path}.{ops[0]}"
+        value = doc[op]
+        if op in ("in", "nin") and (not isinstance(value, list) or not value or len(value) > MAX_LIST):
+            raise self.fail(vpath, f"expected a list of 1 to {MAX_LIST} asset ids, got {_show(value)}")
+        values = value if op in ("in", "nin") else [value]
+        self.spend(path, 1, len(values))
+        try:
+            node = NearDuplicateOf(near_duplicate_ids(values))
+        except FilterError as exc:
+            raise _relocated(exc, f"{vpath}: ", path=vpath) from None
+        return node if op in ("eq", "in") else Not(node)
+
 
 def parse_filter(value: str | Mapping[str, Any] | None) -> Filter | None:
     """Parse either syntax: a mapping or text starting with ``{`` is JSON; empty or None is no filter."""
@@ -270,6 +294,9 @@ def _to_json(f: Filter) -> dict[str, Any]:
         return {"text": f.text}
     if isinstance(f, OcrMatch):
         return {"field": OCR_FIELD, "exists": True} if f.text is None else {"field": OCR_FIELD, "eq": f.text}
+    if isinstance(f, NearDuplicateOf):
+        ids = list(f.asset_ids)
+        return {"field": NEAR_DUPLICATE_OF, **({"eq": ids[0]} if len(ids) == 1 else {"in": ids})}
     if isinstance(f, Not):
         return {"not": _to_json(f.item)}
     return {type(f).__name__.lower(): [_to_json(i) for i in f.items]}

@@ -57,6 +57,17 @@ class OcrMatch:
 
 
 @dataclass(frozen=True)
+class NearDuplicateOf:
+    """The asset is a near-duplicate of one of ``asset_ids``: in its group, and not that asset.
+
+    Written ``near_duplicate_of:12`` / ``near_duplicate_of:(12 OR 40)``, or
+    ``{"field": "near_duplicate_of", "eq": 12}`` / ``{"field": "near_duplicate_of", "in": [12, 40]}``.
+    """
+
+    asset_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class And:
     items: tuple[Filter, ...]
 
@@ -71,7 +82,7 @@ class Not:
     item: Filter
 
 
-Filter: TypeAlias = Cmp | TagIs | TextMatch | OcrMatch | And | Or | Not
+Filter: TypeAlias = Cmp | TagIs | TextMatch | OcrMatch | NearDuplicateOf | And | Or | Not
 
 
 # --- shared checks ---------------------------------------------------------------------------
@@ -90,13 +101,15 @@ def _check_shape(f: Any) -> None:
             stack.extend((item, depth + 1) for item in node.items)
         elif isinstance(node, Not):
             stack.append((node.item, depth + 1))
-        elif isinstance(node, Cmp | TagIs | TextMatch | OcrMatch):
+        elif isinstance(node, Cmp | TagIs | TextMatch | OcrMatch | NearDuplicateOf):
             terms += 1
             if terms > MAX_TERMS:
                 raise FilterError(f"filter has more than {MAX_TERMS} terms")
             if isinstance(node, Cmp) and node.op not in OPS:
                 raise FilterError(f"unknown operator {node.op!r} (valid: {', '.join(OPS)})")
             listed = isinstance(node, Cmp) and isinstance(node.value, tuple | list)
+            if isinstance(node, NearDuplicateOf) and not 0 < len(node.asset_ids) <= MAX_LIST:
+                raise FilterError(f"near_duplicate_of takes 1 to {MAX_LIST} asset ids")
             if (
                 isinstance(node, Cmp)
                 and node.op in ("in", "nin")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -27,6 +27,7 @@ from assetlens.search.filters.ast import (
     And,
     Cmp,
     Filter,
+    NearDuplicateOf,
     Not,
     OcrMatch,
     Or,
@@ -99,6 +100,11 @@ BUILTIN_FIELDS: Mapping[str, Builtin] = {
     "error": Builtin("a.error", "string", "why the asset failed"),
     "duplicate_of": Builtin("a.duplicate_of", "number", "id of the original of an exact duplicate"),
     "duplicate": Builtin("(a.duplicate_of IS NOT NULL)", "boolean", "is an exact duplicate"),
+    "near_duplicate": Builtin(
+        "EXISTS (SELECT 1 FROM near_duplicates nd WHERE nd.asset_id = a.id)",
+        "boolean",
+        "in a near-duplicate group (see near_duplicate_of:ID for one asset's group)",
+    ),
     "content_hash": Builtin("a.content_hash", "string", "hash of the file content"),
     "transcribed": Builtin("(a.transcript_model IS NOT NULL)", "boolean", "has a transcript"),
     "has_audio": Builtin(
@@ -138,6 +144,25 @@ def _check_builtin(field: str, op: str, value: Any) -> None:
     if op not in ("exists", "prefix"):
         for v in value if op in ("in", "nin") else (value,):
             coerce_value(field, spec.type, v)
+
+
+NEAR_DUPLICATE_OF = "near_duplicate_of"
+"""The filter field of one asset's near-duplicates: a relation to other assets, not a column."""
+
+
+def near_duplicate_ids(values: Sequence[Any]) -> tuple[int, ...]:
+    """Asset ids of a ``near_duplicate_of`` term (whole numbers, as numbers or text).
+
+    Raises:
+        FilterError: A value that is not an asset id.
+    """
+    out = []
+    for value in values:
+        number = parse_number(value.strip() if isinstance(value, str) else value)
+        if not isinstance(number, int) or isinstance(value, bool) or number < 1:
+            raise FilterError(f"{NEAR_DUPLICATE_OF} takes asset ids (whole numbers), got {_show(value)}")
+        out.append(number)
+    return tuple(dict.fromkeys(out))
 
 
 def _check_text(text: str) -> None:
@@ -260,6 +285,12 @@ class _Compiler:
             if query is None:
                 return "(0)"
             return f"(a.id IN (SELECT rowid FROM ocr_fts WHERE ocr_fts MATCH {self.bind(query)}))"
+        if isinstance(f, NearDuplicateOf):
+            ids = self.bind(*f.asset_ids)
+            return (
+                "(a.id IN (SELECT m.asset_id FROM near_duplicates o JOIN near_duplicates m "
+                f"ON m.group_id = o.group_id WHERE o.asset_id IN ({ids}) AND m.asset_id <> o.asset_id))"
+            )
         if f.field in BUILTIN_FIELDS:
             return self.builtin(f, BUILTIN_FIELDS[f.field])
         return self.meta(f)

@@ -6,6 +6,7 @@
     unary  = ("NOT" | "-") unary | "(" or ")" | term ;
     term   = "tag" (":" | "=") ( value [">=" number] | "(" value { "OR" value } ")" )
            | "ocr" (":" | "=" | "!=") ( "*" | value )
+           | "near_duplicate_of" (":" | "=" | "!=") ( id | "(" id { "OR" id } ")" )
            | name (":" | "=") ( "*" | "(" value { "OR" value } ")" | value ["*"] )
            | name "!=" ( "*" | "(" value { "OR" value } ")" | value )
            | name (">" | ">=" | "<" | "<=") value
@@ -17,6 +18,8 @@ A name that is not a built-in field (``search.filters.sql.BUILTIN_FIELDS``) mean
 (``-status:draft`` excludes drafts by ``meta.status``; the ingest result is ``ingest_status``);
 a word or quoted phrase is a text match. ``ocr:WORDS`` matches the text read in the pictures
 (every word, case and accents ignored), ``ocr:*`` any asset with such text.
+``near_duplicate_of:ID`` (or ``:(ID OR ID)``) matches the other members of an asset's
+near-duplicate group; ``near_duplicate:true`` any asset in a group.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from assetlens.search.filters.ast import (
     And,
     Cmp,
     Filter,
+    NearDuplicateOf,
     Not,
     OcrMatch,
     Or,
@@ -42,7 +46,13 @@ from assetlens.search.filters.ast import (
     _show,
 )
 from assetlens.search.filters.fields import parse_number
-from assetlens.search.filters.sql import _canonical_field, _check_builtin, _check_text
+from assetlens.search.filters.sql import (
+    NEAR_DUPLICATE_OF,
+    _canonical_field,
+    _check_builtin,
+    _check_text,
+    near_duplicate_ids,
+)
 
 _NAME_OP = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)(>=|<=|!=|:|=|>|<)")
 _COMPARE = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
@@ -254,6 +264,8 @@ class _StringParser:
             return self.tag_term(sign, start)
         if name == OCR_FIELD:
             return self.ocr_term(sign, start)
+        if name == NEAR_DUPLICATE_OF:
+            return self.near_duplicate_term(sign, start)
         try:
             field = _canonical_field(name)
         except FilterError as exc:
@@ -299,6 +311,20 @@ class _StringParser:
             except FilterError as exc:
                 raise self.fail("", value_at, exc) from None
             node = OcrMatch(text)
+        return Not(node) if sign == "!=" else node
+
+    def near_duplicate_term(self, sign: str, start: int) -> Filter:
+        if sign not in (":", "=", "!="):
+            raise self.fail(
+                "near-duplicates are matched with near_duplicate_of:ID or near_duplicate_of:(ID OR ID)", start
+            )
+        value_at = self.pos
+        values = self.group(sign) if self.peek() == "(" else (self.value(sign)[0],)
+        self.spend(start, 1, len(values))
+        try:
+            node = NearDuplicateOf(near_duplicate_ids(values))
+        except FilterError as exc:
+            raise self.fail("", value_at, exc) from None
         return Not(node) if sign == "!=" else node
 
     def tag_term(self, sign: str, start: int) -> Filter:

@@ -14,6 +14,8 @@ The package keeps one concern per module, and :class:`Store` is composed of them
 - ``vectors``: vectors, the library's model and the reads behind the vector index;
 - ``transcripts``: transcript segments and full-text (lexical) search;
 - ``ocr``: text read in pictures (:class:`OcrStore`, ``Store.ocr``: a room of its own, not a mixin);
+- ``duplicates``: perceptual hashes, near-duplicate pairs and groups (``Store.duplicates``, a room);
+- ``learned``: tags learned from examples, their classifiers and examples (``Store.learned``, a room);
 - ``jobs``: jobs, failures and HTTP API keys;
 - ``catalog``: DAM metadata, export reads and facet counts;
 - ``filter_reads``: the filter column cache's reads and compiled-filter queries;
@@ -27,9 +29,11 @@ from functools import cached_property
 from assetlens.search.store.assets import AssetsMixin
 from assetlens.search.store.base import StoreBase
 from assetlens.search.store.catalog import CatalogMixin
+from assetlens.search.store.duplicates import DuplicateStore
 from assetlens.search.store.filter_reads import FilterReadsMixin
 from assetlens.search.store.imports import ImportsMixin
 from assetlens.search.store.jobs import JobsMixin
+from assetlens.search.store.learned import LearnedTagStore
 from assetlens.search.store.ocr import OcrStore, TextLine
 from assetlens.search.store.records import ASSET_COLUMNS, Asset, Tag, now_iso
 from assetlens.search.store.schema import MIGRATIONS
@@ -60,6 +64,16 @@ class Store(
     def ocr(self) -> OcrStore:
         """Text read in the library's pictures (``ocr_lines``, ``ocr_reads``)."""
         return OcrStore(self.db)
+
+    @cached_property
+    def duplicates(self) -> DuplicateStore:
+        """Perceptual hashes, near-duplicate pairs and groups."""
+        return DuplicateStore(self.db)
+
+    @cached_property
+    def learned(self) -> LearnedTagStore:
+        """Tags learned from examples: their classifiers and examples."""
+        return LearnedTagStore(self.db)
 
     def __enter__(self) -> Store:
         return self

@@ -362,9 +362,143 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT OR IGNORE INTO touched VALUES ('ocr', old.asset_id), ('ocr', new.asset_id);
     END;
     """,
+    """
+    -- Issue 15: near-duplicates and learned tags.
+    -- frame_hashes: the perceptual hashes of each image and video keyframe (t: the frame's time),
+    -- rows of (dHash, pHash) little-endian uint64 pairs, the whole frame first (enrich.phash).
+    -- Ids only grow, so "frames above the last checked id" are the ones not yet compared.
+    CREATE TABLE frame_hashes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        t REAL,
+        hashes BLOB NOT NULL
+    );
+    CREATE INDEX frame_hashes_asset ON frame_hashes(asset_id);
+    -- near_duplicate_pairs: assets compared and found close (a < b): the median over the frames
+    -- of the best CLIP cosine and of the fewest differing hash bits (of 128).
+    CREATE TABLE near_duplicate_pairs (
+        a INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        similarity REAL NOT NULL,
+        distance INTEGER NOT NULL,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    ) WITHOUT ROWID;
+    CREATE INDEX near_duplicate_pairs_b ON near_duplicate_pairs(b);
+    -- near_duplicates: the groups (two or more members) at the library's thresholds; group_id is
+    -- the representative's id. Filters read it, so changes bump assets_epoch like tags do.
+    CREATE TABLE near_duplicates (
+        asset_id INTEGER PRIMARY KEY REFERENCES assets(id) ON DELETE CASCADE,
+        group_id INTEGER NOT NULL
+    );
+    CREATE INDEX near_duplicates_group ON near_duplicates(group_id);
+    CREATE TRIGGER near_duplicates_changed_ai AFTER INSERT ON near_duplicates BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT new.asset_id, CAST(value AS INTEGER) FROM state
+            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER near_duplicates_changed_au AFTER UPDATE ON near_duplicates BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT x.id, CAST(value AS INTEGER) FROM state,
+            (SELECT new.asset_id AS id UNION SELECT old.asset_id) x WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    -- A member leaving (deleted, regrouped) may leave one asset alone: one is not a group.
+    -- (Triggers do not fire from inside a trigger: the lone member's change is logged here.)
+    CREATE TRIGGER near_duplicates_changed_ad AFTER DELETE ON near_duplicates BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT x.id, CAST(s.value AS INTEGER) FROM state s,
+            (SELECT old.asset_id AS id UNION SELECT d.asset_id FROM near_duplicates d
+             WHERE d.group_id = old.group_id
+               AND (SELECT count(*) FROM near_duplicates WHERE group_id = old.group_id) < 2) x
+            WHERE s.key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+        DELETE FROM near_duplicates WHERE group_id = old.group_id
+            AND (SELECT count(*) FROM near_duplicates WHERE group_id = old.group_id) < 2;
+    END;
+    -- Tags gain the source 'learned' (a CHECK cannot be altered: the table is rebuilt, with its
+    -- index and the triggers of the full-text index and of the filter caches).
+    CREATE TABLE tags_rebuilt (
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        score REAL NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('clip', 'user', 'import', 'learned')),
+        model TEXT,
+        t REAL,
+        PRIMARY KEY (asset_id, source, tag)
+    );
+    INSERT INTO tags_rebuilt SELECT asset_id, tag, score, source, model, t FROM tags;
+    DROP TABLE tags;
+    ALTER TABLE tags_rebuilt RENAME TO tags;
+    CREATE INDEX tags_tag ON tags(tag, score);
+    -- (Recreated as the bulk-writes migration left them: per-row upkeep unless a transaction
+    -- defers the words, then only a note in `touched`.)
+    CREATE TRIGGER tags_fts_ai AFTER INSERT ON tags
+        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        UPDATE assets_fts SET tags = (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = new.asset_id)
+        WHERE rowid = new.asset_id;
+    END;
+    CREATE TRIGGER tags_fts_ad AFTER DELETE ON tags
+        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        UPDATE assets_fts SET tags = coalesce(
+            (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = old.asset_id), '')
+        WHERE rowid = old.asset_id;
+    END;
+    CREATE TRIGGER tags_changed_ai AFTER INSERT ON tags
+        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT new.asset_id, CAST(value AS INTEGER) FROM state
+            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_au AFTER UPDATE ON tags
+        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT x.id, CAST(value AS INTEGER) FROM state,
+            (SELECT new.asset_id AS id UNION SELECT old.asset_id) x WHERE key = 'assets_epoch'
+            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_changed_ad AFTER DELETE ON tags
+        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
+        INSERT INTO asset_changes SELECT old.asset_id, CAST(value AS INTEGER) FROM state
+            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
+    END;
+    CREATE TRIGGER tags_touched_ai AFTER INSERT ON tags
+        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        INSERT OR IGNORE INTO touched VALUES ('tags', new.asset_id);
+    END;
+    CREATE TRIGGER tags_touched_ad AFTER DELETE ON tags
+        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        INSERT OR IGNORE INTO touched VALUES ('tags', old.asset_id);
+    END;
+    CREATE TRIGGER tags_touched_au AFTER UPDATE ON tags
+        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
+        INSERT OR IGNORE INTO touched VALUES ('tags', old.asset_id), ('tags', new.asset_id);
+    END;
+    -- learned_tags: a classifier fitted on the vectors of example assets (search.learned), the
+    -- model it was fitted on, and its cross-validated report; its examples keep it retrainable.
+    CREATE TABLE learned_tags (
+        name TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        method TEXT NOT NULL,
+        weights BLOB NOT NULL,
+        bias REAL NOT NULL,
+        threshold REAL NOT NULL,
+        replaces_vocabulary INTEGER NOT NULL DEFAULT 0,
+        report TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        trained_at TEXT NOT NULL
+    );
+    CREATE TABLE learned_tag_examples (
+        name TEXT NOT NULL REFERENCES learned_tags(name) ON DELETE CASCADE ON UPDATE CASCADE,
+        asset_id INTEGER NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+        positive INTEGER NOT NULL CHECK (positive IN (0, 1)),
+        PRIMARY KEY (name, asset_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX learned_tag_examples_asset ON learned_tag_examples(asset_id);
+    """,
 )
 
-# What a transaction with deferred words runs before it commits (see the last migration).
+# What a transaction with deferred words runs before it commits (see the bulk-writes migration).
 CATCH_UP_WORDS = (
     """UPDATE assets_fts SET tags = coalesce(
         (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = assets_fts.rowid), '')

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 
 from assetlens.search.errors import FilterError
-from assetlens.search.filters import And, Cmp, Filter, Not, Or, TagIs, TextMatch, compile_filter
+from assetlens.search.filters import (
+    And,
+    Cmp,
+    Filter,
+    NearDuplicateOf,
+    Not,
+    Or,
+    TagIs,
+    TextMatch,
+    compile_filter,
+)
 from assetlens.search.filters.columns import ColumnCache
 from assetlens.search.filters.fields import FieldSchema
 from assetlens.search.store import Store, Tag
@@ -115,8 +125,21 @@ def add_assets(store: Store, rng: random.Random, start: int, count: int) -> list
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> Store:
     store = Store(tmp_path_factory.mktemp("columns") / "a.db")
-    add_assets(store, random.Random(7), 0, 1500)
+    ids = add_assets(store, random.Random(7), 0, 1500)
+    with store.transaction():
+        store.duplicates.set_groups(near_duplicate_groups(ids, random.Random(8)))
     return store
+
+
+def near_duplicate_groups(ids: list[int], rng: random.Random) -> dict[int, int]:
+    """Groups of 2 to 5 among a fifth of the assets: asset -> group (its first member)."""
+    chosen = rng.sample(ids, len(ids) // 5)
+    out: dict[int, int] = {}
+    while len(chosen) >= 2:
+        size = min(rng.randint(2, 5), len(chosen))
+        members, chosen = chosen[:size], chosen[size:]
+        out.update((m, members[0]) for m in members)
+    return out
 
 
 def atoms() -> list[Filter]:
@@ -150,7 +173,8 @@ def atoms() -> list[Filter]:
         "duration": [12.5, 0], "created": ["2024-05-01", "2024", "now-1y", "2023-07-04T04:30"],
         "modified": ["2020", "now-2y"], "ingested_at": ["2024-06-10", "2024-06"],
         "ingest_status": ["ok", "FAILED"], "error": ["decode failed"], "duplicate_of": [3, 10],
-        "duplicate": [True, "no"], "content_hash": ["0", "ab"], "transcribed": [True],
+        "duplicate": [True, "no"], "near_duplicate": [True, "no", 1], "content_hash": ["0", "ab"],
+        "transcribed": [True],
         "has_audio": [True, False],
     }  # fmt: skip
     for name, vals in builtins.items():
@@ -159,6 +183,8 @@ def atoms() -> list[Filter]:
         out.append(Cmp(name, "nin", tuple(vals)))
         for v in vals:
             out.extend(Cmp(name, op, v) for op in ("eq", "ne", "gt", "gte", "lt", "lte", "prefix"))
+    out += [NearDuplicateOf((a,)) for a in (1, 2, 5, 40, 99_999)]
+    out += [NearDuplicateOf((3, 7, 11)), Not(NearDuplicateOf((5, 6)))]
     out += [
         TagIs("shoe"),
         TagIs("SHOE", 0.3),
@@ -265,3 +291,28 @@ def test_a_mass_change_rebuilds_and_sparse_ids_still_map(tmp_path: Path) -> None
     assert set(cache.ids.view[cache.evaluate(None)].tolist()) == set(ids[150:])
     assert np.all(cache.rows_of(np.array([-5, 10**9])) == -1)
     assert cache.memory_bytes() > 0
+
+
+def test_near_duplicate_groups_changing_are_seen_after_a_refresh(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    ids = add_assets(store, random.Random(5), 0, 50)
+    cache = ColumnCache(store)
+    grouped = Cmp("near_duplicate", "eq", True)
+    one = NearDuplicateOf((ids[0],))
+
+    def agree() -> set[int]:
+        cache.refresh(force=True)
+        for f in (grouped, one, Not(grouped)):
+            assert cache_ids(cache, f, None) == sql_ids(store, f, None), f
+        return cache_ids(cache, grouped, None)
+
+    assert agree() == set()
+    with store.transaction():
+        store.duplicates.set_groups({ids[0]: ids[0], ids[1]: ids[0], ids[2]: ids[0]})
+    assert agree() == set(ids[:3])
+    with store.transaction():
+        store.delete_asset(ids[1])
+    assert agree() == {ids[0], ids[2]}
+    with store.transaction():
+        store.delete_asset(ids[2])  # one left is no group: it leaves too
+    assert agree() == set()
