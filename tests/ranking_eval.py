@@ -41,7 +41,7 @@ from assetlens.enrich.tagging import Tagger
 from assetlens.models.vocab import load_vocabulary
 from assetlens.models.whisper import Transcriber
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import Query
+from assetlens.search.query_types import Query
 from assetlens.search.ranking import LexicalQuery
 from assetlens.search.store import Tag
 

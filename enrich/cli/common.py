@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from assetlens.enrich.cli.root import state
 from assetlens.enrich.writer import IngestProgress
-from assetlens.search.query import MAX_LIMIT
+from assetlens.search.query_types import MAX_LIMIT
 
 
 def emit(ctx: click.Context, data: Any, human: Callable[[], None]) -> None:

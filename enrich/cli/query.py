@@ -9,7 +9,7 @@ import click
 
 from assetlens.enrich.cli.common import cursor_option, emit, filter_option, limit_option
 from assetlens.enrich.cli.root import library
-from assetlens.search.query import Page, Result
+from assetlens.search.query_types import Page, Result
 
 
 def _print_results(results: list[Result]) -> None:

@@ -35,7 +35,7 @@ from assetlens.search.errors import QueryError
 from assetlens.search.learned import apply as apply_learned
 from assetlens.search.learned import relearn_all
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import Mode, Query, open_query_image, parse_text
+from assetlens.search.query_types import Mode, Query, open_query_image, parse_text
 
 if TYPE_CHECKING:  # pyarrow loads with the importer: only `import` pays for it
     from assetlens.search.catalog.vector_import import VectorImportReport

@@ -13,7 +13,7 @@ from PIL import Image
 
 from assetlens.search.errors import QueryError, QueryVectorError
 from assetlens.search.filters import Filter, parse_filter
-from assetlens.search.query import Page, Result, open_query_image
+from assetlens.search.query_types import Page, Result, open_query_image
 from assetlens.search.store import Asset, Tag
 from assetlens.search.store.ocr import TextLine
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from assetlens.search.api.errors import ApiError
 from assetlens.search.api.runtime import ApiState, Session
-from assetlens.search.query import Page, Query, parse_text
+from assetlens.search.query_types import Page, Query, parse_text
 from assetlens.search.store import Store
 
 T = TypeVar("T")

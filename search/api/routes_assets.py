@@ -30,7 +30,7 @@ from assetlens.search.catalog.meta import set_meta
 from assetlens.search.errors import FieldTypeError, FilterError
 from assetlens.search.filters import parse_filter
 from assetlens.search.filters.fields import check_meta_name, flatten_fields
-from assetlens.search.query import Query as SearchQuery
+from assetlens.search.query_types import Query as SearchQuery
 from assetlens.search.store.ocr import best_line
 from assetlens.search.transcripts import format_transcript
 

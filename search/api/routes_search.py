@@ -28,7 +28,7 @@ from assetlens.search.api.schemas import MAX_LIMIT, Include, PageOut, SearchRequ
 from assetlens.search.api.uploads import read_upload, unprocessable
 from assetlens.search.errors import QueryError
 from assetlens.search.filters import parse_filter
-from assetlens.search.query import Query, open_query_image
+from assetlens.search.query_types import Query, open_query_image
 
 router = APIRouter(prefix="/v1", tags=["search"])
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from assetlens.search.api.errors import ApiError
 from assetlens.search.errors import QueryError
-from assetlens.search.query import open_query_image
+from assetlens.search.query_types import open_query_image
 from assetlens.search.store import Asset
 
 JPEG_QUALITY = 85

@@ -184,7 +184,7 @@ def run_http(
 def _query(body: dict[str, Any]) -> Any:
     """A request body as a :class:`search.query.Query`."""
     from assetlens.search.filters import parse_filter
-    from assetlens.search.query import Query, parse_text
+    from assetlens.search.query_types import Query, parse_text
 
     positives, negatives = parse_text(body["text"])
     flt = parse_filter(body["filter"]) if body.get("filter") else None

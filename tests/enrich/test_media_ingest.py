@@ -16,7 +16,7 @@ from assetlens.enrich.cli import cli
 from assetlens.enrich.pipeline import IngestOptions
 from assetlens.models.whisper import Transcriber
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import open_query_image
+from assetlens.search.query_types import open_query_image
 
 SENTENCE = "Our spring collection features bright colours and light fabrics."
 

@@ -24,7 +24,7 @@ from assetlens.models.settings import WhisperSettings
 from assetlens.models.vocab import load_vocabulary
 from assetlens.search.errors import ModelMismatchError
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import open_query_image
+from assetlens.search.query_types import open_query_image
 
 N_PHOTOS = 8
 

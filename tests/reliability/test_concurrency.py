@@ -28,7 +28,7 @@ from assetlens.models.registry import resolve_model
 from assetlens.models.settings import ModelSettings
 from assetlens.search.filters import parse_filter
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import Query
+from assetlens.search.query_types import Query
 from assetlens.search.settings import SearchSettings
 
 pytestmark = pytest.mark.slow

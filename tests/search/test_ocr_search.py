@@ -33,7 +33,7 @@ from assetlens.search.api.keys import create_key
 from assetlens.search.catalog.export import export_csv, export_jsonl, export_xmp
 from assetlens.search.filters import parse_filter
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import Query
+from assetlens.search.query_types import Query
 from assetlens.search.store import MIGRATIONS, Store, TextLine
 from assetlens.search.store.schema import SQL_FUNCTIONS, _split_sql
 

@@ -16,7 +16,7 @@ from assetlens.search.errors import QueryError
 from assetlens.search.filters import parse_filter
 from assetlens.search.library import LibraryCore
 from assetlens.search.paging import Cursor
-from assetlens.search.query import Query, parse_text
+from assetlens.search.query_types import Query, parse_text
 from assetlens.search.store import Tag
 
 TINY = "assetlens-tiny@random"

@@ -19,7 +19,8 @@ from assetlens.models.settings import WhisperSettings
 from assetlens.models.whisper import Transcriber
 from assetlens.search.filters import parse_filter
 from assetlens.search.library import LibraryCore
-from assetlens.search.query import Query, Result, SearchEngine
+from assetlens.search.query import SearchEngine
+from assetlens.search.query_types import Query, Result
 from assetlens.search.ranking import LEXICAL_LEVELS, LexicalQuery, fuse, lexical_relevance
 from assetlens.search.store import Tag
 
