@@ -12,7 +12,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from assetlens.search.errors import StoreError
-from assetlens.search.store.schema import CATCH_UP_WORDS, MIGRATIONS, SQL_FUNCTIONS, _split_sql
+from assetlens.search.store.bulk_upkeep import CATCH_UP_WORDS
+from assetlens.search.store.schema import MIGRATIONS, SQL_FUNCTIONS, _split_sql
 
 
 class StoreBase:
@@ -70,11 +71,14 @@ class StoreBase:
     def transaction(self) -> Iterator[None]:
         """One atomic write: everything inside commits together or not at all.
 
-        The full-text words and change log of the tags and OCR lines written inside are brought
-        up to date once per asset at the end, not once per row (see the schema's last migration).
+        The full-text words and change log of the assets, tags and OCR lines written inside are
+        brought up to date once per asset at the end, not once per row (:mod:`.bulk_upkeep`).
         """
-        self.db.execute("BEGIN IMMEDIATE")
+        nested = self.db.in_transaction  # then BEGIN fails, and the outer one is not ours to end
         try:
+            # BEGIN inside the try: a Ctrl-C landing just after it must roll back too, or the
+            # open transaction would make every later write of this connection fail.
+            self.db.execute("BEGIN IMMEDIATE")
             if self._defer_words:
                 self.db.execute("INSERT OR REPLACE INTO state VALUES ('deferred_words', '1')")
             yield
@@ -85,7 +89,7 @@ class StoreBase:
         except BaseException:
             # A full disk makes SQLite roll back by itself: a second ROLLBACK would then fail
             # with "no transaction is active" and hide the real error.
-            if self.db.in_transaction:
+            if self.db.in_transaction and not nested:
                 with suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK")
             raise

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from assetlens.search.store.bulk_upkeep import BULK_ASSETS, BULK_WORDS
+
 
 def _float32_to_float16(blob: bytes) -> bytes:
     return np.frombuffer(blob, dtype="<f4").astype("<f2").tobytes()
@@ -266,102 +268,7 @@ MIGRATIONS: tuple[str, ...] = (
             WHERE asset_id IN (old.asset_id, new.asset_id) GROUP BY asset_id;
     END;
     """,
-    """
-    -- Writes in bulk (issue 11): the per-row triggers above rewrote an asset's whole full-text
-    -- document once per tag or OCR line (8 to 20 of them per photo: most of the writer's time).
-    -- StoreBase.transaction() sets the state key 'deferred_words': the triggers then only note
-    -- the asset in `touched`, and the transaction brings the documents and the change log of
-    -- the noted assets up to date once, just before it commits. Writes outside a transaction,
-    -- or from another program, keep the per-row upkeep.
-    CREATE TABLE touched (
-        room TEXT NOT NULL,
-        asset_id INTEGER NOT NULL,
-        PRIMARY KEY (room, asset_id)
-    ) WITHOUT ROWID;
-    DROP TRIGGER tags_fts_ai;
-    DROP TRIGGER tags_fts_ad;
-    DROP TRIGGER tags_changed_ai;
-    DROP TRIGGER tags_changed_au;
-    DROP TRIGGER tags_changed_ad;
-    DROP TRIGGER ocr_lines_ai;
-    DROP TRIGGER ocr_lines_ad;
-    DROP TRIGGER ocr_lines_au;
-    CREATE TRIGGER tags_fts_ai AFTER INSERT ON tags
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        UPDATE assets_fts SET tags = (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = new.asset_id)
-        WHERE rowid = new.asset_id;
-    END;
-    CREATE TRIGGER tags_fts_ad AFTER DELETE ON tags
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        UPDATE assets_fts SET tags = coalesce(
-            (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = old.asset_id), '')
-        WHERE rowid = old.asset_id;
-    END;
-    CREATE TRIGGER tags_changed_ai AFTER INSERT ON tags
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
-        INSERT INTO asset_changes SELECT new.asset_id, CAST(value AS INTEGER) FROM state
-            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
-    END;
-    CREATE TRIGGER tags_changed_au AFTER UPDATE ON tags
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
-        INSERT INTO asset_changes SELECT x.id, CAST(value AS INTEGER) FROM state,
-            (SELECT new.asset_id AS id UNION SELECT old.asset_id) x WHERE key = 'assets_epoch'
-            ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
-    END;
-    CREATE TRIGGER tags_changed_ad AFTER DELETE ON tags
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'assets_epoch';
-        INSERT INTO asset_changes SELECT old.asset_id, CAST(value AS INTEGER) FROM state
-            WHERE key = 'assets_epoch' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
-    END;
-    CREATE TRIGGER ocr_lines_ai AFTER INSERT ON ocr_lines
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        DELETE FROM ocr_fts WHERE rowid = new.asset_id;
-        INSERT INTO ocr_fts(rowid, text)
-            SELECT asset_id, group_concat(text, char(10)) FROM ocr_lines WHERE asset_id = new.asset_id
-            GROUP BY asset_id;
-    END;
-    CREATE TRIGGER ocr_lines_ad AFTER DELETE ON ocr_lines
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        DELETE FROM ocr_fts WHERE rowid = old.asset_id;
-        INSERT INTO ocr_fts(rowid, text)
-            SELECT asset_id, group_concat(text, char(10)) FROM ocr_lines WHERE asset_id = old.asset_id
-            GROUP BY asset_id;
-    END;
-    CREATE TRIGGER ocr_lines_au AFTER UPDATE ON ocr_lines
-        WHEN NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        DELETE FROM ocr_fts WHERE rowid IN (old.asset_id, new.asset_id);
-        INSERT INTO ocr_fts(rowid, text)
-            SELECT asset_id, group_concat(text, char(10)) FROM ocr_lines
-            WHERE asset_id IN (old.asset_id, new.asset_id) GROUP BY asset_id;
-    END;
-    CREATE TRIGGER tags_touched_ai AFTER INSERT ON tags
-        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        INSERT OR IGNORE INTO touched VALUES ('tags', new.asset_id);
-    END;
-    CREATE TRIGGER tags_touched_ad AFTER DELETE ON tags
-        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        INSERT OR IGNORE INTO touched VALUES ('tags', old.asset_id);
-    END;
-    CREATE TRIGGER tags_touched_au AFTER UPDATE ON tags
-        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        INSERT OR IGNORE INTO touched VALUES ('tags', old.asset_id), ('tags', new.asset_id);
-    END;
-    CREATE TRIGGER ocr_touched_ai AFTER INSERT ON ocr_lines
-        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        INSERT OR IGNORE INTO touched VALUES ('ocr', new.asset_id);
-    END;
-    CREATE TRIGGER ocr_touched_ad AFTER DELETE ON ocr_lines
-        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        INSERT OR IGNORE INTO touched VALUES ('ocr', old.asset_id);
-    END;
-    CREATE TRIGGER ocr_touched_au AFTER UPDATE ON ocr_lines
-        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        INSERT OR IGNORE INTO touched VALUES ('ocr', old.asset_id), ('ocr', new.asset_id);
-    END;
-    """,
+    BULK_WORDS,
     """
     -- Issue 15: near-duplicates and learned tags.
     -- frame_hashes: the perceptual hashes of each image and video keyframe (t: the frame's time),
@@ -496,24 +403,7 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX learned_tag_examples_asset ON learned_tag_examples(asset_id);
     """,
-)
-
-# What a transaction with deferred words runs before it commits (see the bulk-writes migration).
-CATCH_UP_WORDS = (
-    """UPDATE assets_fts SET tags = coalesce(
-        (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = assets_fts.rowid), '')
-    WHERE rowid IN (SELECT asset_id FROM touched WHERE room = 'tags')""",
-    """UPDATE state SET value = CAST(value AS INTEGER) + 1
-    WHERE key = 'assets_epoch' AND EXISTS (SELECT 1 FROM touched WHERE room = 'tags')""",
-    """INSERT INTO asset_changes
-    SELECT asset_id, (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'assets_epoch')
-    FROM touched WHERE room = 'tags' ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch""",
-    "DELETE FROM ocr_fts WHERE rowid IN (SELECT asset_id FROM touched WHERE room = 'ocr')",
-    """INSERT INTO ocr_fts(rowid, text)
-    SELECT asset_id, group_concat(text, char(10)) FROM ocr_lines
-    WHERE asset_id IN (SELECT asset_id FROM touched WHERE room = 'ocr') GROUP BY asset_id""",
-    "DELETE FROM touched",
-    "DELETE FROM state WHERE key = 'deferred_words'",
+    BULK_ASSETS,
 )
 
 

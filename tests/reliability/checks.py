@@ -66,6 +66,9 @@ def check_store(data_dir: Path, *, index: bool = True, finished: bool = True) ->
             "coalesce((SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = a.id), '')"
         ).fetchall()
         assert stale == [], f"assets whose tag words are stale: {[r[0] for r in stale]}"
+        # One full-text document per asset (assets written in bulk included), none left over.
+        documents = {r[0] for r in conn.execute("SELECT rowid FROM assets_fts")}
+        assert documents == {r[0] for r in conn.execute("SELECT id FROM assets")}
         # One OCR full-text document per asset with text read in its pictures, none for others.
         documents = {r[0] for r in conn.execute("SELECT rowid FROM ocr_fts")}
         assert documents == {r[0] for r in conn.execute("SELECT DISTINCT asset_id FROM ocr_lines")}

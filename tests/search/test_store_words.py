@@ -1,4 +1,4 @@
-"""Full-text words and the change log stay right when tags and OCR lines are written in bulk.
+"""Full-text words and the change log stay right when assets, tags and OCR lines are written in bulk.
 
 Inside ``Store.transaction()`` the per-row triggers only note the touched assets, and the
 transaction brings their words up to date once before it commits (the writer's hot spot). The
@@ -114,3 +114,44 @@ def test_another_connection_sees_the_words_only_once_committed(store: Store, tmp
     assert _matches(reader, "assets_fts", "sneaker") == {asset}
     assert _matches(reader, "ocr_fts", '"new in"') == {asset}
     reader.close()
+
+
+def _document(store: Store, asset_id: int) -> tuple[str, str, str] | None:
+    row = store.db.execute("SELECT name, tags, meta FROM assets_fts WHERE rowid = ?", (asset_id,)).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
+
+def _imported(store: Store, names: list[str], meta: str) -> list[int]:
+    return store.add_imported_assets([(f"/import/{n}", "image", "image/jpeg", None, meta) for n in names])
+
+
+def test_assets_added_changed_and_deleted_in_bulk_get_the_per_row_documents(store: Store) -> None:
+    meta = '{"campaign": "Spring Sale", "region": "DE", "sku": ["A-1", "B-2"]}'
+    [by_row] = _imported(store, ["by row.jpg"], meta)  # autocommit: the per-row triggers
+    _write(store, by_row, ["sneaker"], [])
+    epoch = store.assets_epoch
+    with store.transaction():
+        added = _imported(store, ["a.jpg", "b.jpg", "gone.jpg"], meta)
+        _write(store, added[0], ["sneaker"], [])
+        store.update_imported_assets([('{"campaign": "Autumn"}', None, added[1])])
+        store.delete_asset(added[2])
+
+    assert _document(store, added[0])[1:] == _document(store, by_row)[1:]  # tags, meta words
+    assert _document(store, added[0])[0] == "a.jpg" and _document(store, added[2]) is None
+    assert _matches(store, "assets_fts", '"spring sale" AND sneaker') == {by_row, added[0]}
+    assert _matches(store, "assets_fts", "autumn") == {added[1]}
+    assert _matches(store, "assets_fts", '"spring sale"') == {by_row, added[0]}  # b's old meta gone
+    assert store.assets_changed_since(epoch).tolist() == added
+    assert store.db.execute("SELECT count(*) FROM touched").fetchone()[0] == 0
+    store.db.execute("INSERT INTO assets_fts(assets_fts) VALUES ('integrity-check')")
+
+
+def test_deleting_an_original_in_bulk_leaves_its_copies_documents_right(store: Store) -> None:
+    original, copy = _asset(store, "original.jpg"), _asset(store, "copy.jpg")
+    store.db.execute("UPDATE assets SET duplicate_of = ? WHERE id = ?", (original, copy))
+    with store.transaction():
+        store.db.execute('UPDATE assets SET meta = \'{"campaign": "Harbour"}\' WHERE id = ?', (copy,))
+        store.delete_asset(original)  # sets the copy's duplicate_of to NULL: an update of it again
+
+    assert _document(store, original) is None and _matches(store, "assets_fts", "harbour") == {copy}
+    assert store.db.execute("SELECT duplicate_of FROM assets WHERE id = ?", (copy,)).fetchone()[0] is None
