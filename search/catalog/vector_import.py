@@ -16,11 +16,13 @@ infinite values, a zero vector, a bad ``t``, ``kind``, ``meta`` or ``tags``) are
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import mimetypes
+import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from assetlens.search.catalog.vector_sources import (
     sources,
 )
 from assetlens.search.errors import ModelMismatchError
+from assetlens.search.prefetch import prefetch
 from assetlens.search.store import Store
 from assetlens.search.store.vectors import VECTOR_DTYPE
 
@@ -100,7 +103,8 @@ def import_vectors(
         store: The library's store.
         paths: Parquet files, folders of them, or clip-retrieval output folders.
         model: The embeddings' model id (default: the files' own, else the library's).
-        batch_rows: Rows per read and per transaction (memory ~ ``batch_rows * dim * 12`` bytes).
+        batch_rows: Rows per read and per transaction (memory: up to three batches, about
+            ``3 * batch_rows * dim * 12`` bytes, as the next is read while one is written).
         progress: Called with ``(rows done, rows in all files)`` after each batch.
 
     Raises:
@@ -117,15 +121,15 @@ def import_vectors(
     cache = store.db.execute("PRAGMA cache_size").fetchone()[0]
     store.db.execute("PRAGMA cache_size = -262144")  # 256 MB: B-tree inserts of big batches stay in memory
     try:
-        for layout, path in found:
-            for chunk in read_chunks(layout, path, batch_rows):
-                dim = dim or _first_dim(chunk)
-                with store.transaction():
-                    store.ensure_model(model)
-                    _write(store, chunk, model, dim, job, tally)
-                    store.job_progress(job, tally.counts)
-                if progress is not None:
-                    progress(tally.counts["rows"], total)
+        # The next batch is read, checked and normalised in a thread while this one is written.
+        for batch in prefetch(_checked_batches(found, batch_rows, dim), "import-reader"):
+            dim = batch.dim
+            with store.transaction():
+                store.ensure_model(model)
+                _write(store, batch, model, job, tally)
+                store.job_progress(job, tally.counts)
+            if progress is not None:
+                progress(tally.counts["rows"], total)
     except BaseException:
         store.finish_job(job, "failed", tally.counts)
         raise
@@ -166,13 +170,37 @@ def _first_dim(chunk: Chunk) -> int:
     return int(np.bincount(lengths).argmax()) if len(lengths) else 0
 
 
-def _write(store: Store, chunk: Chunk, model: str, dim: int, job: int, tally: _Tally) -> None:
+@dataclass(frozen=True)
+class _Batch:
+    """A chunk's rows, checked once: why each bad row fails, and what the good rows hold.
+
+    Attributes:
+        chunk: The rows as read. dim: The library's vector dimension.
+        reasons: Per row, why it cannot be imported (None: it can).
+        metas: Per row, its meta as a JSON object string (None: none given).
+        tags: Per row, its tags as ``(tag, score, source, model, t)`` (None: none given).
+        stored: The vectors, normalised, in the store's type (zeros for bad rows).
+    """
+
+    chunk: Chunk
+    dim: int
+    reasons: list[str | None]
+    metas: list[str | None]
+    tags: list[list[tuple[str, float, str, str | None, float | None]] | None]
+    stored: np.ndarray
+
+
+def _checked_batches(found: list[tuple[str, Path]], batch_rows: int, dim: int) -> Iterator[_Batch]:
+    for layout, path in found:
+        for chunk in read_chunks(layout, path, batch_rows):
+            dim = dim or _first_dim(chunk)
+            yield _check(chunk, dim)
+
+
+def _write(store: Store, batch: _Batch, model: str, job: int, tally: _Tally) -> None:
+    chunk, reasons, stored = batch.chunk, batch.reasons, batch.stored
     n = len(chunk.uris)
     tally.counts["rows"] += n
-    reasons = _row_faults(chunk, dim)
-    vectors = chunk.vectors if chunk.vectors.shape[1] == dim else np.zeros((n, dim), np.float32)
-    norms = np.linalg.norm(vectors, axis=1)
-    stored = (vectors / np.where(norms > 0, norms, 1)[:, None]).astype(VECTOR_DTYPE)
     rows: dict[tuple[str, float | None], int] = {}  # (uri, t) -> last row holding it
     for i in range(n):
         if reasons[i] is None:
@@ -189,12 +217,12 @@ def _write(store: Store, chunk: Chunk, model: str, dim: int, job: int, tally: _T
     for (uri, _), i in rows.items():
         firsts.setdefault(uri, i)
     new = [uri for uri in uris if uri not in ids]
-    assets = [_asset_values(chunk, firsts[uri], uri) for uri in new]
+    assets = [_asset_values(batch, firsts[uri], uri) for uri in new]
     ids.update(zip(new, store.add_imported_assets(assets), strict=True))
     tally.counts["assets_added"] += len(new)
     fresh = set(new)
     known = [ids[uri] for uri in uris if uri not in fresh]
-    changed = _update_assets(store, chunk, rows, ids, set(known))
+    changed = _update_assets(store, batch, rows, ids, set(known))
     existing = store.vectors_at(known) if known else {}
     adds, drops = [], []
     for (uri, t), i in rows.items():
@@ -221,40 +249,50 @@ def _t(chunk: Chunk, i: int) -> float | None:
     return None if value is None else float(value)
 
 
-def _row_faults(chunk: Chunk, dim: int) -> list[str | None]:
+def _check(chunk: Chunk, dim: int) -> _Batch:
     n = len(chunk.uris)
     finite = np.isfinite(chunk.vectors).all(axis=1) if chunk.vectors.shape[1] else np.ones(n, bool)
     nonzero = np.abs(chunk.vectors).max(axis=1) > 0 if chunk.vectors.shape[1] else np.zeros(n, bool)
-    out: list[str | None] = []
+    reasons: list[str | None] = []
+    metas: list[str | None] = []
+    tags: list[list[tuple[str, float, str, str | None, float | None]] | None] = []
     for i in range(n):
         uri, length = chunk.uris[i], int(chunk.lengths[i])
+        meta = given = reason = None
         if not isinstance(uri, str) or not uri.strip():
-            out.append("missing uri")
+            reason = "missing uri"
         elif length < 0:
-            out.append("missing embedding")
+            reason = "missing embedding"
         elif length != dim:
-            out.append(f"wrong dimension {length}: the library's vectors have {dim}")
+            reason = f"wrong dimension {length}: the library's vectors have {dim}"
         elif not finite[i]:
-            out.append("the embedding holds NaN or infinite values")
+            reason = "the embedding holds NaN or infinite values"
         elif not nonzero[i]:
-            out.append("zero vector (it has no direction to compare)")
+            reason = "zero vector (it has no direction to compare)"
         else:
-            out.append(_field_fault(chunk, i))
-    return out
+            reason, meta, given = _fields(chunk, i)
+        reasons.append(reason)
+        metas.append(meta)
+        tags.append(given)
+    vectors = chunk.vectors if chunk.vectors.shape[1] == dim else np.zeros((n, dim), np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    stored = (vectors / np.where(norms > 0, norms, 1)[:, None]).astype(VECTOR_DTYPE)
+    return _Batch(chunk, dim, reasons, metas, tags, stored)
 
 
-def _field_fault(chunk: Chunk, i: int) -> str | None:
+def _fields(
+    chunk: Chunk, i: int
+) -> tuple[str | None, str | None, list[tuple[str, float, str, str | None, float | None]] | None]:
+    """Why row ``i``'s other fields are bad (None: they are good), its meta and its tags."""
     t, kind = _cell(chunk, "t", i), _cell(chunk, "kind", i)
     if t is not None and not (isinstance(t, int | float) and math.isfinite(t) and t >= 0):
-        return f"t must be seconds >= 0, got {t!r}"
+        return f"t must be seconds >= 0, got {t!r}", None, None
     if kind is not None and kind not in KINDS:
-        return f"kind must be one of {', '.join(KINDS)}, got {kind!r}"
+        return f"kind must be one of {', '.join(KINDS)}, got {kind!r}", None, None
     try:
-        _meta_json(_cell(chunk, "meta", i))
-        _tags(_cell(chunk, "tags", i))
+        return None, _meta_json(_cell(chunk, "meta", i)), _tags(_cell(chunk, "tags", i))
     except (ValueError, TypeError, KeyError) as exc:
-        return str(exc)
-    return None
+        return str(exc), None, None
 
 
 def _meta_json(value: Any) -> str | None:
@@ -281,26 +319,33 @@ def _tags(value: Any) -> list[tuple[str, float, str, str | None, float | None]] 
     return out
 
 
-def _asset_values(chunk: Chunk, i: int, uri: str) -> tuple[str, str | None, str | None, str | None, str]:
-    mime = mimetypes.guess_type(uri)[0]
+def _asset_values(batch: _Batch, i: int, uri: str) -> tuple[str, str | None, str | None, str | None, str]:
+    chunk = batch.chunk
+    mime = _mime(posixpath.splitext(uri)[1])
     kind = _cell(chunk, "kind", i)
     if kind is None:
         major = (mime or "").split("/")[0]
         kind = major if major in KINDS else ("video" if _t(chunk, i) is not None else "image")
     created = _cell(chunk, "created", i)
-    meta = _meta_json(_cell(chunk, "meta", i)) or "{}"
-    return uri, kind, mime, None if created is None else str(created), meta
+    return uri, kind, mime, None if created is None else str(created), batch.metas[i] or "{}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _mime(extension: str) -> str | None:
+    """The media type of a file name extension (a few per import: asked once each)."""
+    return mimetypes.guess_type(f"file{extension}")[0]
 
 
 def _update_assets(
     store: Store,
-    chunk: Chunk,
+    batch: _Batch,
     rows: dict[tuple[str, float | None], int],
     ids: dict[str, int],
     known: set[int],
 ) -> set[int]:
     """Set the meta, date and tags the rows carry; the ids of existing assets that changed."""
-    metas, created, tags = chunk.columns.get("meta"), chunk.columns.get("created"), chunk.columns.get("tags")
+    columns = batch.chunk.columns
+    metas, created, tags = columns.get("meta"), columns.get("created"), columns.get("tags")
     before = store.imported_state(sorted(known)) if known and (metas or created) else {}
     old_tags = store.tags_by_source(sorted(known)) if known and tags else {}
     updates: list[tuple[str | None, str | None, int]] = []
@@ -309,7 +354,7 @@ def _update_assets(
     changed: set[int] = set()
     for (uri, _), i in rows.items():
         aid = ids[uri]
-        meta = _meta_json(metas[i]) if metas else None
+        meta = batch.metas[i]
         when = None if not created or created[i] is None else str(created[i])
         if aid in known and (meta is not None or when is not None):
             updates.append((meta, when, aid))
@@ -317,7 +362,7 @@ def _update_assets(
             merged = {**json.loads(old_meta), **json.loads(meta)} if meta else json.loads(old_meta)
             if merged != json.loads(old_meta) or (when is not None and when != old_when):
                 changed.add(aid)
-        given = _tags(tags[i]) if tags else None
+        given = batch.tags[i]
         if given is not None:
             for source in {s for _, _, s, _, _ in given}:
                 mine = sorted((g, sc, m, tt) for g, sc, s, m, tt in given if s == source)

@@ -10,9 +10,7 @@ it in under its lock, in one step. Both cores work: a reader thread pulls batche
 
 from __future__ import annotations
 
-import queue
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from assetlens.search.prefetch import prefetch
 from assetlens.search.store import Store
 from assetlens.search.vectors.ann import IndexConfig, new_index
 from assetlens.search.vectors.rerank import RerankFile, write_rerank_file
 
 BATCH = 65536
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,8 @@ def build_snapshot(
         add_started = time.perf_counter()
 
         def batches() -> Iterator[np.ndarray]:
-            for vid, owner, vectors in _prefetch(store.iter_vector_rows(upto_id=top, batch=BATCH)):
+            rows = store.iter_vector_rows(upto_id=top, batch=BATCH)
+            for vid, owner, vectors in prefetch(rows, "index-build-reader", depth=2):
                 main.add(vectors)  # FAISS spreads assignment and encoding over the cores
                 ids.append(vid)
                 assets.append(owner)
@@ -118,27 +117,3 @@ def build_snapshot(
     all_ids = np.concatenate(ids)
     last = int(all_ids[-1]) if len(all_ids) else top
     return Snapshot(main, all_ids, np.concatenate(assets), kind, params, dim, last, rerank)
-
-
-def _prefetch(rows: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Iterator[Any]:
-    """Read the next batch from SQLite in a thread while the caller adds the current one."""
-    ready: queue.Queue[Any] = queue.Queue(maxsize=2)
-
-    def read() -> None:
-        try:
-            for item in rows:
-                ready.put(item)
-            ready.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            ready.put(exc)
-
-    thread = threading.Thread(target=read, name="index-build-reader", daemon=True)
-    thread.start()
-    while True:
-        item = ready.get()
-        if item is _DONE:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
