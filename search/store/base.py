@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from assetlens.search.errors import StoreError
-from assetlens.search.store.bulk_upkeep import CATCH_UP_WORDS
+from assetlens.search.store.bulk_upkeep import BEGIN_DEFERRED, CATCH_UP_WORDS
 from assetlens.search.store.schema import MIGRATIONS, SQL_FUNCTIONS, _split_sql
 
 
@@ -80,7 +80,7 @@ class StoreBase:
             # open transaction would make every later write of this connection fail.
             self.db.execute("BEGIN IMMEDIATE")
             if self._defer_words:
-                self.db.execute("INSERT OR REPLACE INTO state VALUES ('deferred_words', '1')")
+                self.db.execute(BEGIN_DEFERRED)
             yield
             if self._defer_words:
                 for statement in CATCH_UP_WORDS:

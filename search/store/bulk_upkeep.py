@@ -163,13 +163,10 @@ BULK_ASSETS = """
         INSERT INTO asset_changes SELECT old.id, CAST(value AS INTEGER) FROM state WHERE key = 'assets_epoch'
             ON CONFLICT(asset_id) DO UPDATE SET epoch = excluded.epoch;
     END;
+    -- New assets need no note: their ids are above the largest id when the transaction began,
+    -- which the state key 'deferred_words' holds (a note per row was a third of an import).
     -- (NOT EXISTS, not INSERT OR IGNORE: deleting an original sets its copies' duplicate_of to
     -- NULL, and SQLite runs the update triggers of that foreign-key action with ABORT.)
-    CREATE TRIGGER assets_touched_ai AFTER INSERT ON assets
-        WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
-        INSERT INTO touched SELECT 'assets', new.id
-            WHERE NOT EXISTS (SELECT 1 FROM touched WHERE room = 'assets' AND asset_id = new.id);
-    END;
     CREATE TRIGGER assets_touched_au AFTER UPDATE ON assets
         WHEN EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words') BEGIN
         INSERT INTO touched SELECT 'assets', x.id FROM (SELECT old.id AS id UNION SELECT new.id) x
@@ -182,10 +179,16 @@ BULK_ASSETS = """
     END;
 """
 
-# What a transaction with deferred words runs before it commits. An asset noted in `assets` gets
+# The state key that defers the upkeep, holding the largest asset id when the transaction began.
+BEGIN_DEFERRED = "INSERT OR REPLACE INTO state SELECT 'deferred_words', coalesce(max(id), 0) FROM assets"
+
+# What a transaction with deferred words runs before it commits. New assets are noted first;
+# an asset noted in `assets` gets
 # its whole document again (name, tags, meta), or loses it if it was deleted; one noted in
 # `tags` only its tags. Any note moves the filter caches' epoch once and logs the asset.
 CATCH_UP_WORDS = (
+    """INSERT OR IGNORE INTO touched SELECT 'assets', id FROM assets
+    WHERE id > (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'deferred_words')""",
     "DELETE FROM assets_fts WHERE rowid IN (SELECT asset_id FROM touched WHERE room = 'assets')",
     """INSERT INTO assets_fts(rowid, name, tags, meta)
     SELECT id, replace(uri, rtrim(uri, replace(uri, '/', '')), ''),

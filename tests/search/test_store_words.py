@@ -155,3 +155,16 @@ def test_deleting_an_original_in_bulk_leaves_its_copies_documents_right(store: S
 
     assert _document(store, original) is None and _matches(store, "assets_fts", "harbour") == {copy}
     assert store.db.execute("SELECT duplicate_of FROM assets WHERE id = ?", (copy,)).fetchone()[0] is None
+
+
+def test_an_id_freed_and_taken_again_in_one_transaction_gets_the_new_assets_document(store: Store) -> None:
+    _asset(store, "kept.jpg")
+    newest = _asset(store, "old newest.jpg")
+    with store.transaction():
+        store.delete_asset(newest)
+        again = _asset(store, "new arrival.jpg")  # SQLite hands out the freed largest id again
+
+    assert again == newest and _document(store, again)[0] == "new arrival.jpg"
+    assert _matches(store, "assets_fts", "newest") == set() and _matches(store, "assets_fts", "arrival") == {
+        again
+    }
