@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cpu_info import cpu_name
 from duplicate_set import VARIANTS, generated_packshots, generated_scenes, other_shot, real_photos
 
 from assetlens.enrich.decode import decode_image
@@ -51,16 +51,6 @@ from assetlens.search.duplicates.groups import components
 
 THRESHOLDS = (0.80, 0.85, 0.90, 0.95, 0.98)
 DISTANCES = (8, 12, 16, 20, 22, 24, 26, 28, 32, 36, 40)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # --- the generated set, through the ingest path ---------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any
 
 import av
 import numpy as np
+from cpu_info import cpu_name
 from PIL import Image
 
 from assetlens.enrich.video import KeyframeOptions, extract_keyframes
@@ -101,16 +102,8 @@ def interleaved(repeat: int, variants: dict[str, Callable[[], Any]]) -> dict[str
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, library versions."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "pyav": av.__version__,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cpu_info import cpu_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PREVIOUS_SQL = """
@@ -175,16 +175,6 @@ def cost(workdir: Path, assets: int, queries: int, cap: float) -> dict[str, Any]
     return out
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--assets", type=int, default=20_000, help="synthetic library size for the cost")
@@ -197,7 +187,7 @@ def main() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     if shutil.which("espeak-ng") is None and not args.skip_quality:
         parser.error("espeak-ng is needed for the voice memos (apt-get install espeak-ng)")
-    report: dict[str, Any] = {"cpu": _cpu(), "cores": os.cpu_count()}
+    report: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count()}
     if not args.skip_quality:
         report["quality"] = quality()
     report["cost"] = cost(args.workdir, args.assets, args.queries, args.cap)

