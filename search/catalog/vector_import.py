@@ -179,7 +179,9 @@ class _Batch:
         reasons: Per row, why it cannot be imported (None: it can).
         metas: Per row, its meta as a JSON object string (None: none given).
         tags: Per row, its tags as ``(tag, score, source, model, t)`` (None: none given).
-        stored: The vectors, normalised, in the store's type (zeros for bad rows).
+        rows: ``(uri, t) -> row`` of the good rows (the last row of a repeated ``(uri, t)``).
+        blobs: The stored bytes of the vector of each entry of ``rows``, in its order.
+        new_values: ``uri ->`` the asset row to insert if the uri is new (from its first row).
     """
 
     chunk: Chunk
@@ -187,7 +189,9 @@ class _Batch:
     reasons: list[str | None]
     metas: list[str | None]
     tags: list[list[tuple[str, float, str, str | None, float | None]] | None]
-    stored: np.ndarray
+    rows: dict[tuple[str, float | None], int]
+    blobs: list[bytes]
+    new_values: dict[str, tuple[str, str | None, str | None, str | None, str]]
 
 
 def _checked_batches(found: list[tuple[str, Path]], batch_rows: int, dim: int) -> Iterator[_Batch]:
@@ -198,26 +202,18 @@ def _checked_batches(found: list[tuple[str, Path]], batch_rows: int, dim: int) -
 
 
 def _write(store: Store, batch: _Batch, model: str, job: int, tally: _Tally) -> None:
-    chunk, reasons, stored = batch.chunk, batch.reasons, batch.stored
-    n = len(chunk.uris)
-    tally.counts["rows"] += n
-    rows: dict[tuple[str, float | None], int] = {}  # (uri, t) -> last row holding it
-    for i in range(n):
-        if reasons[i] is None:
-            rows[(chunk.uris[i], _t(chunk, i))] = i
+    chunk, reasons, rows = batch.chunk, batch.reasons, batch.rows
+    tally.counts["rows"] += len(chunk.uris)
     for i, reason in enumerate(reasons):
         if reason is not None:
             _fail(store, job, tally, chunk, i, reason)
     tally.counts["unchanged"] += sum(1 for r in reasons if r is None) - len(rows)  # repeated (uri, t)
     if not rows:
         return
-    uris = list(dict.fromkeys(uri for uri, _ in rows))
+    uris = list(batch.new_values)
     ids = store.asset_ids_for_uris(uris)
-    firsts: dict[str, int] = {}
-    for (uri, _), i in rows.items():
-        firsts.setdefault(uri, i)
     new = [uri for uri in uris if uri not in ids]
-    assets = [_asset_values(batch, firsts[uri], uri) for uri in new]
+    assets = [batch.new_values[uri] for uri in new]
     ids.update(zip(new, store.add_imported_assets(assets), strict=True))
     tally.counts["assets_added"] += len(new)
     fresh = set(new)
@@ -225,8 +221,7 @@ def _write(store: Store, batch: _Batch, model: str, job: int, tally: _Tally) -> 
     changed = _update_assets(store, batch, rows, ids, set(known))
     existing = store.vectors_at(known) if known else {}
     adds, drops = [], []
-    for (uri, t), i in rows.items():
-        blob = stored[i].tobytes()
+    for (uri, t), blob in zip(rows, batch.blobs, strict=True):
         old = existing.get((ids[uri], t))
         if old is not None and old[1] == blob:
             tally.counts["updated" if ids[uri] in changed else "unchanged"] += 1
@@ -277,7 +272,16 @@ def _check(chunk: Chunk, dim: int) -> _Batch:
     vectors = chunk.vectors if chunk.vectors.shape[1] == dim else np.zeros((n, dim), np.float32)
     norms = np.linalg.norm(vectors, axis=1)
     stored = (vectors / np.where(norms > 0, norms, 1)[:, None]).astype(VECTOR_DTYPE)
-    return _Batch(chunk, dim, reasons, metas, tags, stored)
+    rows: dict[tuple[str, float | None], int] = {}
+    for i in range(n):
+        if reasons[i] is None:
+            rows[(chunk.uris[i], _t(chunk, i))] = i
+    new_values: dict[str, tuple[str, str | None, str | None, str | None, str]] = {}
+    for (uri, _), i in rows.items():
+        if uri not in new_values:
+            new_values[uri] = _asset_values(chunk, i, uri, metas[i])
+    blobs = [stored[i].tobytes() for i in rows.values()]
+    return _Batch(chunk, dim, reasons, metas, tags, rows, blobs, new_values)
 
 
 def _fields(
@@ -319,15 +323,16 @@ def _tags(value: Any) -> list[tuple[str, float, str, str | None, float | None]] 
     return out
 
 
-def _asset_values(batch: _Batch, i: int, uri: str) -> tuple[str, str | None, str | None, str | None, str]:
-    chunk = batch.chunk
+def _asset_values(
+    chunk: Chunk, i: int, uri: str, meta: str | None
+) -> tuple[str, str | None, str | None, str | None, str]:
     mime = _mime(posixpath.splitext(uri)[1])
     kind = _cell(chunk, "kind", i)
     if kind is None:
         major = (mime or "").split("/")[0]
         kind = major if major in KINDS else ("video" if _t(chunk, i) is not None else "image")
     created = _cell(chunk, "created", i)
-    return uri, kind, mime, None if created is None else str(created), batch.metas[i] or "{}"
+    return uri, kind, mime, None if created is None else str(created), meta or "{}"
 
 
 @functools.lru_cache(maxsize=1024)
