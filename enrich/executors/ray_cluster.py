@@ -3,8 +3,9 @@
 The plan's files go in blocks (``batch_size`` files). Each block flows through the stages as a
 chain of Ray calls whose inputs are the previous call's results, so blocks move from worker to
 worker without passing through the driver: a stage that holds a model runs on an actor pool (one
-model per actor, opened once, then fed blocks; with ``num_gpus`` when the cluster has GPUs), any
-other stage runs as plain tasks (decoding spreads over every node). A model stage that wants
+model per actor, opened once, then fed blocks; with ``num_gpus`` when the cluster has GPUs), other
+stages run as plain tasks (decoding spreads over every node), or in the call of the model stage
+before them (each call moves the whole block through the object store). A model stage that wants
 smaller batches (transcription: long, uneven files, one at a time) gets the block in pieces,
 spread over its pool. Finished blocks stream back to the driver as they complete, a bounded
 number in flight, and the driver's writer stores them: the SQLite library stays the one truth
@@ -151,10 +152,13 @@ class RayExecutor:
 
 
 class _Chain:
-    """The stages as Ray calls: a task function per plain stage, an actor pool per model stage.
+    """The stages as Ray calls: a task per run of plain stages, an actor pool per model stage.
 
-    Every call takes the previous calls' results as its inputs (Ray passes them worker to worker)
-    and concatenates them, so a block may be cut into slices for a pool and joined by the next call.
+    Each call hands its whole block to the next through the object store, so stages share calls
+    where they can: plain stages in a row run in one task (decode, then hashing), and the plain
+    stages after a model stage run in its actor's call (tagging after CLIP). Every call takes the
+    previous calls' results as its inputs (Ray passes them worker to worker) and concatenates
+    them, so a block may be cut into slices for a pool and joined by the next call.
     """
 
     def __init__(self, stages: Sequence[Stage], actors: int) -> None:
@@ -170,31 +174,35 @@ class _Chain:
         shares = _cpu_shares(stages, sizes, float(cluster.get("CPU", 1.0)))
         task = ray.remote(_run_task)
         self._join = ray.remote(_join).options(num_cpus=0)
-        self.steps: list[tuple[Stage, Any, list[Any]]] = []  # (stage, task function or None, refs)
-        for stage, gpu, size, share in zip(stages, on_gpu, sizes, shares, strict=True):
-            if not stage.resources.model:
+        # (the model stage or None, the task function of plain stages or None, refs)
+        self.steps: list[tuple[Stage | None, Any, list[Any]]] = []
+        for group in _groups(stages):
+            head = stages[group[0]]
+            plain = [stages[i] for i in group if not stages[i].resources.model]
+            if not head.resources.model:
+                share = max(shares[i] for i in group)
                 self.steps.append(
-                    (stage, task.options(num_cpus=share, max_retries=TASK_RETRIES), [ray.put(stage)])
+                    (None, task.options(num_cpus=share, max_retries=TASK_RETRIES), [ray.put(plain)])
                 )
                 continue
-            worker = ray.remote(_worker_class(stage)).options(
-                num_cpus=share,
-                num_gpus=stage.resources.gpus if gpu else 0,
+            worker = ray.remote(_worker_class(head, plain)).options(
+                num_cpus=shares[group[0]],
+                num_gpus=head.resources.gpus if on_gpu[group[0]] else 0,
                 max_restarts=-1,
                 max_task_retries=-1,
             )
-            self.steps.append((stage, None, [worker.remote() for _ in range(size)]))
+            self.steps.append((head, None, [worker.remote() for _ in range(sizes[group[0]])]))
         self.widest = max([len(pool) for _, fn, pool in self.steps if fn is None] or [1])
         self._turn = 0
 
     def submit(self, block: list[FileWork]) -> Any:
         """The block's chain of calls; returns the reference of its final result."""
         parts: list[Any] = [block]
-        for stage, fn, refs in self.steps:
-            if fn is not None:
+        for head, fn, refs in self.steps:
+            if head is None:
                 parts = [fn.remote(refs[0], *parts)]
                 continue
-            size = stage.resources.batch or len(block)
+            size = head.resources.batch or len(block)
             slices = [(start, start + size) for start in range(0, len(block), size)]
             parts = [
                 refs[(self._turn + n) % len(refs)].run.remote(piece, *parts) for n, piece in enumerate(slices)
@@ -203,36 +211,58 @@ class _Chain:
         return parts[0] if len(parts) == 1 else self._join.remote(*parts)
 
 
+def _groups(stages: Sequence[Stage]) -> list[list[int]]:
+    """The stages' indexes cut into calls: each model stage starts one, plain stages join the last."""
+    groups: list[list[int]] = []
+    for i in range(len(stages)):
+        if stages[i].resources.model or not groups:
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    return groups
+
+
 def _join(*parts: list[FileWork]) -> list[FileWork]:
     return [w for part in parts for w in part]
 
 
-def _run_task(stage: Stage, *parts: list[FileWork]) -> list[FileWork]:
-    stage.open()  # nothing to load for a stage without a model
-    return _annotated(stage(_join(*parts)))
+def _run_task(stages: Sequence[Stage], *parts: list[FileWork]) -> list[FileWork]:
+    works = _join(*parts)
+    for stage in stages:
+        stage.open()  # nothing to load for a stage without a model
+        works = stage(works)
+    return _annotated(works)
 
 
 class _StageActor:
-    """One worker of a model stage: opens the stage (loads its model) once, then takes blocks.
+    """One worker of a model stage: opens the stage (loads its model) once, then takes blocks,
+    and runs the plain stages that follow it on each block before handing it on.
 
-    The stage is a class attribute (see :func:`_worker_class`), not a constructor argument: Ray
+    The stages are class attributes (see :func:`_worker_class`), not constructor arguments: Ray
     keeps those in the object store, where a restarted actor might not find them.
     """
 
     stage: Stage
+    followers: tuple[Stage, ...]
 
     def __init__(self) -> None:
-        self.stage.open()
+        for stage in (self.stage, *self.followers):
+            stage.open()
 
     def run(self, piece: tuple[int, int], *parts: list[FileWork]) -> list[FileWork]:
-        """The stage over files ``piece`` (start, stop) of the joined parts."""
+        """The stages over files ``piece`` (start, stop) of the joined parts."""
         start, stop = piece
-        return _annotated(self.stage(_join(*parts)[start:stop]))
+        works = self.stage(_join(*parts)[start:stop])
+        for follower in self.followers:
+            works = follower(works)
+        return _annotated(works)
 
 
-def _worker_class(stage: Stage) -> type[_StageActor]:
-    """An actor class carrying its stage, named after it (``EmbedWorker``: its processes' title)."""
-    return type(f"{stage.name.title()}Worker", (_StageActor,), {"stage": stage})
+def _worker_class(stage: Stage, followers: Sequence[Stage] = ()) -> type[_StageActor]:
+    """An actor class carrying its stages, named after the model's (``EmbedWorker``: its processes' title)."""
+    return type(
+        f"{stage.name.title()}Worker", (_StageActor,), {"stage": stage, "followers": tuple(followers)}
+    )
 
 
 def _annotated(works: list[FileWork]) -> list[FileWork]:
