@@ -172,7 +172,10 @@ class VectorIndex:
         with self.lock:
             self._install(snapshot, model, epoch)
             self._reconcile(self.store.vector_epoch)
-            self._catch_up()
+            # An empty snapshot has no dimension yet: vectors written since (a first ingest under
+            # way) wait for the next sync, which finds the index empty and builds it again.
+            if len(snapshot.ids):
+                self._catch_up()
         self.build_seconds = time.perf_counter() - started
 
     def _install(
