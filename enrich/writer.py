@@ -8,7 +8,8 @@ in one transaction. A crash loses at most the batch in flight, never half an ass
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -107,7 +108,7 @@ class Writer:
 
     def write_scan_failures(self, failures: Sequence[ScanFailure]) -> None:
         """Record the paths the scan could not read (one transaction)."""
-        with self.store.transaction():
+        with self._batch():
             for f in failures:
                 write_failure(self.store, self.report.job_id, f.path, "scan", f.reason, None, self.model_id)
                 self.report.failed += 1
@@ -121,7 +122,7 @@ class Writer:
             they need a full pass (decode included) before they can be written.
         """
         redo: list[FileWork] = []
-        with self.store.transaction():
+        with self._batch():
             for w in batch:
                 if w.failure is not None:
                     self._fail(w, w.failure.stage, w.failure.reason)
@@ -134,6 +135,21 @@ class Writer:
                     self._write(w)
             self._record_progress()
         return redo
+
+    @contextmanager
+    def _batch(self) -> Iterator[None]:
+        """One transaction whose counts join the report only if it commits.
+
+        A Ctrl-C inside it rolls the batch back; the job's final counts must not claim its files.
+        """
+        saved, images = asdict(self.report), self._images
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            vars(self.report).update(saved)
+            self._images = images
+            raise
 
     def progress(self) -> IngestProgress:
         """Where the run stands now."""

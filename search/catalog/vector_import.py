@@ -23,6 +23,7 @@ import mimetypes
 import posixpath
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,17 @@ class _Tally:
         self.counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0, "rows": 0, "assets_added": 0}
         self.failures: list[dict[str, Any]] = []
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Counts that join only if the batch's transaction commits (a Ctrl-C rolls it back)."""
+        counts, failures = dict(self.counts), len(self.failures)
+        try:
+            yield
+        except BaseException:
+            self.counts = counts
+            del self.failures[failures:]
+            raise
+
 
 def import_vectors(
     store: Store,
@@ -124,7 +136,7 @@ def import_vectors(
         # The next batch is read, checked and normalised in a thread while this one is written.
         for batch in prefetch(_checked_batches(found, batch_rows, dim), "import-reader"):
             dim = batch.dim
-            with store.transaction():
+            with tally.batch(), store.transaction():
                 store.ensure_model(model)
                 _write(store, batch, model, job, tally)
                 store.job_progress(job, tally.counts)

@@ -336,3 +336,25 @@ def test_a_model_stage_that_fails_stops_the_run_and_keeps_finished_batches(
     (job,) = lib.store.db.execute("SELECT status FROM jobs").fetchall()
     assert job[0] == "failed"
     assert len(vector_ids(lib)) == N_PHOTOS  # every batch before the failing one is stored
+
+
+def test_ctrl_c_inside_a_batch_rolls_it_back_and_the_job_counts_only_what_is_stored(
+    lib: LibraryCore, photos: Path
+) -> None:
+    # The progress callback runs inside the batch's transaction: a Ctrl-C there (a terminal's
+    # progress bar being drawn) undoes that batch, so the job must not count its file either.
+    calls = 0
+
+    def progress(_: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingester_for(lib).ingest([photos], IngestOptions(batch_size=1, workers=1, progress=progress))
+
+    job = lib.store.job(lib.store.last_job()["id"])  # type: ignore[index]
+    stored = lib.store.count_assets()["image"]
+    assert job is not None and job["status"] == "interrupted"
+    assert 0 < stored < N_PHOTOS and job["counts"]["added"] == stored
