@@ -168,3 +168,31 @@ def test_an_id_freed_and_taken_again_in_one_transaction_gets_the_new_assets_docu
     assert _matches(store, "assets_fts", "newest") == set() and _matches(store, "assets_fts", "arrival") == {
         again
     }
+
+
+def _triggers(store: Store) -> dict[str, str]:
+    return dict(store.db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+
+
+def test_an_import_batch_leaves_every_trigger_as_it_was_for_other_connections_too(store: Store) -> None:
+    # The insert triggers of `assets` step aside during a batch's insert (they would do nothing
+    # then): another connection must never see them missing, and a rollback must restore them.
+    before = _triggers(store)
+    reader = Store(store.path, readonly=True)
+    meta = '{"campaign": "Spring Sale"}'
+    with store.transaction():
+        [kept] = _imported(store, ["kept.jpg"], meta)
+        assert _triggers(store) == before and _triggers(reader) == before
+    with store.transaction():
+        with pytest.raises(sqlite3.IntegrityError):
+            _imported(store, ["kept.jpg"], meta)  # the uri exists: this insert fails...
+        [other] = _imported(store, ["other.jpg"], meta)  # ...and the transaction goes on
+    with pytest.raises(sqlite3.IntegrityError), store.transaction():
+        _imported(store, ["dropped.jpg"], meta)
+        _imported(store, ["kept.jpg"], meta)  # the whole transaction rolls back
+
+    assert _triggers(store) == _triggers(reader) == before
+    [by_row] = _imported(store, ["by row.jpg"], meta)  # autocommit: the per-row triggers still work
+    assert _matches(reader, "assets_fts", '"spring sale"') == {kept, other, by_row}
+    assert store.db.execute("SELECT count(*) FROM assets WHERE uri LIKE '%dropped%'").fetchone()[0] == 0
+    reader.close()
