@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from assetlens.enrich.lock import writer_lock
 from assetlens.enrich.pipeline import (
@@ -22,8 +21,7 @@ from assetlens.enrich.pipeline import (
     make_executor,
     run_stages,
 )
-from assetlens.enrich.plan import later_work
-from assetlens.enrich.scan import Candidate, Kind
+from assetlens.enrich.plan import stored_work
 from assetlens.enrich.stages import Decode, Ocr, Stage
 from assetlens.enrich.writer import IngestReport, Writer
 from assetlens.models.ocr import TextReader
@@ -84,13 +82,7 @@ def read_text(
         batch_size=options.batch_size or default_batch_size(),
     )
     with writer_lock(store, "ocr"):
-        work = [
-            later_work(
-                Candidate(Path(a.uri), cast(Kind, a.kind), a.mime or "", a.size or 0, a.mtime or 0.0), a, READ
-            )
-            for a in assets
-            if a.status == "ok" and a.kind in ("image", "video")
-        ]
+        work = [stored_work(a, READ) for a in assets if a.status == "ok" and a.kind in ("image", "video")]
         args = {"assets": [a.id for a in assets], "mode": reader.settings.ocr, "model": reader.cache_key}
         job = store.start_job("ocr", args)
         done = IngestReport(job)

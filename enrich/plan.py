@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
 
 from assetlens.enrich.records import size_mtime
-from assetlens.enrich.scan import Candidate, ScanFailure, path_uri
+from assetlens.enrich.scan import Candidate, Kind, ScanFailure, path_uri
 from assetlens.enrich.transcribe import needs_transcript
 from assetlens.enrich.work import FULL, FileWork
 from assetlens.search.store import Asset, Store
@@ -83,6 +85,13 @@ def plan_ingest(
 def later_work(candidate: Candidate, asset: Asset, todo: frozenset[str]) -> FileWork:
     """Work on a stored asset's file for stages after embedding (its content must not have changed)."""
     return FileWork(candidate, todo, asset_id=asset.id, kind=asset.kind, content_hash=asset.content_hash)
+
+
+def stored_work(asset: Asset, todo: frozenset[str]) -> FileWork:
+    """:func:`later_work` on a stored asset's file as the library recorded it (no scan)."""
+    kind = cast(Kind, asset.kind)
+    candidate = Candidate(Path(asset.uri), kind, asset.mime or "", asset.size or 0, asset.mtime or 0.0)
+    return later_work(candidate, asset, todo)
 
 
 def _unchanged(store: Store, item: Candidate | ScanFailure, existing: Asset) -> bool:

@@ -82,9 +82,9 @@ class Decode:
 
     A file that wants ``ocr`` also keeps its pictures for reading: an image's draft (the decode
     made for CLIP, reused as is), or a video's keyframes with their shorter side at least
-    ``text_side`` (CLIP's input is then made from those). A stored asset decoded for OCR alone
-    (:attr:`FileWork.stored`) gets no CLIP input, and what goes wrong is OCR's problem: the
-    asset keeps everything it has.
+    ``text_side`` (CLIP's input is then made from those). A stored asset decoded for OCR or
+    hashes alone (:attr:`FileWork.stored`) gets no CLIP input, and what goes wrong is that
+    stage's problem: the asset keeps everything it has.
 
     Args:
         size: Model input side.
@@ -154,9 +154,10 @@ class Decode:
 
 
 def _failed(w: FileWork, stage: str, reason: str) -> FileWork:
-    """A file that cannot be decoded: it fails, unless it is a stored asset (its OCR does)."""
+    """A file that cannot be decoded: it fails, unless it is a stored asset, read again for its
+    text or its hashes: then that stage fails, and the asset stays as it is."""
     if w.stored:
-        return replace(w, problems=(*w.problems, Failure("ocr", reason)))
+        return replace(w, problems=(*w.problems, Failure("ocr" if w.wants("ocr") else "hash", reason)))
     return replace(w, failure=Failure(stage, reason))
 
 

@@ -191,13 +191,15 @@ class Writer:
         self.report.duplicates += bool(originals)
 
     def _later_stages_only(self, w: FileWork) -> None:
-        """A stored file, unchanged, given its missing transcript or text: counted as skipped."""
+        """A stored file, unchanged, given its missing transcript, text or hashes: counted as skipped."""
         assert w.asset_id is not None
         self.report.skipped += 1
         self._write_transcript(w.asset_id, w, keep_old=True)
         self._write_text(w.asset_id, w, keep_old=True)
+        if w.hashes is not None:
+            self.store.duplicates.replace_hashes(w.asset_id, w.hashes, list(w.times))
         self._record_problems(w)
-        self._images += len(w.times) if w.ocr_lines is not None else 0
+        self._images += len(w.times) if w.ocr_lines is not None or w.hashes is not None else 0
 
     def _write_transcript(self, asset_id: int, w: FileWork, keep_old: bool) -> None:
         if w.segments is not None:

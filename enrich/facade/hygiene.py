@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from assetlens.enrich.facade.catalog import LibraryParts
 from assetlens.enrich.facade.records import FilterArg, as_filter
-from assetlens.enrich.rehash import fill_hashes
+from assetlens.enrich.hash_pass import fill_hashes
 from assetlens.enrich.vocabulary import library_vocabulary
 from assetlens.search import learned
 from assetlens.search.catalog.meta import filter_sql
 from assetlens.search.duplicates import Group
-from assetlens.search.library import LibraryCore
 from assetlens.search.store.learned import LearnedTag
 
 ExampleRef = int | str
@@ -43,11 +43,8 @@ class DuplicateGroups:
                 "unreadable": list(self.unreadable)}  # fmt: skip
 
 
-class HygieneMethods:
+class HygieneMethods(LibraryParts):
     """Near-duplicates and learned tags (mixed into :class:`Library`)."""
-
-    core: LibraryCore
-    _writing: Callable[[str, bool], Any]
 
     def duplicates(
         self,
@@ -82,7 +79,10 @@ class HygieneMethods:
         if missing or rebuild or store.duplicates.unchecked()[0]:
             with self._writing("duplicates", wait):
                 if missing:
-                    filled = fill_hashes(store, missing, progress=progress)
+                    options = self._ingest_options(
+                        None if progress is None else lambda p: progress(p.done, p.total)
+                    )
+                    filled = fill_hashes(store, list(store.assets(missing).values()), options)
                 index = None if rebuild else self.core.index.sync()
                 near.rebuild() if rebuild else near.update(index)
         allowed = None

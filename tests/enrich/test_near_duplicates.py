@@ -190,15 +190,22 @@ def test_assets_stored_before_hashes_are_hashed_from_their_files(tmp_path: Path)
             lib.core.duplicates.regroup()
         assert lib.count("near_duplicate:true") == 0
         (folder / "rocket__jpeg30.jpg").unlink()
+        changed = folder / "rocket__brighter15.jpg"  # new content under a stored path: not hashed as is
+        changed.write_bytes((folder / "rocket.jpg").read_bytes())
 
         found = lib.duplicates()
 
-        assert found.hashed == 12
-        [gone] = found.unreadable
-        assert gone["uri"] == str(folder / "rocket__jpeg30.jpg") and gone["reason"]
-        assert len(found.groups) == 1 and len(found.groups[0].members) == 12
-        again = lib.duplicates()  # the unreadable one is tried again, and named again
-        assert again.hashed == 0 and [u["uri"] for u in again.unreadable] == [gone["uri"]]
+        assert found.hashed == 11
+        edited, gone = sorted(found.unreadable, key=lambda u: u["uri"])
+        assert gone["uri"] == str(folder / "rocket__jpeg30.jpg") and "cannot read" in gone["reason"]
+        assert edited["uri"] == str(changed) and "changed since it was ingested" in edited["reason"]
+        assert edited["asset_id"] == lib.asset(changed).asset.id
+        assert len(found.groups) == 1 and len(found.groups[0].members) == 11
+        job = store.last_job()
+        assert job is not None and job["kind"] == "hash" and job["status"] == "done"
+        assert {f["stage"] for f in store.failures(job["id"])} == {"hash"}
+        again = lib.duplicates()  # the unreadable ones are tried again, and named again
+        assert again.hashed == 0 and sorted(u["uri"] for u in again.unreadable) == [str(changed), gone["uri"]]
 
 
 def test_hash_stage_pickles_and_hashes_the_whole_frame(tmp_path: Path) -> None:
