@@ -329,7 +329,10 @@ def apply(store: Store, tags: Sequence[LearnedTag], batch: int = 16384) -> dict[
         order = np.lexsort((-scores[:, j], owners))
         _, first = np.unique(owners[order], return_index=True)
         best = order[first]
-        best = best[scores[best, j] >= tag.threshold]
+        # The examples are what the user said: a positive carries the tag (at its own score, if
+        # the model puts it below the threshold), a negative never does.
+        said = np.isin(owners[best], tag.positives)
+        best = best[((scores[best, j] >= tag.threshold) | said) & ~np.isin(owners[best], tag.negatives)]
         times = {vid: t for vid, (_, t) in store.vector_owners(vector_ids[best].tolist()).items()}
         store.learned.replace_tagged(
             tag,

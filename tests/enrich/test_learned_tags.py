@@ -83,6 +83,21 @@ def test_a_learned_tag_goes_to_its_look_now_and_at_later_ingests(
     assert "same.jpg" in learned_of(library, "on-white")
 
 
+def test_the_examples_keep_what_they_were_told_whatever_the_classifier_says(
+    library: assetlens.Library, tmp_path: Path
+) -> None:
+    shoot = tmp_path / "shoot"
+    # A look-alike marked "not this look", and an odd one out marked as having it: the fit may
+    # score either way, but the examples themselves are what the user said.
+    positives = [shoot / f"packshot {i}.jpg" for i in (1, 2, 3, 4)] + [shoot / "scene 12.jpg"]
+    report = library.learn_tag("on-white", positives, [shoot / "packshot 8.jpg"])
+
+    tagged = learned_of(library, "on-white")
+    assert {p.name for p in positives} <= tagged.keys() and "packshot 8.jpg" not in tagged
+    assert report.tagged == len(tagged) == library.count("tag:on-white")
+    assert all(0 < score < 1 for score in tagged.values())  # the classifier's own scores
+
+
 def test_learned_tags_are_exported_as_keywords(library: assetlens.Library, tmp_path: Path) -> None:
     shoot = tmp_path / "shoot"
     library.learn_tag("on-white", [shoot / f"packshot {i}.jpg" for i in (1, 2, 3)])
