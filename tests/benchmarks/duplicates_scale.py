@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from assetlens.enrich.phash import ANCHORS
-from assetlens.search import learned
+from assetlens.search import learned, learned_fit
 from assetlens.search.duplicates import candidates
 from assetlens.search.duplicates.compare import Frames, verify
 from assetlens.search.duplicates.groups import PAIR_MAX_DISTANCE, PAIR_MIN_SIMILARITY, components
@@ -249,12 +249,12 @@ def two_class(n: int, hard: bool, seed: int) -> tuple[np.ndarray, np.ndarray, np
     return vectors, truth, members[~look]
 
 
-def fit_prototype(data: learned.TrainingSet) -> tuple[np.ndarray, float]:
+def fit_prototype(data: learned_fit.TrainingSet) -> tuple[np.ndarray, float]:
     """The alternative: positives' mean minus negatives' mean, Platt-calibrated on the training rows."""
     positive = data.x[data.y == 1].mean(axis=0)
     negative = np.average(data.x[data.y == 0], axis=0, weights=data.weights[data.y == 0])
     direction = (positive - negative).astype(np.float32)
-    slope, bias = learned.fit_logistic((data.x @ direction)[:, None], data.y, data.weights, l2=0.0)
+    slope, bias = learned_fit.fit_logistic((data.x @ direction)[:, None], data.y, data.weights, l2=0.0)
     return direction * slope[0], bias
 
 
@@ -263,9 +263,9 @@ def compare_methods(args: argparse.Namespace) -> dict[str, Any]:
     positives given and negatives given, mean over seeds."""
     out: list[dict[str, Any]] = []
     methods = {
-        "logistic": lambda d: learned.fit_logistic(d.x, d.y, d.weights),
+        "logistic": lambda d: learned_fit.fit_logistic(d.x, d.y, d.weights),
         "prototype": fit_prototype,
-        "logistic, marked negatives weighed as background": lambda d: learned.fit_logistic(
+        "logistic, marked negatives weighed as background": lambda d: learned_fit.fit_logistic(
             d.x, d.y, as_background(d)
         ),
     }
@@ -279,12 +279,12 @@ def compare_methods(args: argparse.Namespace) -> dict[str, Any]:
             rest = np.setdiff1d(np.arange(len(vectors)), np.concatenate([pos, neg]))
             background = rng.choice(rest, learned.BACKGROUND, replace=False)
             x = vectors.astype(np.float32)
-            data = learned.TrainingSet.of(x[pos], x[neg], x[background])
+            data = learned_fit.TrainingSet.of(x[pos], x[neg], x[background])
             for name, fit in methods.items():
                 t0 = time.perf_counter()
                 w, b = fit(data)
                 fit_s = time.perf_counter() - t0
-                tagged = learned._sigmoid(x[rest] @ w + b) >= learned.THRESHOLD
+                tagged = learned_fit.sigmoid(x[rest] @ w + b) >= learned_fit.THRESHOLD
                 hits = int((tagged & truth[rest]).sum())
                 p, r = hits / max(int(tagged.sum()), 1), hits / max(int(truth[rest].sum()), 1)
                 scores[name].append((p, r, 2 * p * r / (p + r) if p + r else 0.0, fit_s))
@@ -297,7 +297,7 @@ def compare_methods(args: argparse.Namespace) -> dict[str, Any]:
     return {"set_size": args.set_size, "seeds": args.seeds, "rows": out, "f1_best_or_tied": wins}
 
 
-def as_background(data: learned.TrainingSet) -> np.ndarray:
+def as_background(data: learned_fit.TrainingSet) -> np.ndarray:
     """The earlier weighting: a marked negative weighs as 4 background assets (so 10 marked ones
     hold ~2% of the negative class)."""
     raw = np.where(data.y == 1, 1.0, np.where(data.background, 0.25, 1.0))
