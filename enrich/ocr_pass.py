@@ -22,7 +22,8 @@ from assetlens.enrich.pipeline import (
     run_stages,
 )
 from assetlens.enrich.plan import stored_work
-from assetlens.enrich.stages import Decode, Ocr, Stage
+from assetlens.enrich.stages import Decode, Stage
+from assetlens.enrich.text_stages import Ocr
 from assetlens.enrich.writer import IngestReport, Writer
 from assetlens.models.ocr import TextReader
 from assetlens.search.store import Asset, Store

@@ -25,8 +25,9 @@ from assetlens.enrich.executors.local import LocalExecutor
 from assetlens.enrich.lock import writer_lock
 from assetlens.enrich.plan import plan_ingest
 from assetlens.enrich.scan import scan
-from assetlens.enrich.stages import Decode, Embed, Ocr, Stage, ingest_stages
-from assetlens.enrich.tagging import Tagger
+from assetlens.enrich.stages import Decode, Embed, Hash, Learned, Stage, Tag
+from assetlens.enrich.tagging import Tagger, TagScorer
+from assetlens.enrich.text_stages import Ocr, Transcribe
 from assetlens.enrich.video import KeyframeOptions
 from assetlens.enrich.work import FileWork
 from assetlens.enrich.writer import IngestProgress, IngestReport, Writer
@@ -34,6 +35,7 @@ from assetlens.models.clip import ClipEncoder
 from assetlens.models.ocr import TextReader
 from assetlens.models.settings import WhisperSettings
 from assetlens.search.duplicates import NearDuplicates
+from assetlens.search.learned import LearnedTag
 from assetlens.search.store import Store
 from assetlens.search.vectors.index import VectorIndex
 
@@ -223,6 +225,30 @@ def make_executor(options: IngestOptions) -> Executor:
         options.ray_address, options.batch_size, options.workers, required=options.engine == "ray",
         actors=options.ray_actors,
     )  # fmt: skip
+
+
+def ingest_stages(
+    decode: Decode,
+    embed: Embed,
+    scorer: TagScorer,
+    transcribe: WhisperSettings | None,
+    ocr: Ocr | None = None,
+    learned: Sequence[LearnedTag] = (),
+) -> list[Stage]:
+    """The stages of an ingest, in order.
+
+    ``transcribe``/``ocr`` None: no speech/text recognition; ``learned``: the library's learned
+    classifiers of this model. OCR comes before transcription so that its pictures are dropped
+    before the longest stage.
+    """
+    stages: list[Stage] = [decode, Hash(), embed, Tag(scorer)]
+    if learned:
+        stages.append(Learned(learned))
+    if ocr is not None:
+        stages.append(ocr)
+    if transcribe is not None:
+        stages.append(Transcribe(transcribe))
+    return stages
 
 
 def run_stages(

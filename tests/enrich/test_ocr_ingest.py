@@ -26,8 +26,9 @@ import assetlens
 from assetlens.enrich.decode import DEFAULT_MAX_PIXELS
 from assetlens.enrich.facade import Library
 from assetlens.enrich.scan import scan
-from assetlens.enrich.stages import Decode, Embed, Ocr, Tag
+from assetlens.enrich.stages import Decode, Embed, Tag
 from assetlens.enrich.tagging import Tagger
+from assetlens.enrich.text_stages import Ocr
 from assetlens.enrich.video import KeyframeOptions
 from assetlens.enrich.work import FileWork
 from assetlens.enrich.writer import IngestReport, Writer
