@@ -24,45 +24,27 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from assetlens.models.clip import ClipEncoder
-from assetlens.search import ranking
 from assetlens.search.errors import QueryError, QueryVectorError
-from assetlens.search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter, to_json
+from assetlens.search.filters import BUILTIN_FIELDS, And, Cmp, Filter, Not, compile_filter
 from assetlens.search.filters.columns import ColumnCache
+from assetlens.search.hits import Hit, explain, set_relevance
 from assetlens.search.paging import Cursor, after, decode_cursor, fingerprint
 from assetlens.search.query_types import MAX_LIMIT, Mode, Page, Query, Result, parse_text
-from assetlens.search.ranking import Calibrator, LexicalQuery, Scale, fuse, lexical_relevance
-from assetlens.search.store import Store, Tag
+from assetlens.search.ranking import Calibrator, LexicalQuery, Scale, lexical_relevance
+from assetlens.search.store import Store
 from assetlens.search.store.ocr import best_line
 from assetlens.search.vectors.index import VectorIndex
 from assetlens.search.vectors.search import VectorSearch
 
 HYBRID_DEPTH = 500  # fused lists are this deep on every page, so fused scores never move between pages
 BACKGROUND_SAMPLE = 2000
-
-
-@dataclass
-class _Hit:
-    asset_id: int
-    score: float | None = None
-    t: float | None = None
-    semantic: float | None = None  # calibrated relevance of the cosine
-    lexical_rank: int | None = None
-    lexical_level: int | None = None
-    lexical: float | None = None  # relevance of the word match
-    segment: dict[str, Any] | None = None
-    ocr: bool = False  # the text read in its pictures matched the query words
-    sort_key: Any = None
-    relevance: float | None = None
-    hidden: list[int] = field(default_factory=list)  # its near-duplicates collapsed into it
 
 
 class SearchEngine:
@@ -245,18 +227,18 @@ class SearchEngine:
         depth: int,
         field_sort: bool,
         cursor: Cursor | None,
-    ) -> tuple[list[_Hit], dict[str, Any], Scale | None]:
+    ) -> tuple[list[Hit], dict[str, Any], Scale | None]:
         """Both rankings of a query, each hit's relevance, and the order (minus ``min_relevance`` cuts);
         ``condition`` is (AST, schema, compiled SQL, parameters, now). Returns the calibration used."""
         ast, schema, where, params, now = condition
         scale = cursor.scale if cursor is not None else None
         plan: dict[str, Any] = {"mode": query.mode}
-        hits: dict[int, _Hit] = {}
+        hits: dict[int, Hit] = {}
         if vector is not None and query.mode != "lexical":
             k = depth if not field_sort else MAX_LIMIT * 10
             found, plan["vector"] = self.vectors.search(vector, ast, k, schema, now)
             for asset_id, score, t in found:
-                hits[asset_id] = _Hit(asset_id, score, t)
+                hits[asset_id] = Hit(asset_id, score, t)
             if cursor is None:  # a later page keeps the first page's calibration (search.paging)
                 scale = self._calibrator_now().scale(vector)
         words = " ".join(t for t, _ in query.text)
@@ -264,10 +246,10 @@ class SearchEngine:
         if lexical is not None:
             found_words = self.store.lexical_search(lexical.levels, where, params, depth)
             for rank, (asset_id, level, bm25, segment, ocr) in enumerate(found_words, 1):
-                hit = hits.setdefault(asset_id, _Hit(asset_id))
+                hit = hits.setdefault(asset_id, Hit(asset_id))
                 hit.lexical_rank, hit.lexical_level, hit.segment, hit.ocr = rank, level, segment, ocr
                 hit.lexical = lexical_relevance(level, bm25)
-        _relevance(hits, scale)
+        set_relevance(hits, scale)
         cut = query.min_relevance
         if cut is not None:
             hits = {i: h for i, h in hits.items() if h.relevance is None or h.relevance >= cut}
@@ -284,11 +266,11 @@ class SearchEngine:
         ordered = sorted(hits.values(), key=lambda h: (-h.sort_key, h.asset_id))
         return ordered, plan, scale
 
-    def _collapse(self, hits: list[_Hit]) -> list[_Hit]:
+    def _collapse(self, hits: list[Hit]) -> list[Hit]:
         """The best-ranked hit of each near-duplicate group (``hits`` in order); the others are
         listed on it."""
         groups = self.store.duplicates.group_of([h.asset_id for h in hits])
-        first: dict[int, _Hit] = {}
+        first: dict[int, Hit] = {}
         out = []
         for hit in hits:
             group = groups.get(hit.asset_id)
@@ -300,7 +282,7 @@ class SearchEngine:
             out.append(hit)
         return out
 
-    def _field_sorted(self, query: Query, hits: dict[int, _Hit], where: str, params: list[Any]) -> list[_Hit]:
+    def _field_sorted(self, query: Query, hits: dict[int, Hit], where: str, params: list[Any]) -> list[Hit]:
         name, _, direction = str(query.sort).partition(":")
         column = _sort_column(name)
         order = f"{column} IS NULL, {column} {'ASC' if direction == 'asc' else 'DESC'}, a.id"
@@ -326,7 +308,7 @@ class SearchEngine:
             rows = self.store.sorted_asset_ids(where, params, (column, order), MAX_LIMIT * 10)
         out = []
         for asset_id, value in rows:
-            hit = hits.get(asset_id) or _Hit(asset_id)
+            hit = hits.get(asset_id) or Hit(asset_id)
             hit.sort_key = value
             out.append(hit)
         return out
@@ -339,7 +321,7 @@ class SearchEngine:
             self._calibrator = (count, Calibrator(self.store.sample_vectors(BACKGROUND_SAMPLE)))
         return self._calibrator[1]
 
-    def _results(self, hits: list[_Hit], query: Query) -> list[Result]:
+    def _results(self, hits: list[Hit], query: Query) -> list[Result]:
         ids = [h.asset_id for h in hits]
         assets, tags = self.store.assets(ids), self.store.tags_of(ids)
         words = {w.lower() for t, _ in query.text for w in re.findall(r"\w+", t)}
@@ -355,7 +337,7 @@ class SearchEngine:
             line = best_line(read.get(h.asset_id, []), words)
             # A video's time: the matched speech, else the frame whose text matched, else the best frame.
             t = h.segment["start"] if h.segment else line.t if line and line.t is not None else h.t
-            explanation = _explain(
+            explanation = explain(
                 h, asset.uri, asset.meta, asset.embedded, tags[h.asset_id], words, query.filter
             )
             if line is not None:
@@ -368,19 +350,6 @@ class SearchEngine:
         return out
 
 
-def _relevance(hits: dict[int, _Hit], scale: Scale | None) -> None:
-    """Each hit's semantic relevance (its cosine on the query's scale) and its relevance, fused
-    when both lists found it."""
-    scored = [h for h in hits.values() if h.score is not None]
-    if scored:
-        semantic = ranking.semantic_relevance(np.array([h.score for h in scored]), scale)
-        for hit, value in zip(scored, semantic, strict=True):
-            hit.semantic = float(value)
-    for hit in hits.values():
-        known = hit.semantic is not None or hit.lexical is not None
-        hit.relevance = fuse(hit.semantic, hit.lexical) if known else None
-
-
 def _sort_column(name: str) -> str:
     """SQL for a sort field: a built-in column, or a meta/embedded value (path as a literal we built)."""
     if name in BUILTIN_FIELDS:
@@ -389,36 +358,3 @@ def _sort_column(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", meta):
         raise QueryError(f"cannot sort by {name!r}: give a built-in field or meta.NAME")
     return f"coalesce(json_extract(a.meta, '$.\"{meta}\"'), json_extract(a.embedded, '$.\"{meta}\"'))"
-
-
-def _explain(
-    hit: _Hit,
-    uri: str,
-    meta: dict[str, Any],
-    embedded: dict[str, Any],
-    tags: list[Tag],
-    words: set[str],
-    flt: Filter | None,
-) -> dict[str, Any]:
-    """Why an asset is in the results."""
-    out: dict[str, Any] = {}
-    if hit.score is not None:
-        out["visual"] = {"score": round(hit.score, 6), "t": hit.t}
-        if hit.semantic is not None:
-            out["visual"]["relevance"] = round(hit.semantic, 4)
-    if hit.lexical_level is not None and hit.lexical is not None:
-        match = ranking.lexical_match_name(hit.lexical_level)
-        out["words"] = {"match": match, "relevance": round(hit.lexical, 4)}
-    matched_tags = [t.tag for t in tags if words & set(re.findall(r"\w+", t.tag.lower()))]
-    if matched_tags:
-        out["tags"] = matched_tags
-    if hit.segment is not None:
-        out["transcript"] = hit.segment
-    if hit.lexical_rank is not None:
-        fields = {"filename": Path(uri).name, **{f"meta.{k}": v for k, v in {**embedded, **meta}.items()}}
-        out["text_fields"] = sorted(
-            name for name, value in fields.items() if words & set(re.findall(r"\w+", str(value).lower()))
-        )
-    if flt is not None:
-        out["filter"] = to_json(flt)
-    return out
