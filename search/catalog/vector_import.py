@@ -314,10 +314,16 @@ def _fields(
 def _meta_json(value: Any) -> str | None:
     if value is None:
         return None
-    doc = json.loads(value) if isinstance(value, str | bytes) else value
+    # Python reads and writes NaN and Infinity; JSON (and SQLite, which indexes the meta's words)
+    # has neither: such a row fails alone instead of failing its whole batch at commit.
+    doc = json.loads(value, parse_constant=_not_json) if isinstance(value, str | bytes) else value
     if not isinstance(doc, dict):
         raise ValueError(f"meta must be a JSON object, got {type(doc).__name__}")
-    return value if isinstance(value, str) else json.dumps(doc, ensure_ascii=False)
+    return value if isinstance(value, str) else json.dumps(doc, ensure_ascii=False, allow_nan=False)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"meta holds {constant}, which JSON does not allow")
 
 
 def _tags(value: Any) -> list[tuple[str, float, str, str | None, float | None]] | None:

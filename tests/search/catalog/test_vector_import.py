@@ -81,11 +81,14 @@ def test_bad_rows_are_reported_with_their_row_numbers_and_the_good_rows_land(tmp
     good = unit(rng, 3).tolist()
     nan = good[0][:]
     nan[3] = float("nan")
-    embeddings = [good[0], [0.1] * (DIM + 2), nan, [0.0] * DIM, good[1], None, good[2], good[2], good[2]]
+    embeddings = [good[0], [0.1] * (DIM + 2), nan, [0.0] * DIM, good[1], None, good[2], good[2], good[2],
+                  good[1], good[1]]  # fmt: skip
     uris = ["/ok/1.jpg", "/bad/dim.jpg", "/bad/nan.jpg", "/bad/zero.jpg", None, "/bad/none.jpg",
-            "/bad/meta.jpg", "/bad/t.mp4", "/ok/2.jpg"]  # fmt: skip
-    metas = [None, None, None, None, None, None, "[1, 2]", None, '{"campaign": "spring"}']
-    times = [None, None, None, None, None, None, None, -1.0, None]
+            "/bad/meta.jpg", "/bad/t.mp4", "/ok/2.jpg", "/bad/meta-nan.jpg", "/bad/meta-inf.jpg"]  # fmt: skip
+    # Python's JSON reader takes NaN and Infinity; JSON and SQLite do not.
+    metas = [None, None, None, None, None, None, "[1, 2]", None, '{"campaign": "spring"}',
+             '{"score": NaN}', '{"x": [1, -Infinity]}']  # fmt: skip
+    times = [None, None, None, None, None, None, None, -1.0, None, None, None]
     path = write(tmp_path / "bad.parquet", {
         "uri": pa.array(uris), "embedding": pa.array(embeddings, pa.list_(pa.float32())),
         "meta": pa.array(metas), "t": pa.array(times, pa.float64()),
@@ -95,14 +98,15 @@ def test_bad_rows_are_reported_with_their_row_numbers_and_the_good_rows_land(tmp
     report = import_vectors(store, [path], "m@1", batch_rows=4)
 
     reasons = {f["row"]: f["reason"] for f in report.failures}
-    assert (report.added, report.failed, report.rows) == (2, 7, 9)
+    assert (report.added, report.failed, report.rows) == (2, 9, 11)
     assert "wrong dimension 18" in reasons[1] and "NaN" in reasons[2] and "zero vector" in reasons[3]
     assert reasons[4] == "missing uri" and reasons[5] == "missing embedding"
     assert "meta must be a JSON object" in reasons[6] and "t must be seconds" in reasons[7]
+    assert "meta holds NaN" in reasons[9] and "meta holds -Infinity" in reasons[10]
     assert sorted(uri for _, uri in store.uris()) == ["/ok/1.jpg", "/ok/2.jpg"]
     assert store.asset(store.asset_ids_for_uris(["/ok/2.jpg"])["/ok/2.jpg"]).meta == {"campaign": "spring"}
     recorded = store.failures(report.job_id)
-    assert len(recorded) == 7 and all(f["stage"] == "import" for f in recorded)
+    assert len(recorded) == 9 and all(f["stage"] == "import" for f in recorded)
     assert any(f["uri"] == f"{path}#row=4" and "row 4: missing uri" in f["reason"] for f in recorded)
     vectors, _ = store.vectors_of(store.asset_ids_for_uris(["/ok/1.jpg"])["/ok/1.jpg"])
     np.testing.assert_allclose(vectors[0], good[0], atol=1e-3)  # normalised, float16
