@@ -301,7 +301,7 @@ def _fields(
 ) -> tuple[str | None, str | None, list[tuple[str, float, str, str | None, float | None]] | None]:
     """Why row ``i``'s other fields are bad (None: they are good), its meta and its tags."""
     t, kind = _cell(chunk, "t", i), _cell(chunk, "kind", i)
-    if t is not None and not (isinstance(t, int | float) and math.isfinite(t) and t >= 0):
+    if t is not None and not (_finite(t) and t >= 0):
         return f"t must be seconds >= 0, got {t!r}", None, None
     if kind is not None and kind not in KINDS:
         return f"kind must be one of {', '.join(KINDS)}, got {kind!r}", None, None
@@ -331,14 +331,20 @@ def _tags(value: Any) -> list[tuple[str, float, str, str | None, float | None]] 
         return None
     out = []
     for item in value:
-        tag, score = item["tag"], item["score"]
+        tag, score, t = item["tag"], item["score"], item.get("t")
         source = item.get("source") or "import"
-        if not isinstance(tag, str) or not tag.strip() or not isinstance(score, int | float):
-            raise ValueError(f"tags must be {{tag, score}} items, got {item!r}")
+        if not isinstance(tag, str) or not tag.strip() or not _finite(score):
+            raise ValueError(f"tags must be {{tag, score}} items with a finite score, got {item!r}")
+        if t is not None and not (_finite(t) and t >= 0):
+            raise ValueError(f"a tag's t must be seconds >= 0, got {item!r}")
         if source not in TAG_SOURCES:
             raise ValueError(f"tag source must be one of {', '.join(TAG_SOURCES)}, got {source!r}")
-        out.append((tag, float(score), source, item.get("model"), item.get("t")))
+        out.append((tag, float(score), source, item.get("model"), None if t is None else float(t)))
     return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _asset_values(

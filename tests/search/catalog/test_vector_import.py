@@ -112,6 +112,30 @@ def test_bad_rows_are_reported_with_their_row_numbers_and_the_good_rows_land(tmp
     np.testing.assert_allclose(vectors[0], good[0], atol=1e-3)  # normalised, float16
 
 
+def test_tags_without_a_finite_score_or_time_fail_their_row_alone(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    tags = [
+        [{"tag": "sneaker", "score": float("nan")}],
+        [{"tag": "boot", "score": 0.4, "t": float("inf")}],
+        [{"tag": "sandal", "score": 0.7, "t": 1.5}],
+    ]
+    path = write(tmp_path / "tags.parquet", {
+        "uri": pa.array(["/bad/nan.jpg", "/bad/inf.mp4", "/ok/sandal.mp4"]),
+        "embedding": pa.array(unit(rng, 3).tolist(), pa.list_(pa.float32())), "tags": pa.array(tags),
+    })  # fmt: skip
+    store = Store(tmp_path / "a.db")
+
+    report = import_vectors(store, [path], "m@1")
+
+    reasons = {f["row"]: f["reason"] for f in report.failures}
+    assert (report.added, report.failed) == (1, 2)
+    assert "finite score" in reasons[0] and "t must be seconds" in reasons[1]
+    [(uri, tag, score, t)] = store.db.execute(
+        "SELECT a.uri, t.tag, t.score, t.t FROM tags t JOIN assets a ON a.id = t.asset_id"
+    ).fetchall()
+    assert (uri, tag, score, t) == ("/ok/sandal.mp4", "sandal", 0.7, 1.5)
+
+
 def test_the_model_is_adopted_once_and_another_is_refused_naming_both(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     columns = {
