@@ -11,6 +11,7 @@ import pytest
 from duplicate_set import VARIANTS, real_photos
 from helpers import PHOTOS, ingester_for, open_library
 
+from assetlens.enrich.hash_pass import fill_hashes
 from assetlens.enrich.pipeline import IngestOptions
 from assetlens.search import learned
 from assetlens.search.library import LibraryCore
@@ -73,3 +74,27 @@ def test_ray_ingest_hashes_tags_and_groups_as_the_local_one(cluster: None, tmp_p
     finally:
         local.close()
         remote.close()
+
+
+def test_hashes_for_older_assets_are_the_same_on_ray_as_locally(cluster: None, tmp_path: Path) -> None:
+    # A library stored before hashes existed: `duplicates` reads its files again through the
+    # stage seam, so the pass runs on either executor with the same result.
+    lib = open_library(tmp_path / "data")
+    try:
+        ingester_for(lib).ingest([PHOTOS])
+        store = lib.store
+        assets = list(store.assets(store.embedded_asset_ids()).values())
+
+        def hashed_by(engine: str) -> dict[int, np.ndarray]:
+            with store.transaction():
+                store.db.execute("DELETE FROM frame_hashes")
+            filled = fill_hashes(store, assets, IngestOptions(engine=engine, batch_size=4))  # type: ignore[arg-type]
+            assert filled.hashed == len(assets) and filled.unreadable == []
+            return store.duplicates.hashes_by_asset([a.id for a in assets])
+
+        here, there = hashed_by("local"), hashed_by("ray")
+        assert here.keys() == there.keys() == {a.id for a in assets}
+        assert all(np.array_equal(here[a], there[a]) for a in here)
+        assert store.last_job()["kind"] == "hash"  # type: ignore[index]
+    finally:
+        lib.close()
