@@ -31,6 +31,7 @@ from assetlens.search.store import Store, Tag
 from assetlens.search.store.learned import LearnedTag
 
 MIN_POSITIVES = 3
+MAX_NAME = 100
 BACKGROUND = 2000
 """Assets drawn at random from the library as presumed negatives."""
 
@@ -96,14 +97,13 @@ def learn(
             negative, examples without vectors, a library without vectors, or a vocabulary
             name without ``replace_vocabulary``.
     """
-    name = name.strip()
-    if not name:
-        raise LearnedTagError("a learned tag needs a name")
+    name = _checked_name(name)
     positives, negatives = sorted({int(a) for a in positives}), sorted({int(a) for a in negatives})
-    if not update and store.learned.get(name) is not None:
+    if not update and (known := store.learned.get(name)) is not None:
+        # Tag filters ignore case, so `Hero-Shot` and `hero-shot` would be one tag to them.
         raise LearnedTagError(
-            f"{name!r} is already learned: add examples and refit it with `assetlens tags relearn {name} "
-            f"--positive ...`, or forget it first"
+            f"{known.name!r} is already learned: add examples and refit it with `assetlens tags relearn "
+            f"{known.name} --positive ...`, or forget it first"
         )
     require_vectors(store)
     model = str(store.model_id)
@@ -298,6 +298,17 @@ def stored(store: Store, name: str) -> LearnedTag:
         known = ", ".join(t.name for t in store.learned.all()) or "none yet"
         raise LearnedTagError(f"no learned tag {name!r} (learned tags: {known})")
     return tag
+
+
+def _checked_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise LearnedTagError("a learned tag needs a name")
+    if len(name) > MAX_NAME:
+        raise LearnedTagError(f"a learned tag's name has at most {MAX_NAME} characters, not {len(name)}")
+    if not name.isprintable():
+        raise LearnedTagError(f"a learned tag's name cannot hold control characters: {name!r}")
+    return name
 
 
 def _ids(ids: Sequence[int]) -> str:

@@ -93,8 +93,10 @@ class LearnedTagStore:
         )
 
     def get(self, name: str) -> LearnedTag | None:
-        """The learned tag of this name (exact), or None."""
-        found = self._read("WHERE name = ?", (name,))
+        """The learned tag of this name, in any case (as tag filters match), or None."""
+        found = self._read("WHERE name = ?", (name,)) or [
+            t for t in self.all() if t.name.lower() == name.lower()
+        ]
         return found[0] if found else None
 
     def all(self) -> list[LearnedTag]:

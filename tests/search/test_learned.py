@@ -102,8 +102,26 @@ def test_refusals_name_what_is_wrong(store: Store) -> None:
         learned.resolve_examples(store, [ids[0], 999, "/nowhere/x.jpg", "kind:audio"], "positive")
     with pytest.raises(LearnedTagError, match="no learned tag 'nope'"):
         learned.forget(store, "nope")
+    for bad, why in [
+        ("   ", "needs a name"),
+        ("x" * 101, "at most 100"),
+        ("hero\nshot", "control characters"),
+    ]:
+        with pytest.raises(LearnedTagError, match=why):
+            learned.learn(store, bad, ids[:3])
     assert learned.resolve_examples(store, ["kind:image", str(ids[0])], "positive") == ids
     assert store.learned.all() == []  # nothing half-stored
+
+
+def test_names_differing_only_in_case_are_one_tag(store: Store) -> None:
+    # Tag filters ignore case: `tag:hero-shot` would find both, so a second one is refused, and
+    # every command finds the tag whatever case it is typed in.
+    ids = sorted(two_classes(store, n=30))
+    learned.learn(store, "Hero-Shot", ids[:3])
+    with pytest.raises(LearnedTagError, match="'Hero-Shot' is already learned"):
+        learned.learn(store, "hero-shot", ids[:3])
+    assert learned.relearn(store, "HERO-SHOT", [ids[3]]).tag.name == "Hero-Shot"
+    assert learned.forget(store, "hero-shot").name == "Hero-Shot" and store.learned.all() == []
 
 
 def test_a_video_is_scored_by_its_best_frame(store: Store, tmp_path: Path) -> None:
