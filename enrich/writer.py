@@ -140,15 +140,17 @@ class Writer:
     def _batch(self) -> Iterator[None]:
         """One transaction whose counts join the report only if it commits.
 
-        A Ctrl-C inside it rolls the batch back; the job's final counts must not claim its files.
+        A Ctrl-C inside it rolls the batch back: the job's final counts must not claim its files.
+        One during COMMIT leaves the batch stored: they must (the progress written inside tells).
         """
         saved, images = asdict(self.report), self._images
         try:
             with self.store.transaction():
                 yield
         except BaseException:
-            vars(self.report).update(saved)
-            self._images = images
+            if not self.store.progress_recorded(self.report.job_id, self.report.counts()):
+                vars(self.report).update(saved)
+                self._images = images
             raise
 
     def progress(self) -> IngestProgress:

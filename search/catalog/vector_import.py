@@ -81,14 +81,15 @@ class _Tally:
         self.failures: list[dict[str, Any]] = []
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Counts that join only if the batch's transaction commits (a Ctrl-C rolls it back)."""
+    def batch(self, store: Store, job: int) -> Iterator[None]:
+        """Counts that join only if the batch's transaction commits (see ``Writer._batch``)."""
         counts, failures = dict(self.counts), len(self.failures)
         try:
             yield
         except BaseException:
-            self.counts = counts
-            del self.failures[failures:]
+            if not store.progress_recorded(job, self.counts):
+                self.counts = counts
+                del self.failures[failures:]
             raise
 
 
@@ -127,7 +128,7 @@ def import_vectors(
         # The next batch is read, checked and normalised in a thread while this one is written.
         for batch in prefetch(checked_batches(found, batch_rows, dim), "import-reader"):
             dim = batch.dim
-            with tally.batch(), store.transaction():
+            with tally.batch(store, job), store.transaction():
                 store.ensure_model(model)
                 _write(store, batch, model, job, tally)
                 store.job_progress(job, tally.counts)

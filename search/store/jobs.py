@@ -6,7 +6,8 @@ API keys it checks (kept only as hashes).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from assetlens.search.store.base import StoreBase
@@ -34,6 +35,19 @@ class JobsMixin(StoreBase):
     def job_progress(self, job_id: int, counts: dict[str, int]) -> None:
         """Record a running job's counts so far (readers such as the API show progress)."""
         self.db.execute("UPDATE jobs SET counts = ? WHERE id = ?", (json.dumps(counts), job_id))
+
+    def progress_recorded(self, job_id: int, counts: Mapping[str, Any]) -> bool:
+        """Whether the job's stored counts hold ``counts``.
+
+        Writers record progress inside each batch's transaction, so after a batch is cut short
+        this tells whether it committed: a Ctrl-C that lands during COMMIT is raised only once
+        COMMIT is done.
+        """
+        try:
+            job = self.job(job_id)
+        except sqlite3.Error:
+            return False
+        return job is not None and all(job["counts"].get(k) == v for k, v in counts.items())
 
     def record_failure(self, job_id: int, uri: str, stage: str, reason: str) -> None:
         self.db.execute(

@@ -358,3 +358,37 @@ def test_ctrl_c_inside_a_batch_rolls_it_back_and_the_job_counts_only_what_is_sto
     stored = lib.store.count_assets()["image"]
     assert job is not None and job["status"] == "interrupted"
     assert 0 < stored < N_PHOTOS and job["counts"]["added"] == stored
+
+
+class _CtrlCDuringCommit:
+    """The library's SQLite connection, with a Ctrl-C landing during the COMMIT that stores the
+    second photo. Python raises a signal's KeyboardInterrupt only once the C call it landed in
+    returns, so it surfaces just after that COMMIT: this makes the signal's timing exact."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db, self.fired = db, False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self._db.execute(sql, *args)
+        stored = sql == "COMMIT" and self._db.execute("SELECT count(*) FROM assets").fetchone()[0]
+        if stored and stored >= 2 and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return cursor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
+
+
+def test_ctrl_c_during_a_commit_keeps_the_batch_and_the_job_counts_it(lib: LibraryCore, photos: Path) -> None:
+    real = lib.store.db
+    lib.store.db = _CtrlCDuringCommit(real)  # type: ignore[assignment]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ingester_for(lib).ingest([photos], IngestOptions(batch_size=1, workers=1))
+    finally:
+        fired, lib.store.db = lib.store.db.fired, real  # type: ignore[attr-defined]
+
+    job = lib.store.job(lib.store.last_job()["id"])  # type: ignore[index]
+    assert fired and job is not None and job["status"] == "interrupted"
+    assert lib.store.count_assets()["image"] == 2 == job["counts"]["added"]
