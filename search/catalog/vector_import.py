@@ -134,8 +134,8 @@ def import_vectors(
                 store.job_progress(job, tally.counts)
             if progress is not None:
                 progress(tally.counts["rows"], total)
-    except BaseException:
-        store.finish_job(job, "failed", tally.counts)
+    except BaseException as exc:  # Ctrl-C: the batches written are kept, as an ingest's are
+        store.finish_job(job, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", tally.counts)
         raise
     finally:
         store.db.execute(f"PRAGMA cache_size = {int(cache)}")

@@ -136,6 +136,28 @@ def test_tags_without_a_finite_score_or_time_fail_their_row_alone(tmp_path: Path
     assert (uri, tag, score, t) == ("/ok/sandal.mp4", "sandal", 0.7, 1.5)
 
 
+def test_an_interrupted_import_keeps_its_batches_and_the_next_run_adds_the_rest(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    uris = [f"/shoot/{i}.jpg" for i in range(10)]
+    path = write(tmp_path / "ten.parquet", {
+        "uri": pa.array(uris), "embedding": pa.array(unit(rng, 10).tolist(), pa.list_(pa.float32())),
+    })  # fmt: skip
+    store = Store(tmp_path / "a.db")
+
+    def ctrl_c_after_two_batches(done: int, total: int) -> None:
+        if done >= 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_vectors(store, [path], "m@1", batch_rows=3, progress=ctrl_c_after_two_batches)
+    job = store.last_job()
+    assert job is not None and job["status"] == "interrupted"
+    assert store.job(job["id"])["counts"]["added"] == len(store.uris()) == 6  # type: ignore[index]
+
+    again = import_vectors(store, [path], "m@1", batch_rows=3)
+    assert (again.added, again.unchanged) == (4, 6) and sorted(u for _, u in store.uris()) == sorted(uris)
+
+
 def test_the_model_is_adopted_once_and_another_is_refused_naming_both(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     columns = {
