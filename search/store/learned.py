@@ -132,19 +132,8 @@ class LearnedTagStore:
     ) -> None:
         """Make ``asset_ids`` (with their scores and best frames) the assets holding the learned tag."""
         self.db.execute("DELETE FROM tags WHERE source = 'learned' AND tag = ?", (tag.name,))
-        self.add_tagged(tag, asset_ids, scores, times)
-
-    def add_tagged(
-        self,
-        tag: LearnedTag,
-        asset_ids: Sequence[int],
-        scores: Sequence[float],
-        times: Sequence[float | None],
-    ) -> None:
-        """Give the learned tag to more assets (their earlier score, if any, is replaced)."""
         self.db.executemany(
-            "INSERT OR REPLACE INTO tags (asset_id, tag, score, source, model, t) "
-            "VALUES (?, ?, ?, 'learned', ?, ?)",
+            "INSERT INTO tags (asset_id, tag, score, source, model, t) VALUES (?, ?, ?, 'learned', ?, ?)",
             [
                 (int(a), tag.name, float(s), tag.model, t)
                 for a, s, t in zip(asset_ids, scores, times, strict=True)
