@@ -8,8 +8,8 @@ in one transaction. A crash loses at most the batch in flight, never half an ass
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -136,22 +136,15 @@ class Writer:
             self._record_progress()
         return redo
 
-    @contextmanager
-    def _batch(self) -> Iterator[None]:
-        """One transaction whose counts join the report only if it commits.
-
-        A Ctrl-C inside it rolls the batch back: the job's final counts must not claim its files.
-        One during COMMIT leaves the batch stored: they must (the progress written inside tells).
-        """
+    def _batch(self) -> AbstractContextManager[None]:
+        """One transaction whose counts join the report only if it commits (``Store.job_batch``)."""
         saved, images = asdict(self.report), self._images
-        try:
-            with self.store.transaction():
-                yield
-        except BaseException:
-            if not self.store.progress_recorded(self.report.job_id, self.report.counts()):
-                vars(self.report).update(saved)
-                self._images = images
-            raise
+
+        def undo() -> None:
+            vars(self.report).update(saved)
+            self._images = images
+
+        return self.store.job_batch(self.report.job_id, self.report.counts, undo)
 
     def progress(self) -> IngestProgress:
         """Where the run stands now."""

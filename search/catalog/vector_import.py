@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,17 +80,15 @@ class _Tally:
         self.counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0, "rows": 0, "assets_added": 0}
         self.failures: list[dict[str, Any]] = []
 
-    @contextmanager
-    def batch(self, store: Store, job: int) -> Iterator[None]:
-        """Counts that join only if the batch's transaction commits (see ``Writer._batch``)."""
+    def batch(self, store: Store, job: int) -> AbstractContextManager[None]:
+        """A batch's transaction, whose counts join only if it commits (``Store.job_batch``)."""
         counts, failures = dict(self.counts), len(self.failures)
-        try:
-            yield
-        except BaseException:
-            if not store.progress_recorded(job, self.counts):
-                self.counts = counts
-                del self.failures[failures:]
-            raise
+
+        def undo() -> None:
+            self.counts = counts
+            del self.failures[failures:]
+
+        return store.job_batch(job, lambda: self.counts, undo)
 
 
 def import_vectors(
@@ -128,7 +126,7 @@ def import_vectors(
         # The next batch is read, checked and normalised in a thread while this one is written.
         for batch in prefetch(checked_batches(found, batch_rows, dim), "import-reader"):
             dim = batch.dim
-            with tally.batch(store, job), store.transaction():
+            with tally.batch(store, job):
                 store.ensure_model(model)
                 _write(store, batch, model, job, tally)
                 store.job_progress(job, tally.counts)

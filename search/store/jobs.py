@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from assetlens.search.store.base import StoreBase
@@ -36,13 +37,26 @@ class JobsMixin(StoreBase):
         """Record a running job's counts so far (readers such as the API show progress)."""
         self.db.execute("UPDATE jobs SET counts = ? WHERE id = ?", (json.dumps(counts), job_id))
 
-    def progress_recorded(self, job_id: int, counts: Mapping[str, Any]) -> bool:
-        """Whether the job's stored counts hold ``counts``.
+    @contextmanager
+    def job_batch(
+        self, job_id: int, counts: Callable[[], Mapping[str, Any]], undo: Callable[[], None]
+    ) -> Iterator[None]:
+        """One batch of a job in one transaction, inside which the caller records the job's
+        progress (:meth:`job_progress`) as ``counts()``.
 
-        Writers record progress inside each batch's transaction, so after a batch is cut short
-        this tells whether it committed: a Ctrl-C that lands during COMMIT is raised only once
-        COMMIT is done.
+        A batch cut short (a Ctrl-C) is rolled back, and ``undo`` takes its files back out of the
+        caller's counts, unless it committed after all: a Ctrl-C that lands during COMMIT is
+        raised only once COMMIT is done, and the progress stored then tells.
         """
+        try:
+            with self.transaction():
+                yield
+        except BaseException:
+            if not self._progress_recorded(job_id, counts()):
+                undo()
+            raise
+
+    def _progress_recorded(self, job_id: int, counts: Mapping[str, Any]) -> bool:
         try:
             job = self.job(job_id)
         except sqlite3.Error:
