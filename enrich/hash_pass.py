@@ -13,20 +13,14 @@ of kind ``hash``; a file that cannot be read is a failure of stage ``hash``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from assetlens.enrich.phash import THUMB_SIDE
-from assetlens.enrich.pipeline import (
-    IngestOptions,
-    default_batch_size,
-    default_workers,
-    make_executor,
-    run_stages,
-)
-from assetlens.enrich.plan import stored_work
+from assetlens.enrich.pipeline import IngestOptions, run_stored_pass
+from assetlens.enrich.plan import picture_work
 from assetlens.enrich.stages import Decode, Hash, Stage
-from assetlens.enrich.writer import IngestReport, Writer
+from assetlens.enrich.writer import IngestReport
 from assetlens.search.store import Asset, Store
 
 HASH = frozenset({"decode", "hash"})
@@ -60,39 +54,18 @@ def fill_hashes(store: Store, assets: Sequence[Asset], options: IngestOptions) -
     Raises:
         KeyboardInterrupt: Finished batches are kept; the job is marked ``interrupted``.
     """
-    options = replace(
-        options,
-        workers=options.workers or default_workers(),
-        batch_size=options.batch_size or default_batch_size(),
-    )
-    work = [stored_work(a, HASH) for a in assets if a.status == "ok" and a.kind in ("image", "video")]
-    job = store.start_job("hash", {"assets": [w.asset_id for w in work]})
-    writer = Writer(store, IngestReport(job), store.model_id or "", len(work), options.progress)
-    stages: list[Stage] = [Decode(THUMB_SIDE, options.max_pixels, options.keyframes, frozenset()), Hash()]
-    status = "done"
-    try:
-        executor = make_executor(options)
-        try:
-            run_stages(executor, stages, work, writer)
-        finally:
-            executor.close()
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except BaseException:
-        status = "failed"
-        raise
-    finally:
+    work = picture_work(assets, HASH)
+
+    def summarise(written: IngestReport, status: str) -> tuple[HashFill, dict[str, int]]:
         ids = {str(w.candidate.path): w.asset_id for w in work}
         unhashed = set(store.duplicates.unhashed())
-        report = HashFill(job, hashed=sum(1 for a in ids.values() if a not in unhashed))
-        report.unreadable = [
+        fill = HashFill(written.job_id, hashed=sum(1 for a in ids.values() if a not in unhashed))
+        fill.unreadable = [
             {"asset_id": ids.get(f["uri"]), "uri": f["uri"], "reason": f["reason"]}
-            for f in reversed(store.failures(job, limit=len(work) + 1))
+            for f in reversed(store.failures(written.job_id, limit=len(work) + 1))
         ]
-        try:
-            store.finish_job(job, status, {"hashed": report.hashed, "unreadable": len(report.unreadable)})
-        except Exception:
-            if status == "done":  # else the error that stopped the run matters more
-                raise
-    return report
+        return fill, {"hashed": fill.hashed, "unreadable": len(fill.unreadable)}
+
+    stages: list[Stage] = [Decode(THUMB_SIDE, options.max_pixels, options.keyframes, frozenset()), Hash()]
+    args = {"assets": [w.asset_id for w in work]}
+    return run_stored_pass(store, "hash", args, work, stages, options, summarise)

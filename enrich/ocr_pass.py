@@ -10,21 +10,15 @@ library's writer lock, in a job of kind ``ocr``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from assetlens.enrich.lock import writer_lock
-from assetlens.enrich.pipeline import (
-    IngestOptions,
-    default_batch_size,
-    default_workers,
-    make_executor,
-    run_stages,
-)
-from assetlens.enrich.plan import stored_work
+from assetlens.enrich.pipeline import IngestOptions, run_stored_pass
+from assetlens.enrich.plan import picture_work
 from assetlens.enrich.stages import Decode, Stage
 from assetlens.enrich.text_stages import Ocr
-from assetlens.enrich.writer import IngestReport, Writer
+from assetlens.enrich.writer import IngestReport
 from assetlens.models.ocr import TextReader
 from assetlens.search.store import Asset, Store
 
@@ -77,47 +71,23 @@ def read_text(
         LibraryBusyError: Another process writes to the library.
         KeyboardInterrupt: Finished batches are kept; the job is marked ``interrupted``.
     """
-    options = replace(
-        options,
-        workers=options.workers or default_workers(),
-        batch_size=options.batch_size or default_batch_size(),
-    )
     with writer_lock(store, "ocr"):
-        work = [stored_work(a, READ) for a in assets if a.status == "ok" and a.kind in ("image", "video")]
-        args = {"assets": [a.id for a in assets], "mode": reader.settings.ocr, "model": reader.cache_key}
-        job = store.start_job("ocr", args)
-        done = IngestReport(job)
-        report = TextReport(
-            job, skipped=len(assets) - len(work), mode=reader.settings.ocr, model=reader.cache_key
-        )
-        writer = Writer(store, done, store.model_id or "", len(work), options.progress)
-        side = reader.settings.ocr_frame_side
-        stages: list[Stage] = [
-            Decode(image_size, options.max_pixels, options.keyframes, frozenset(), side),
-            Ocr(reader.settings, options.max_pixels, reader),
-        ]
-        status = "done"
-        try:
-            executor = make_executor(options)
-            try:
-                run_stages(executor, stages, work, writer)
-            finally:
-                executor.close()
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        except BaseException:
-            status = "failed"
-            raise
-        finally:
-            report.read, report.failed = done.ocr_read, done.ocr_failed
+        work = picture_work(assets, READ)
+
+        def summarise(written: IngestReport, status: str) -> tuple[TextReport, dict[str, int]]:
+            mode, model = reader.settings.ocr, reader.cache_key
+            report = TextReport(written.job_id, skipped=len(assets) - len(work), mode=mode, model=model)
+            report.read, report.failed = written.ocr_read, written.ocr_failed
             report.interrupted = status == "interrupted"
             lines = store.ocr.lines_by_asset([w.asset_id for w in work if w.asset_id is not None])
             report.with_text, report.lines = len(lines), sum(len(x) for x in lines.values())
-            counts = {k: v for k, v in report.as_dict().items() if type(v) is int and k != "job_id"}
-            try:
-                store.finish_job(job, status, counts)
-            except Exception:
-                if status == "done":  # else the error that stopped the run matters more
-                    raise
-        return report
+            return report, {k: v for k, v in report.as_dict().items() if type(v) is int and k != "job_id"}
+
+        stages: list[Stage] = [
+            Decode(
+                image_size, options.max_pixels, options.keyframes, frozenset(), reader.settings.ocr_frame_side
+            ),
+            Ocr(reader.settings, options.max_pixels, reader),
+        ]
+        args = {"assets": [a.id for a in assets], "mode": reader.settings.ocr, "model": reader.cache_key}
+        return run_stored_pass(store, "ocr", args, work, stages, options, summarise)

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from assetlens.enrich.decode import DEFAULT_MAX_PIXELS
 from assetlens.enrich.executors import Executor
@@ -40,6 +40,8 @@ from assetlens.search.store import Store
 from assetlens.search.vectors.index import VectorIndex
 
 __all__ = ["IngestOptions", "IngestProgress", "IngestReport", "Ingester", "reembed_library"]
+
+S = TypeVar("S")  # a stored-asset pass's own report
 
 
 def default_workers(device: str = "cpu") -> int:
@@ -249,6 +251,55 @@ def ingest_stages(
     if transcribe is not None:
         stages.append(Transcribe(transcribe))
     return stages
+
+
+def run_stored_pass(
+    store: Store,
+    kind: str,
+    args: dict[str, Any],
+    work: list[FileWork],
+    stages: list[Stage],
+    options: IngestOptions,
+    summarise: Callable[[IngestReport, str], tuple[S, dict[str, int]]],
+) -> S:
+    """Run ``stages`` over work on stored assets (``assetlens ocr``, the hashes of assets stored
+    before hashes existed) in a job of kind ``kind``: on the executor of ``options`` (0 workers or
+    batch size: as for a CPU ingest), through the writer.
+
+    ``summarise(written, status)`` gives the caller's report and the job's final counts, however
+    the pass ends.
+
+    Raises:
+        KeyboardInterrupt: Finished batches are kept; the job is marked ``interrupted``.
+    """
+    options = replace(
+        options,
+        workers=options.workers or default_workers(),
+        batch_size=options.batch_size or default_batch_size(),
+    )
+    written = IngestReport(store.start_job(kind, args))
+    writer = Writer(store, written, store.model_id or "", len(work), options.progress)
+    status = "done"
+    try:
+        executor = make_executor(options)
+        try:
+            run_stages(executor, stages, work, writer)
+        finally:
+            executor.close()
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException:
+        status = "failed"
+        raise
+    finally:
+        summary, counts = summarise(written, status)
+        try:
+            store.finish_job(written.job_id, status, counts)
+        except Exception:
+            if status == "done":  # else the error that stopped the run matters more
+                raise
+    return summary
 
 
 def run_stages(

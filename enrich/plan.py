@@ -8,7 +8,7 @@ to record). The plan only reads the store; the writer writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -87,11 +87,16 @@ def later_work(candidate: Candidate, asset: Asset, todo: frozenset[str]) -> File
     return FileWork(candidate, todo, asset_id=asset.id, kind=asset.kind, content_hash=asset.content_hash)
 
 
-def stored_work(asset: Asset, todo: frozenset[str]) -> FileWork:
-    """:func:`later_work` on a stored asset's file as the library recorded it (no scan)."""
-    kind = cast(Kind, asset.kind)
-    candidate = Candidate(Path(asset.uri), kind, asset.mime or "", asset.size or 0, asset.mtime or 0.0)
-    return later_work(candidate, asset, todo)
+def picture_work(assets: Sequence[Asset], todo: frozenset[str]) -> list[FileWork]:
+    """:func:`later_work` on the files of the ingested images and videos among ``assets``, as the
+    library recorded them (no scan)."""
+    return [
+        later_work(
+            Candidate(Path(a.uri), cast(Kind, a.kind), a.mime or "", a.size or 0, a.mtime or 0.0), a, todo
+        )
+        for a in assets
+        if a.status == "ok" and a.kind in ("image", "video")
+    ]
 
 
 def _unchanged(store: Store, item: Candidate | ScanFailure, existing: Asset) -> bool:
