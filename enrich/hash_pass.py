@@ -58,13 +58,13 @@ def fill_hashes(store: Store, assets: Sequence[Asset], options: IngestOptions) -
 
     def summarise(written: IngestReport, status: str) -> tuple[HashFill, dict[str, int]]:
         ids = {str(w.candidate.path): w.asset_id for w in work}
-        unhashed = set(store.duplicates.unhashed())
-        fill = HashFill(written.job_id, hashed=sum(1 for a in ids.values() if a not in unhashed))
-        fill.unreadable = [
+        unreadable = [
             {"asset_id": ids.get(f["uri"]), "uri": f["uri"], "reason": f["reason"]}
             for f in reversed(store.failures(written.job_id, limit=len(work) + 1))
         ]
-        return fill, {"hashed": fill.hashed, "unreadable": len(fill.unreadable)}
+        # Each file the writer took got its hashes, or failed to be read.
+        fill = HashFill(written.job_id, written.skipped - len(unreadable), unreadable)
+        return fill, {"hashed": fill.hashed, "unreadable": len(unreadable)}
 
     stages: list[Stage] = [Decode(THUMB_SIDE, options.max_pixels, options.keyframes, frozenset()), Hash()]
     args = {"assets": [w.asset_id for w in work]}
