@@ -62,69 +62,87 @@ def checked_batches(found: list[tuple[str, Path]], batch_rows: int, dim: int) ->
             yield _check(chunk, dim)
 
 
-def _cell(chunk: Chunk, name: str, i: int) -> Any:
-    values = chunk.columns.get(name)
-    return None if values is None else values[i]
-
-
-def _t(chunk: Chunk, i: int) -> float | None:
-    value = _cell(chunk, "t", i)
-    return None if value is None else float(value)
-
-
 def _check(chunk: Chunk, dim: int) -> CheckedBatch:
+    # Column by column, with a loop of Python only where a row's own value must be looked at:
+    # the import reads tens of thousands of rows a second, and this thread shares two cores
+    # with the writing one.
     n = len(chunk.uris)
-    finite = np.isfinite(chunk.vectors).all(axis=1) if chunk.vectors.shape[1] else np.ones(n, bool)
-    nonzero = np.abs(chunk.vectors).max(axis=1) > 0 if chunk.vectors.shape[1] else np.zeros(n, bool)
-    reasons: list[str | None] = []
-    metas: list[str | None] = []
-    tags: list[list[tuple[str, float, str, str | None, float | None]] | None] = []
-    for i in range(n):
-        uri, length = chunk.uris[i], int(chunk.lengths[i])
-        meta = given = reason = None
+    stored, reasons = _vectors(chunk, dim)
+    for i, uri in enumerate(chunk.uris):
         if not isinstance(uri, str) or not uri.strip():
-            reason = "missing uri"
-        elif length < 0:
-            reason = "missing embedding"
-        elif length != dim:
-            reason = f"wrong dimension {length}: the library's vectors have {dim}"
-        elif not finite[i]:
-            reason = "the embedding holds NaN or infinite values"
-        elif not nonzero[i]:
-            reason = "zero vector (it has no direction to compare)"
-        else:
-            reason, meta, given = _fields(chunk, i)
-        reasons.append(reason)
-        metas.append(meta)
-        tags.append(given)
-    vectors = chunk.vectors if chunk.vectors.shape[1] == dim else np.zeros((n, dim), np.float32)
-    norms = np.linalg.norm(vectors, axis=1)
-    stored = (vectors / np.where(norms > 0, norms, 1)[:, None]).astype(VECTOR_DTYPE)
-    rows: dict[tuple[str, float | None], int] = {}
-    for i in range(n):
-        if reasons[i] is None:
-            rows[(chunk.uris[i], _t(chunk, i))] = i
+            reasons[i] = "missing uri"
+    columns = chunk.columns
+    ts = columns.get("t") or [None] * n
+    for i in _given(columns.get("t"), reasons):
+        if not (_finite(ts[i]) and ts[i] >= 0):
+            reasons[i] = f"t must be seconds >= 0, got {ts[i]!r}"
+    for i in _given(columns.get("kind"), reasons):
+        if columns["kind"][i] not in KINDS:
+            reasons[i] = f"kind must be one of {', '.join(KINDS)}, got {columns['kind'][i]!r}"
+    metas: list[str | None] = [None] * n
+    tags: list[list[tuple[str, float, str, str | None, float | None]] | None] = [None] * n
+    for name, parse, out in (("meta", _meta_json, metas), ("tags", _tags, tags)):
+        for i in _given(columns.get(name), reasons):
+            try:
+                out[i] = parse(columns[name][i])
+            except (ValueError, TypeError, KeyError) as exc:
+                reasons[i] = str(exc)
+    for i, reason in enumerate(reasons):  # a row with a bad field takes none of its fields
+        if reason is not None:
+            metas[i] = tags[i] = None
+    rows = {
+        (chunk.uris[i], None if ts[i] is None else float(ts[i])): i for i in range(n) if reasons[i] is None
+    }
     new_values: dict[str, tuple[str, str | None, str | None, str | None, str]] = {}
-    for (uri, _), i in rows.items():
+    for (uri, t), i in rows.items():
         if uri not in new_values:
-            new_values[uri] = _asset_values(chunk, i, uri, metas[i])
+            new_values[uri] = _asset_values(chunk, i, uri, t, metas[i])
     blobs = [stored[i].tobytes() for i in rows.values()]
     return CheckedBatch(chunk, dim, reasons, metas, tags, rows, blobs, new_values)
 
 
-def _fields(
-    chunk: Chunk, i: int
-) -> tuple[str | None, str | None, list[tuple[str, float, str, str | None, float | None]] | None]:
-    """Why row ``i``'s other fields are bad (None: they are good), its meta and its tags."""
-    t, kind = _cell(chunk, "t", i), _cell(chunk, "kind", i)
-    if t is not None and not (_finite(t) and t >= 0):
-        return f"t must be seconds >= 0, got {t!r}", None, None
-    if kind is not None and kind not in KINDS:
-        return f"kind must be one of {', '.join(KINDS)}, got {kind!r}", None, None
-    try:
-        return None, _meta_json(_cell(chunk, "meta", i)), _tags(_cell(chunk, "tags", i))
-    except (ValueError, TypeError, KeyError) as exc:
-        return str(exc), None, None
+def _vectors(chunk: Chunk, dim: int) -> tuple[np.ndarray, list[str | None]]:
+    """The rows' vectors normalised to the stored dtype, and why a row's vector is bad (None: good)."""
+    n, vectors = len(chunk.uris), chunk.vectors
+    reasons: list[str | None] = [None] * n
+    for i in np.flatnonzero(chunk.lengths != dim):
+        length = int(chunk.lengths[i])
+        reasons[i] = (
+            "missing embedding"
+            if length < 0
+            else f"wrong dimension {length}: the library's vectors have {dim}"
+        )
+    if vectors.shape[1] != dim:
+        return np.zeros((n, dim), VECTOR_DTYPE), reasons
+    squares = np.einsum("ij,ij->i", vectors, vectors)
+    odd = np.flatnonzero(~np.isfinite(squares) | (squares == 0))
+    squares[odd] = 1.0
+    stored = np.empty((n, dim), VECTOR_DTYPE)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.multiply(vectors, (1.0 / np.sqrt(squares))[:, None], out=stored, casting="unsafe")
+    # Only rows whose sum of squares is NaN, infinite or 0 are looked at again: those holding NaN
+    # or infinity, zero vectors, and vectors whose squares overflow or underflow float32.
+    for i in odd:
+        row = vectors[i].astype(np.float64)
+        largest = np.abs(row).max()
+        if not np.isfinite(largest):
+            reasons[i] = reasons[i] or "the embedding holds NaN or infinite values"
+        elif largest == 0:
+            reasons[i] = reasons[i] or "zero vector (it has no direction to compare)"
+        else:
+            row /= largest
+            stored[i] = row / np.linalg.norm(row)
+            continue
+        stored[i] = 0
+    return stored, reasons
+
+
+def _given(values: list[Any] | None, reasons: list[str | None]) -> Iterator[int]:
+    """Rows still good that hold a value in ``values`` (a column absent from the file holds none)."""
+    if values is not None:
+        for i, value in enumerate(values):
+            if value is not None and reasons[i] is None:
+                yield i
 
 
 def _meta_json(value: Any) -> str | None:
@@ -132,7 +150,9 @@ def _meta_json(value: Any) -> str | None:
         return None
     # Python reads and writes NaN and Infinity; JSON (and SQLite, which indexes the meta's words)
     # has neither: such a row fails alone instead of failing its whole batch at commit.
-    doc = json.loads(value, parse_constant=_not_json) if isinstance(value, str | bytes) else value
+    if isinstance(value, bytes):
+        value = value.decode()
+    doc = _DECODER.decode(value) if isinstance(value, str) else value
     if not isinstance(doc, dict):
         raise ValueError(f"meta must be a JSON object, got {type(doc).__name__}")
     return value if isinstance(value, str) else json.dumps(doc, ensure_ascii=False, allow_nan=False)
@@ -140,6 +160,9 @@ def _meta_json(value: Any) -> str | None:
 
 def _not_json(constant: str) -> None:
     raise ValueError(f"meta holds {constant}, which JSON does not allow")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)  # one for all rows: making one costs as much as a parse
 
 
 def _tags(value: Any) -> list[tuple[str, float, str, str | None, float | None]] | None:
@@ -164,14 +187,15 @@ def _finite(value: Any) -> bool:
 
 
 def _asset_values(
-    chunk: Chunk, i: int, uri: str, meta: str | None
+    chunk: Chunk, i: int, uri: str, t: float | None, meta: str | None
 ) -> tuple[str, str | None, str | None, str | None, str]:
     mime = _mime(posixpath.splitext(uri)[1])
-    kind = _cell(chunk, "kind", i)
+    kinds, dates = chunk.columns.get("kind"), chunk.columns.get("created")
+    kind = None if kinds is None else kinds[i]
     if kind is None:
         major = (mime or "").split("/")[0]
-        kind = major if major in KINDS else ("video" if _t(chunk, i) is not None else "image")
-    created = _cell(chunk, "created", i)
+        kind = major if major in KINDS else ("video" if t is not None else "image")
+    created = None if dates is None else dates[i]
     return uri, kind, mime, None if created is None else str(created), meta or "{}"
 
 

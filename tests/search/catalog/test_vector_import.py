@@ -112,6 +112,25 @@ def test_bad_rows_are_reported_with_their_row_numbers_and_the_good_rows_land(tmp
     np.testing.assert_allclose(vectors[0], good[0], atol=1e-3)  # normalised, float16
 
 
+def test_vectors_of_any_scale_are_stored_as_their_direction(tmp_path: Path) -> None:
+    # Squares of 1e30 overflow float32 and squares of 1e-30 underflow it: such vectors are not
+    # zero vectors, and their direction is what a search compares.
+    direction = unit(np.random.default_rng(4), 1)[0].astype(np.float64)
+    scales = {"/huge.jpg": 1e30, "/tiny.jpg": 1e-30, "/plain.jpg": 3.0}
+    path = write(tmp_path / "scales.parquet", {
+        "uri": pa.array(list(scales)),
+        "embedding": pa.array([(direction * s).tolist() for s in scales.values()], pa.list_(pa.float64())),
+    })  # fmt: skip
+    store = Store(tmp_path / "a.db")
+
+    report = import_vectors(store, [path], "m@1")
+
+    assert (report.added, report.failed) == (3, 0)
+    for uri, aid in store.asset_ids_for_uris(list(scales)).items():
+        vectors, _ = store.vectors_of(aid)
+        np.testing.assert_allclose(vectors[0], direction, atol=1e-3, err_msg=uri)
+
+
 def test_tags_without_a_finite_score_or_time_fail_their_row_alone(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     tags = [
