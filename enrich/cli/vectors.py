@@ -13,6 +13,7 @@ import click
 from assetlens.enrich.cli.common import echo_fields, emit, show_progress, wait_option
 from assetlens.enrich.cli.root import library
 from assetlens.enrich.facade.admin import IndexKind
+from assetlens.search.store.imports import BATCH_ROWS
 
 
 @contextmanager
@@ -40,7 +41,7 @@ def _build_progress(draw: Callable[[int, int], None] | None) -> Callable[[Any], 
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--model", help="The embeddings' model id (default: the files' own, else the library's).")
 @click.option(
-    "--batch-rows", type=click.IntRange(1, 1_000_000), default=50_000, show_default=True,
+    "--batch-rows", type=click.IntRange(1, 1_000_000), default=BATCH_ROWS, show_default=True,
     help="Rows read and written per transaction (memory grows with it).",
 )  # fmt: skip
 @click.option("--no-index", is_flag=True, help="Leave the vector index for the next writer or search.")

@@ -36,6 +36,7 @@ from assetlens.search.learned import apply as apply_learned
 from assetlens.search.learned import relearn_all
 from assetlens.search.library import LibraryCore
 from assetlens.search.query_types import Mode, Query, open_query_image, parse_text
+from assetlens.search.store.imports import BATCH_ROWS
 
 if TYPE_CHECKING:  # pyarrow loads with the importer: only `import` pays for it
     from assetlens.search.catalog.vector_import import VectorImportReport
@@ -269,7 +270,7 @@ class Library(CatalogMethods, TextMethods, AdminMethods, HygieneMethods):
         paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         *,
         model: str | None = None,
-        batch_rows: int = 50_000,
+        batch_rows: int = BATCH_ROWS,
         index: bool = True,
         wait: bool = False,
         progress: Callable[[int, int], None] | None = None,

@@ -35,6 +35,7 @@ from assetlens.search.catalog.vector_sources import (
 from assetlens.search.errors import ModelMismatchError
 from assetlens.search.prefetch import prefetch
 from assetlens.search.store import Store
+from assetlens.search.store.imports import BATCH_ROWS
 
 __all__ = ["VectorImportError", "VectorImportReport", "import_vectors"]
 
@@ -96,7 +97,7 @@ def import_vectors(
     paths: list[Path],
     model: str | None = None,
     *,
-    batch_rows: int = 50_000,
+    batch_rows: int = BATCH_ROWS,
     progress: Callable[[int, int], None] | None = None,
 ) -> VectorImportReport:
     """Import embedding files and folders into the library.

@@ -192,15 +192,18 @@ BEGIN_DEFERRED = "INSERT OR REPLACE INTO state SELECT 'deferred_words', coalesce
 CATCH_UP_WORDS = (
     """INSERT OR IGNORE INTO touched SELECT 'assets', id FROM assets
     WHERE id > (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'deferred_words')""",
-    "DELETE FROM assets_fts WHERE rowid IN (SELECT asset_id FROM touched WHERE room = 'assets')",
+    # (Assets new in this transaction have no document yet: only older ones can lose theirs.)
+    """DELETE FROM assets_fts WHERE rowid IN (SELECT asset_id FROM touched WHERE room = 'assets'
+        AND asset_id <= (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'deferred_words'))""",
+    # (An empty object has no words: json_tree is not opened for it, as for most imported assets.)
     """INSERT INTO assets_fts(rowid, name, tags, meta)
     SELECT id, replace(uri, rtrim(uri, replace(uri, '/', '')), ''),
         coalesce((SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = assets.id), ''),
-        coalesce((SELECT group_concat(value, ' ') FROM json_tree(assets.meta)
-                      WHERE atom IS NOT NULL), '')
-            || ' ' ||
-            coalesce((SELECT group_concat(value, ' ') FROM json_tree(assets.embedded)
-                      WHERE atom IS NOT NULL), '')
+        CASE WHEN assets.meta = '{}' THEN '' ELSE coalesce((SELECT group_concat(value, ' ')
+            FROM json_tree(assets.meta) WHERE atom IS NOT NULL), '') END
+        || ' ' ||
+        CASE WHEN assets.embedded = '{}' THEN '' ELSE coalesce((SELECT group_concat(value, ' ')
+            FROM json_tree(assets.embedded) WHERE atom IS NOT NULL), '') END
     FROM assets WHERE id IN (SELECT asset_id FROM touched WHERE room = 'assets')""",
     """UPDATE assets_fts SET tags = coalesce(
         (SELECT group_concat(tag, ' ') FROM tags WHERE asset_id = assets_fts.rowid), '')
