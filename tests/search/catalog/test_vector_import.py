@@ -131,6 +131,24 @@ def test_vectors_of_any_scale_are_stored_as_their_direction(tmp_path: Path) -> N
         np.testing.assert_allclose(vectors[0], direction, atol=1e-3, err_msg=uri)
 
 
+def test_a_batch_of_many_statements_lands_every_row_with_its_own_vector(tmp_path: Path) -> None:
+    # A batch is written a thousand rows per INSERT: 2,345 rows make three, the last one partial.
+    vectors = unit(np.random.default_rng(5), 2345)
+    uris = [f"/many/{i:05d}.jpg" for i in range(len(vectors))]
+    path = write(tmp_path / "many.parquet", {
+        "uri": pa.array(uris), "embedding": pa.array(vectors.tolist(), pa.list_(pa.float32())),
+    })  # fmt: skip
+    store = Store(tmp_path / "a.db")
+
+    report = import_vectors(store, [path], "m@1", batch_rows=2345)
+
+    assert (report.added, report.assets_added, store.count_vectors()) == (2345, 2345, 2345)
+    ids = store.asset_ids_for_uris(uris)
+    for i in (0, 999, 1000, 1999, 2000, 2344):
+        stored, _ = store.vectors_of(ids[uris[i]])
+        np.testing.assert_allclose(stored[0], vectors[i], atol=1e-3)
+
+
 def test_tags_without_a_finite_score_or_time_fail_their_row_alone(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     tags = [
