@@ -26,9 +26,14 @@ KINDS = ("image", "video", "audio")
 TAG_SOURCES = ("clip", "user", "import")
 
 
-def _first_dim(chunk: Chunk) -> int:
-    lengths = chunk.lengths[chunk.lengths > 0]
-    return int(np.bincount(lengths).argmax()) if len(lengths) else 0
+def _first_dim(found: list[tuple[str, Path]], batch_rows: int) -> int:
+    """The most common vector length of the first batch holding vectors (0: none has any)."""
+    for layout, path in found:
+        for chunk in read_chunks(layout, path, batch_rows):
+            lengths = chunk.lengths[chunk.lengths > 0]
+            if len(lengths):
+                return int(np.bincount(lengths).argmax())
+    return 0
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,11 @@ class CheckedBatch:
 
 
 def checked_batches(found: list[tuple[str, Path]], batch_rows: int, dim: int) -> Iterator[CheckedBatch]:
+    # An empty library takes the dimension of the files' first vectors; every batch is then read
+    # at that length, so a row of it stays readable in a batch of mostly other lengths.
+    dim = dim or _first_dim(found, batch_rows)
     for layout, path in found:
-        for chunk in read_chunks(layout, path, batch_rows):
-            dim = dim or _first_dim(chunk)
+        for chunk in read_chunks(layout, path, batch_rows, dim):
             yield _check(chunk, dim)
 
 
@@ -112,7 +119,9 @@ def _vectors(chunk: Chunk, dim: int) -> tuple[np.ndarray, list[str | None]]:
             if length < 0
             else f"wrong dimension {length}: the library's vectors have {dim}"
         )
-    if vectors.shape[1] != dim:
+    if not dim or vectors.shape[1] != dim:  # no row has a vector of length dim (an empty list has 0)
+        for i in range(n):
+            reasons[i] = reasons[i] or "zero vector (it has no direction to compare)"
         return np.zeros((n, dim), VECTOR_DTYPE), reasons
     squares = np.einsum("ij,ij->i", vectors, vectors)
     odd = np.flatnonzero(~np.isfinite(squares) | (squares == 0))

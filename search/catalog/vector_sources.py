@@ -97,10 +97,11 @@ def model_of(layout: str, path: Path) -> str | None:
     return meta[MODEL_KEY].decode() if MODEL_KEY in meta else None
 
 
-def read_chunks(layout: str, path: Path, batch_rows: int) -> Iterator[Chunk]:
-    """The rows of a source, ``batch_rows`` at a time."""
+def read_chunks(layout: str, path: Path, batch_rows: int, dim: int = 0) -> Iterator[Chunk]:
+    """The rows of a source, ``batch_rows`` at a time, their vectors read at length ``dim`` (0: the
+    most common length of each batch)."""
     if layout == "parquet":
-        yield from _parquet_chunks(path, batch_rows)
+        yield from _parquet_chunks(path, batch_rows, dim)
     else:
         yield from _clip_retrieval_chunks(path, batch_rows)
 
@@ -112,7 +113,7 @@ def _open(path: Path) -> pq.ParquetFile:
         raise VectorImportError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _parquet_chunks(path: Path, batch_rows: int) -> Iterator[Chunk]:
+def _parquet_chunks(path: Path, batch_rows: int, dim: int) -> Iterator[Chunk]:
     file = _open(path)
     names = set(file.schema_arrow.names)
     for required in ("uri", "embedding"):
@@ -131,7 +132,7 @@ def _parquet_chunks(path: Path, batch_rows: int) -> Iterator[Chunk]:
         # of Arrow's decoding one column at a time costs more than it gives (8.5 s against
         # 10.7 s for 1M 512-d rows).
         for batch in file.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False):
-            vectors, lengths = embedding_matrix(batch.column("embedding"))
+            vectors, lengths = embedding_matrix(batch.column("embedding"), dim)
             columns = {c: _python(batch.column(c)) for c in wanted[2:]}
             yield Chunk(str(path), first, batch.column("uri").to_pylist(), vectors, lengths, columns)
             first += batch.num_rows
@@ -144,17 +145,17 @@ def _is_list(kind: pa.DataType) -> bool:
     return is_list and (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type))
 
 
-def embedding_matrix(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, dim)`` float32 rows and each row's length (-1 for null), ``dim`` the most common length.
+def embedding_matrix(column: pa.Array, dim: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, dim)`` float32 rows and each row's length (-1 for null); ``dim`` 0: the most common length.
 
     Rows of another length are left as zeros; a null inside a list reads as NaN.
     """
     lengths = pc.list_value_length(column).fill_null(-1).to_numpy().astype(np.int64)
     values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     present = lengths[lengths >= 0]
-    if not len(present):
+    if not dim and not len(present):
         return np.zeros((len(lengths), 0), np.float32), lengths
-    dim = int(np.bincount(present).argmax())
+    dim = dim or int(np.bincount(present).argmax())
     if (lengths == dim).all():
         return values.reshape(len(lengths), dim), lengths
     out = np.zeros((len(lengths), dim), np.float32)

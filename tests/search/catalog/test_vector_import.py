@@ -149,6 +149,42 @@ def test_a_batch_of_many_statements_lands_every_row_with_its_own_vector(tmp_path
         np.testing.assert_allclose(stored[0], vectors[i], atol=1e-3)
 
 
+def test_a_row_of_the_librarys_dimension_lands_in_a_batch_of_mostly_other_lengths(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    store = Store(tmp_path / "a.db")
+    first = write(tmp_path / "first.parquet", {
+        "uri": pa.array(["/first.jpg"]), "embedding": pa.array(unit(rng, 1).tolist(), pa.list_(pa.float32())),
+    })  # fmt: skip
+    import_vectors(store, [first], "m@1")
+    good = unit(rng, 1)[0]
+    wide = [0.5] * (DIM + 2)
+    mixed = write(tmp_path / "mixed.parquet", {
+        "uri": pa.array(["/wide/1.jpg", "/wide/2.jpg", "/good.jpg", "/wide/3.jpg", "/empty.jpg"]),
+        "embedding": pa.array([wide, wide, good.tolist(), wide, []], pa.list_(pa.float32())),
+    })  # fmt: skip
+
+    report = import_vectors(store, [mixed])
+
+    reasons = {f["uri"]: f["reason"] for f in report.failures}
+    assert (report.added, report.failed) == (1, 4)
+    assert "wrong dimension 18" in reasons["/wide/1.jpg"] and "wrong dimension 0" in reasons["/empty.jpg"]
+    stored, _ = store.vectors_of(store.asset_ids_for_uris(["/good.jpg"])["/good.jpg"])
+    np.testing.assert_allclose(stored[0], good, atol=1e-3)  # its own vector, not the zeros of a misread
+
+
+def test_a_file_of_empty_embeddings_imports_nothing_and_says_why(tmp_path: Path) -> None:
+    path = write(tmp_path / "empty.parquet", {
+        "uri": pa.array(["/a.jpg", "/b.jpg"]), "embedding": pa.array([[], None], pa.list_(pa.float32())),
+    })  # fmt: skip
+    store = Store(tmp_path / "a.db")
+
+    report = import_vectors(store, [path], "m@1")
+
+    reasons = [f["reason"] for f in report.failures]
+    assert (report.added, report.failed) == (0, 2) and store.count_vectors() == 0
+    assert reasons == ["zero vector (it has no direction to compare)", "missing embedding"]
+
+
 def test_tags_without_a_finite_score_or_time_fail_their_row_alone(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     tags = [
