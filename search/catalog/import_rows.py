@@ -12,16 +12,17 @@ import json
 import math
 import mimetypes
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from assetlens.search.catalog.vector_sources import Chunk, read_chunks
 from assetlens.search.store.vectors import VECTOR_DTYPE
 
+T = TypeVar("T")
 KINDS = ("image", "video", "audio")
 TAG_SOURCES = ("clip", "user", "import")
 
@@ -86,14 +87,8 @@ def _check(chunk: Chunk, dim: int) -> CheckedBatch:
     for i in _given(columns.get("kind"), reasons):
         if columns["kind"][i] not in KINDS:
             reasons[i] = f"kind must be one of {', '.join(KINDS)}, got {columns['kind'][i]!r}"
-    metas: list[str | None] = [None] * n
-    tags: list[list[tuple[str, float, str, str | None, float | None]] | None] = [None] * n
-    for name, parse, out in (("meta", _meta_json, metas), ("tags", _tags, tags)):
-        for i in _given(columns.get(name), reasons):
-            try:
-                out[i] = parse(columns[name][i])
-            except (ValueError, TypeError, KeyError) as exc:
-                reasons[i] = str(exc)
+    metas = _parsed(columns.get("meta"), _meta_json, reasons)
+    tags = _parsed(columns.get("tags"), _tags, reasons)
     for i, reason in enumerate(reasons):  # a row with a bad field takes none of its fields
         if reason is not None:
             metas[i] = tags[i] = None
@@ -120,8 +115,8 @@ def _vectors(chunk: Chunk, dim: int) -> tuple[np.ndarray, list[str | None]]:
             else f"wrong dimension {length}: the library's vectors have {dim}"
         )
     if not dim or vectors.shape[1] != dim:  # no row has a vector of length dim (an empty list has 0)
-        for i in range(n):
-            reasons[i] = reasons[i] or "zero vector (it has no direction to compare)"
+        for row in range(n):
+            reasons[row] = reasons[row] or "zero vector (it has no direction to compare)"
         return np.zeros((n, dim), VECTOR_DTYPE), reasons
     squares = np.einsum("ij,ij->i", vectors, vectors)
     odd = np.flatnonzero(~np.isfinite(squares) | (squares == 0))
@@ -144,6 +139,18 @@ def _vectors(chunk: Chunk, dim: int) -> tuple[np.ndarray, list[str | None]]:
             continue
         stored[i] = 0
     return stored, reasons
+
+
+def _parsed(values: list[Any] | None, parse: Callable[[Any], T], reasons: list[str | None]) -> list[T | None]:
+    """``parse`` of each value of the rows still good (None elsewhere); a value it refuses gives its
+    row the reason."""
+    out: list[T | None] = [None] * len(reasons)
+    for i in _given(values, reasons):
+        try:
+            out[i] = parse(values[i])  # type: ignore[index]  # _given yields nothing when values is None
+        except (ValueError, TypeError, KeyError) as exc:
+            reasons[i] = str(exc)
+    return out
 
 
 def _given(values: list[Any] | None, reasons: list[str | None]) -> Iterator[int]:
