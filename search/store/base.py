@@ -39,8 +39,9 @@ class StoreBase:
                 if self.db.execute("PRAGMA page_count").fetchone()[0] == 0:
                     # A new library: 16 KB pages (SQLite's default is 4 KB). Each committed page
                     # is written to the log and copied back, and at 1-2 KB per asset (a vector
-                    # alone is 1 KB) a commit of 4 KB pages spent 40% of its time in per-page
-                    # work; an existing library keeps its size (WAL cannot change it).
+                    # alone is 1 KB) per-page work made a bulk commit a third slower with 4 KB
+                    # pages (BENCHMARKS.md, issue 12). An existing library keeps its size (WAL
+                    # cannot change it).
                     self.db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 self.db.execute("PRAGMA journal_mode = WAL")
                 # NORMAL is durable across application crashes in WAL mode; only an OS crash
