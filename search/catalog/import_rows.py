@@ -133,11 +133,9 @@ def _vectors(chunk: Chunk, dim: int) -> tuple[np.ndarray, list[str | None]]:
             reasons[i] = reasons[i] or "the embedding holds NaN or infinite values"
         elif largest == 0:
             reasons[i] = reasons[i] or "zero vector (it has no direction to compare)"
-        else:
+        else:  # (a failing row's stored vector is never written)
             row /= largest
             stored[i] = row / np.linalg.norm(row)
-            continue
-        stored[i] = 0
     return stored, reasons
 
 

@@ -179,9 +179,6 @@ BULK_ASSETS = """
     END;
 """
 
-# The condition of every per-row trigger that steps aside while a transaction defers its words.
-DEFERRED_ONLY_WHEN = "NOT EXISTS (SELECT 1 FROM state WHERE key = 'deferred_words')"
-
 # The state key that defers the upkeep, holding the largest asset id when the transaction began.
 BEGIN_DEFERRED = "INSERT OR REPLACE INTO state SELECT 'deferred_words', coalesce(max(id), 0) FROM assets"
 

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from assetlens.search.store.base import StoreBase, _chunks
-from assetlens.search.store.bulk_upkeep import DEFERRED_ONLY_WHEN
 from assetlens.search.store.records import now_iso
 
 # Rows an import reads and writes per transaction. Smaller batches stay in the CPU's caches and
@@ -36,41 +35,19 @@ class ImportsMixin(StoreBase):
     ) -> list[int]:
         """Insert new assets ``(uri, kind, mime, created, meta JSON)``; returns their ids in order.
 
-        Ids follow the largest id (the caller holds the write lock), so a whole batch is one
-        ``executemany`` and no id has to be read back.
+        Ids follow the largest id (the caller holds the write lock), so the rows go in a thousand
+        per statement and no id has to be read back.
         """
         first = int(self.db.execute("SELECT coalesce(max(id), 0) FROM assets").fetchone()[0]) + 1
         at = now_iso()
         ids = list(range(first, first + len(rows)))
-        # Inside a transaction with deferred words, the insert triggers of `assets` do nothing but
-        # still cost a third of each insert: they step aside for the batch and are back before
-        # the transaction ends (DDL is transactional, and the write lock keeps other writers out).
-        idle = self._idle_insert_triggers()
-        for name, _ in idle:
-            self.db.execute(f'DROP TRIGGER "{name}"')
-        try:
-            self._insert_rows(
-                "INSERT INTO assets (id, uri, kind, mime, size, mtime, created, ingested_at, status, meta) "
-                "VALUES",
-                "(?, ?, ?, ?, 0, 0, ?, ?, 'ok', ?)",
-                [(aid, *row[:4], at, row[4]) for aid, row in zip(ids, rows, strict=True)],
-            )
-        finally:  # back even if the caller goes on with the transaction after an error
-            for _, sql in idle:
-                self.db.execute(sql)
-        return ids
-
-    def _idle_insert_triggers(self) -> list[tuple[str, str]]:
-        """``(name, SQL)`` of the insert triggers of ``assets`` that do nothing now: those that
-        wait for the transaction's bulk upkeep (:mod:`.bulk_upkeep`), while it is on."""
-        if not self.db.in_transaction or self.get_state("deferred_words") is None:
-            return []
-        rows = self.db.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'assets' "
-            "AND sql LIKE '%AFTER INSERT ON assets%' AND sql LIKE ?",
-            (f"%WHEN {DEFERRED_ONLY_WHEN}%",),
+        self._insert_rows(
+            "INSERT INTO assets (id, uri, kind, mime, size, mtime, created, ingested_at, status, meta) "
+            "VALUES",
+            "(?, ?, ?, ?, 0, 0, ?, ?, 'ok', ?)",
+            [(aid, *row[:4], at, row[4]) for aid, row in zip(ids, rows, strict=True)],
         )
-        return [(str(name), str(sql)) for name, sql in rows]
+        return ids
 
     def imported_state(self, asset_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
         """``(meta JSON, created)`` of existing assets, to tell an unchanged re-import."""

@@ -175,8 +175,9 @@ def _triggers(store: Store) -> dict[str, str]:
 
 
 def test_an_import_batch_leaves_every_trigger_as_it_was_for_other_connections_too(store: Store) -> None:
-    # The insert triggers of `assets` step aside during a batch's insert (they would do nothing
-    # then): another connection must never see them missing, and a rollback must restore them.
+    # An import batch defers the words of its assets to the end of its transaction: another
+    # connection sees the triggers unchanged, and a failed insert or a rollback keeps the words
+    # of what is stored right.
     before = _triggers(store)
     reader = Store(store.path, readonly=True)
     meta = '{"campaign": "Spring Sale"}'
